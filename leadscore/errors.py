@@ -1,0 +1,54 @@
+"""The exception hierarchy: everything leadscore raises on purpose is a LeadscoreError."""
+
+from __future__ import annotations
+
+
+class LeadscoreError(Exception):
+    """Root of every error leadscore raises on purpose."""
+
+
+class ConfigError(LeadscoreError):
+    """A setting is missing or invalid."""
+
+
+class RulesError(LeadscoreError):
+    """A rules file cannot be used; ``problems`` lists each one with its file and line."""
+
+    def __init__(self, source: str, problems: list[RuleProblem]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s) in the rules:\n{lines}")
+
+
+class RuleProblem:
+    """One problem in a rules file: where it is and what to do about it."""
+
+    __slots__ = ("line", "location", "message", "source")
+
+    def __init__(self, source: str, line: int | None, location: str, message: str) -> None:
+        self.source = source
+        self.line = line
+        self.location = location
+        self.message = message
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line else self.source
+        at = f" ({self.location})" if self.location else ""
+        return f"{where}{at}: {self.message}"
+
+
+class InvalidEvent(LeadscoreError):
+    """An input record cannot be scored; it goes to the dead-letter topic with ``reason``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class BrokerUnavailable(LeadscoreError):
+    """The Kafka cluster did not answer in time."""
+
+
+class TopicsMissing(LeadscoreError):
+    """Topics the worker needs do not exist; `leadscore topics create` makes them."""

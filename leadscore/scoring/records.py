@@ -1,0 +1,197 @@
+"""What scoring produces: the lead record kept in the table and the records emitted.
+
+LeadRecord is the internal per-lead state (the table value). LeadAction,
+ScoreChange and LeadState are the output contracts in schemas/*.avsc.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ActionKind = Literal["threshold_crossed", "stage_changed", "disqualified", "erased"]
+RiskLevel = Literal["low", "medium", "high"]
+
+# Emitted scores carry 4 decimals: enough for audits, and free of float noise
+# such as 20.99999998 for 21 points spread over a few seconds of decay.
+SCORE_DECIMALS = 4
+
+
+def out(score: float) -> float:
+    """A score as it is emitted."""
+    return round(score, SCORE_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One rule's share of a score (or of a change)."""
+
+    rule_id: str
+    points: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule_id": self.rule_id, "points": out(self.points)}
+
+
+@dataclass(slots=True)
+class LeadRecord:
+    """Everything scoring keeps about one lead. Scores are as of ``ref_ms`` (event time)."""
+
+    contact_id: str
+    account_id: str | None
+    stage: str
+    rules_version: str
+    score: float = 0.0
+    ref_ms: int = 0  # latest event time accepted
+    first_event_ms: int = 0
+    event_count: int = 0
+    updated_ms: int = 0
+    contributions: dict[str, float] = field(default_factory=dict)  # rule id -> points at ref_ms
+    fired: list[str] = field(default_factory=list)  # thresholds fired and not yet re-armed
+    action_seq: dict[str, int] = field(default_factory=dict)  # "kind:name" -> actions so far
+    velocity: dict[int, int] = field(default_factory=dict)  # event-time hour -> accepted events
+    seen: dict[str, int] = field(default_factory=dict)  # event id digest -> event time
+    dedupe_floor_ms: int = 0  # events older than this can no longer be deduplicated
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "contact_id": self.contact_id,
+            "account_id": self.account_id,
+            "stage": self.stage,
+            "rules_version": self.rules_version,
+            "score": self.score,
+            "ref_ms": self.ref_ms,
+            "first_event_ms": self.first_event_ms,
+            "event_count": self.event_count,
+            "updated_ms": self.updated_ms,
+            "contributions": self.contributions,
+            "fired": self.fired,
+            "action_seq": self.action_seq,
+            "velocity": {str(k): v for k, v in self.velocity.items()},
+            "seen": self.seen,
+            "dedupe_floor_ms": self.dedupe_floor_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LeadRecord:
+        return cls(
+            contact_id=data["contact_id"],
+            account_id=data.get("account_id"),
+            stage=data["stage"],
+            rules_version=data["rules_version"],
+            score=float(data["score"]),
+            ref_ms=int(data["ref_ms"]),
+            first_event_ms=int(data["first_event_ms"]),
+            event_count=int(data["event_count"]),
+            updated_ms=int(data["updated_ms"]),
+            contributions=dict(data["contributions"]),
+            fired=list(data["fired"]),
+            action_seq=dict(data["action_seq"]),
+            velocity={int(k): int(v) for k, v in data["velocity"].items()},
+            seen=dict(data["seen"]),
+            dedupe_floor_ms=int(data["dedupe_floor_ms"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LeadAction:
+    """A threshold crossing or stage change, for routing and notification sinks."""
+
+    action_id: str
+    contact_id: str
+    account_id: str | None
+    kind: ActionKind
+    name: str
+    score: float
+    previous_score: float
+    stage: str
+    previous_stage: str
+    occurred_at: int
+    emitted_at: int
+    cause_event_id: str | None
+    reasons: tuple[Reason, ...]
+    rules_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action_id": self.action_id,
+            "contact_id": self.contact_id,
+            "account_id": self.account_id,
+            "kind": self.kind,
+            "name": self.name,
+            "score": out(self.score),
+            "previous_score": out(self.previous_score),
+            "stage": self.stage,
+            "previous_stage": self.previous_stage,
+            "occurred_at": self.occurred_at,
+            "emitted_at": self.emitted_at,
+            "cause_event_id": self.cause_event_id,
+            "reasons": [r.to_dict() for r in self.reasons],
+            "rules_version": self.rules_version,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreChange:
+    """Audit record: new_score = old_score - decay_applied + delta."""
+
+    contact_id: str
+    event_id: str
+    event_type: str
+    old_score: float
+    new_score: float
+    delta: float
+    decay_applied: float
+    reasons: tuple[Reason, ...]
+    rules_version: str
+    occurred_at: int
+    processed_at: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "contact_id": self.contact_id,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "old_score": out(self.old_score),
+            "new_score": out(self.new_score),
+            "delta": out(self.delta),
+            "decay_applied": out(self.decay_applied),
+            "reasons": [r.to_dict() for r in self.reasons],
+            "rules_version": self.rules_version,
+            "occurred_at": self.occurred_at,
+            "processed_at": self.processed_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LeadState:
+    """The published snapshot of one lead (compacted lead-state topic)."""
+
+    contact_id: str
+    account_id: str | None
+    score: float
+    fit: float
+    stage: str
+    velocity: int
+    risk: RiskLevel
+    next_action: str
+    last_event_at: int
+    event_count: int
+    updated_at: int
+    rules_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "contact_id": self.contact_id,
+            "account_id": self.account_id,
+            "score": out(self.score),
+            "fit": out(self.fit),
+            "stage": self.stage,
+            "velocity": self.velocity,
+            "risk": self.risk,
+            "next_action": self.next_action,
+            "last_event_at": self.last_event_at,
+            "event_count": self.event_count,
+            "updated_at": self.updated_at,
+            "rules_version": self.rules_version,
+        }
