@@ -1,0 +1,240 @@
+"""The `leadscore` command."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+import click
+import orjson
+
+from leadscore import __version__
+from leadscore.config import Settings, describe_settings, load_settings
+from leadscore.errors import LeadscoreError, RulesError
+from leadscore.logs import setup_logging
+
+
+def _settings_epilog() -> str:
+    lines = ["Settings (environment variables, with defaults):"]
+    for env, default, help_text in describe_settings():
+        lines.append(f"  {env}={default}  {help_text}")
+    return "\b\n" + "\n".join(lines)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except LeadscoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group(epilog=_settings_epilog(), context_settings={"max_content_width": 120})
+@click.version_option(__version__, prog_name="leadscore")
+def main() -> None:
+    """leadscore: real-time lead scoring on Kafka.
+
+    Engagement events in, explained scores and threshold actions out.
+    """
+
+
+@main.command()
+def worker() -> None:
+    """Run the scoring worker (a Faust worker) until SIGTERM or Ctrl-C."""
+    import faust
+
+    from leadscore.codecs.avro import load_all
+    from leadscore.kafka_admin import require_topics
+    from leadscore.scoring import load_rules
+    from leadscore.stream.app import build_app
+
+    settings = _settings()
+    setup_logging(settings.log_level)
+    try:
+        rules = load_rules(settings.rules_file)
+        load_all()
+        partitions = require_topics(settings)[settings.events_topic]
+    except LeadscoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    click.echo(
+        f"leadscore worker: rules {rules.version}, {partitions} partitions of "
+        f"{settings.events_topic}, guarantee {settings.processing_guarantee}",
+        err=True,
+    )
+    app = build_app(settings, rules, partitions)
+    faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()
+
+
+@main.group()
+def topics() -> None:
+    """Manage leadscore's topics."""
+
+
+@topics.command("create")
+def topics_create() -> None:
+    """Create leadscore's topics (partitions, replication, compaction as configured)."""
+    from leadscore.kafka_admin import create_topics
+
+    settings = _settings()
+    try:
+        outcome = create_topics(settings)
+    except LeadscoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for name, state in sorted(outcome.items()):
+        click.echo(f"{state:8} {name}")
+
+
+@main.command()
+@click.argument("source", type=click.File("rb"), default="-")
+@click.option("--format", "wire_format", type=click.Choice(["json", "avro"]), default="json",
+              show_default=True, help="Encoding written to the events topic.")
+def produce(source: Any, wire_format: Literal["json", "avro"]) -> None:
+    """Produce JSON-lines events from SOURCE (a file, or - for stdin), keyed by contact_id."""
+    from leadscore.producing import EventProducer
+
+    producer = EventProducer(_settings(), wire_format)
+    sent = 0
+    bad = 0
+    for number, line in enumerate(source, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = orjson.loads(line)
+            if not isinstance(event, dict):
+                raise ValueError("expected a JSON object")
+        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+            click.echo(f"line {number}: skipped, {exc}", err=True)
+            bad += 1
+            continue
+        producer.send(event)
+        sent += 1
+    left = producer.flush()
+    if left or producer.failed:
+        raise click.ClickException(f"{left + producer.failed} of {sent} events were not delivered")
+    if bad:
+        raise click.ClickException(f"produced {sent} events; skipped {bad} lines that are not JSON objects")
+    click.echo(f"produced {sent} events to {producer.topic}", err=True)
+
+
+@main.command()
+@click.option("--contacts", default=1000, show_default=True, help="Contacts in the population.")
+@click.option("--rate", default=100.0, show_default=True, help="Events per second.")
+@click.option("--duration", default=60.0, show_default=True, help="Seconds to run (0: until Ctrl-C).")
+@click.option("--seed", default=7, show_default=True, help="Random seed: same seed, same traffic.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def simulate(contacts: int, rate: float, duration: float, seed: int, quiet: bool) -> None:
+    """Produce synthetic engagement traffic at a steady rate, with progress."""
+    from leadscore.producing import EventProducer
+    from leadscore.simulate import TrafficModel
+
+    if rate <= 0:
+        raise click.BadParameter("must be positive", param_hint="--rate")
+    producer = EventProducer(_settings())
+    model = TrafficModel(contacts, seed=seed)
+    total = int(rate * duration) if duration > 0 else None
+    started = time.monotonic()
+    sent = 0
+    with click.progressbar(length=total or 0, label="simulating", file=sys.stderr,
+                           hidden=quiet or total is None, show_pos=True) as bar:
+        try:
+            while total is None or sent < total:
+                due = started + sent / rate
+                pause = due - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                producer.send(model.next_event(time.time_ns() // 1_000_000))
+                sent += 1
+                bar.update(1)
+        except KeyboardInterrupt:
+            pass
+    left = producer.flush()
+    elapsed = time.monotonic() - started
+    click.echo(f"simulated {sent} events for {contacts} contacts in {elapsed:.1f} s "
+               f"({sent / max(elapsed, 1e-9):.0f}/s); undelivered {left + producer.failed}", err=True)
+
+
+TAILS = {"actions": "actions_topic", "lead-state": "lead_state_topic",
+         "score-changes": "score_changes_topic", "dlq": "dlq_topic", "events": "events_topic"}
+
+
+@main.command()
+@click.argument("what", type=click.Choice(sorted(TAILS)))
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest record.")
+@click.option("--max", "limit", type=int, default=0, help="Stop after this many records.")
+@click.option("--raw", is_flag=True, help="Print each record as JSON instead of a summary line.")
+def tail(what: str, from_beginning: bool, limit: int, raw: bool) -> None:
+    """Print records of one of leadscore's topics as they arrive (Ctrl-C stops).
+
+    Contact ids are printed as they are in the topic: this is a data viewer.
+    """
+    from confluent_kafka import Consumer
+
+    from leadscore.codecs.records import decode_output, describe
+
+    settings = _settings()
+    topic = getattr(settings, TAILS[what])
+    consumer = Consumer({
+        **settings.confluent_config(),
+        "group.id": f"leadscore-tail-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest" if from_beginning else "latest",
+    })
+    consumer.subscribe([topic])
+    seen = 0
+    try:
+        while not limit or seen < limit:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            seen += 1
+            if what == "dlq":
+                headers = {k: v.decode(errors="replace") for k, v in (msg.headers() or [])}
+                click.echo(f"{headers.get('leadscore.error.reason')}: {headers.get('leadscore.error.message')}"
+                           f" (from {headers.get('leadscore.source.topic')}"
+                           f"/{headers.get('leadscore.source.partition')}@{headers.get('leadscore.source.offset')})")
+                continue
+            record = decode_output(msg.value())
+            click.echo(orjson.dumps(record).decode() if raw else describe(what, record))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+
+
+@main.group()
+def rules() -> None:
+    """Work with rules files."""
+
+
+@rules.command("check")
+@click.argument("path", type=click.Path(path_type=Path))
+def rules_check(path: Path) -> None:
+    """Validate a rules file; problems are listed with their line numbers."""
+    from leadscore.scoring import load_rules
+
+    try:
+        loaded = load_rules(path)
+    except RulesError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        raise SystemExit(1) from exc
+    click.echo(f"{path}: ok (version {loaded.version}, {len(loaded.rules)} rules, "
+               f"{len(loaded.stages)} stages, {len(loaded.thresholds)} thresholds)")
+
+
+@main.command("settings")
+def show_settings() -> None:
+    """Print every setting with its environment variable and current value."""
+    current = _settings()
+    for env, default, help_text in describe_settings():
+        name = env.removeprefix("LEADSCORE_").lower()
+        value = getattr(current, name)
+        shown = "********" if value is not None and "password" in name else value
+        click.echo(f"{env}={'' if shown is None else shown}\n    {help_text} (default: {default or 'none'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Wire formats: decoding input events, encoding outputs, dead-letter envelopes."""

@@ -1,0 +1,89 @@
+"""Creating and checking leadscore's topics with confluent-kafka's admin client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from leadscore.config import Settings
+from leadscore.errors import BrokerUnavailable, TopicsMissing
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    config: dict[str, str]
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """leadscore's own topics and how they are kept (Faust's changelog topics come on top)."""
+    delete = {"cleanup.policy": "delete"}
+    return [
+        TopicSpec(settings.events_topic, {**delete, "retention.ms": str(7 * DAY_MS)}),
+        TopicSpec(settings.actions_topic, {**delete, "retention.ms": str(30 * DAY_MS)}),
+        TopicSpec(settings.lead_state_topic, {"cleanup.policy": "compact"}),
+        TopicSpec(settings.score_changes_topic, {**delete, "retention.ms": str(30 * DAY_MS)}),
+        TopicSpec(settings.dlq_topic, {**delete, "retention.ms": str(30 * DAY_MS)}),
+        TopicSpec(settings.assignments_topic, {**delete, "retention.ms": str(30 * DAY_MS)}),
+    ]
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient(settings.confluent_config())
+
+
+def existing_topics(settings: Settings, timeout: float = 10.0) -> dict[str, int]:
+    """Topic name -> partition count, or BrokerUnavailable if the cluster does not answer."""
+    try:
+        metadata = admin_client(settings).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerUnavailable(
+            f"no answer from Kafka at {settings.bootstrap_servers} within {timeout:g} s"
+        ) from exc
+    return {name: len(t.partitions) for name, t in metadata.topics.items()}
+
+
+def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
+    """Create the topics that do not exist yet; returns topic -> 'created' or 'exists'."""
+    have = existing_topics(settings)
+    wanted = [
+        NewTopic(
+            spec.name,
+            num_partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+            config=spec.config,
+        )
+        for spec in topic_specs(settings)
+        if spec.name not in have
+    ]
+    outcome = {spec.name: "exists" for spec in topic_specs(settings) if spec.name in have}
+    if wanted:
+        admin = admin_client(settings)  # must outlive the futures it returns
+        futures = admin.create_topics(wanted, operation_timeout=timeout)
+        for name, future in futures.items():
+            try:
+                future.result()
+                outcome[name] = "created"
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" in str(exc):
+                    outcome[name] = "exists"
+                else:
+                    raise
+    return outcome
+
+
+def require_topics(settings: Settings) -> dict[str, int]:
+    """Check the worker's topics exist; return their partition counts."""
+    have = existing_topics(settings)
+    needed = [s.name for s in topic_specs(settings) if s.name != settings.assignments_topic]
+    missing = [name for name in needed if name not in have]
+    if missing:
+        raise TopicsMissing(
+            f"topics missing on {settings.bootstrap_servers}: {', '.join(missing)}; "
+            "create them with `leadscore topics create`"
+        )
+    return {name: have[name] for name in needed}

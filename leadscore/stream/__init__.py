@@ -1,0 +1,1 @@
+"""The Faust side: app, table, agent. Thin: decode, call scoring, write, emit."""
