@@ -89,8 +89,14 @@ def topics_create() -> None:
 
 @main.command()
 @click.argument("source", type=click.File("rb"), default="-")
-@click.option("--format", "wire_format", type=click.Choice(["json", "avro"]), default="json",
-              show_default=True, help="Encoding written to the events topic.")
+@click.option(
+    "--format",
+    "wire_format",
+    type=click.Choice(["json", "avro"]),
+    default="json",
+    show_default=True,
+    help="Encoding written to the events topic.",
+)
 def produce(source: Any, wire_format: Literal["json", "avro"]) -> None:
     """Produce JSON-lines events from SOURCE (a file, or - for stdin), keyed by contact_id."""
     from leadscore.producing import EventProducer
@@ -115,17 +121,24 @@ def produce(source: Any, wire_format: Literal["json", "avro"]) -> None:
     if left or producer.failed:
         raise click.ClickException(f"{left + producer.failed} of {sent} events were not delivered")
     if bad:
-        raise click.ClickException(f"produced {sent} events; skipped {bad} lines that are not JSON objects")
+        raise click.ClickException(
+            f"produced {sent} events; skipped {bad} lines that are not JSON objects"
+        )
     click.echo(f"produced {sent} events to {producer.topic}", err=True)
 
 
 @main.command()
 @click.option("--contacts", default=1000, show_default=True, help="Contacts in the population.")
 @click.option("--rate", default=100.0, show_default=True, help="Events per second.")
-@click.option("--duration", default=60.0, show_default=True, help="Seconds to run (0: until Ctrl-C).")
+@click.option(
+    "--duration", default=60.0, show_default=True, help="Seconds to run (0: until Ctrl-C)."
+)
 @click.option("--seed", default=7, show_default=True, help="Random seed: same seed, same traffic.")
+@click.option("--prefix", default="contact-", show_default=True, help="Contact id prefix.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def simulate(contacts: int, rate: float, duration: float, seed: int, quiet: bool) -> None:
+def simulate(
+    contacts: int, rate: float, duration: float, seed: int, prefix: str, quiet: bool
+) -> None:
     """Produce synthetic engagement traffic at a steady rate, with progress."""
     from leadscore.producing import EventProducer
     from leadscore.simulate import TrafficModel
@@ -133,12 +146,17 @@ def simulate(contacts: int, rate: float, duration: float, seed: int, quiet: bool
     if rate <= 0:
         raise click.BadParameter("must be positive", param_hint="--rate")
     producer = EventProducer(_settings())
-    model = TrafficModel(contacts, seed=seed)
+    model = TrafficModel(contacts, seed=seed, prefix=prefix)
     total = int(rate * duration) if duration > 0 else None
     started = time.monotonic()
     sent = 0
-    with click.progressbar(length=total or 0, label="simulating", file=sys.stderr,
-                           hidden=quiet or total is None, show_pos=True) as bar:
+    with click.progressbar(
+        length=total or 0,
+        label="simulating",
+        file=sys.stderr,
+        hidden=quiet or total is None,
+        show_pos=True,
+    ) as bar:
         try:
             while total is None or sent < total:
                 due = started + sent / rate
@@ -152,12 +170,20 @@ def simulate(contacts: int, rate: float, duration: float, seed: int, quiet: bool
             pass
     left = producer.flush()
     elapsed = time.monotonic() - started
-    click.echo(f"simulated {sent} events for {contacts} contacts in {elapsed:.1f} s "
-               f"({sent / max(elapsed, 1e-9):.0f}/s); undelivered {left + producer.failed}", err=True)
+    click.echo(
+        f"simulated {sent} events for {contacts} contacts in {elapsed:.1f} s "
+        f"({sent / max(elapsed, 1e-9):.0f}/s); undelivered {left + producer.failed}",
+        err=True,
+    )
 
 
-TAILS = {"actions": "actions_topic", "lead-state": "lead_state_topic",
-         "score-changes": "score_changes_topic", "dlq": "dlq_topic", "events": "events_topic"}
+TAILS = {
+    "actions": "actions_topic",
+    "lead-state": "lead_state_topic",
+    "score-changes": "score_changes_topic",
+    "dlq": "dlq_topic",
+    "events": "events_topic",
+}
 
 
 @main.command()
@@ -172,16 +198,18 @@ def tail(what: str, from_beginning: bool, limit: int, raw: bool) -> None:
     """
     from confluent_kafka import Consumer
 
-    from leadscore.codecs.records import decode_output, describe
+    from leadscore.codecs.records import decode_output, describe, describe_dead_letter
 
     settings = _settings()
     topic = getattr(settings, TAILS[what])
-    consumer = Consumer({
-        **settings.confluent_config(),
-        "group.id": f"leadscore-tail-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest" if from_beginning else "latest",
-    })
+    consumer = Consumer(
+        {
+            **settings.confluent_config(),
+            "group.id": f"leadscore-tail-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
+        }
+    )
     consumer.subscribe([topic])
     seen = 0
     try:
@@ -191,10 +219,10 @@ def tail(what: str, from_beginning: bool, limit: int, raw: bool) -> None:
                 continue
             seen += 1
             if what == "dlq":
-                headers = {k: v.decode(errors="replace") for k, v in (msg.headers() or [])}
-                click.echo(f"{headers.get('leadscore.error.reason')}: {headers.get('leadscore.error.message')}"
-                           f" (from {headers.get('leadscore.source.topic')}"
-                           f"/{headers.get('leadscore.source.partition')}@{headers.get('leadscore.source.offset')})")
+                headers = msg.headers() or []
+                click.echo(
+                    describe_dead_letter(headers.items() if isinstance(headers, dict) else headers)
+                )
                 continue
             record = decode_output(msg.value())
             click.echo(orjson.dumps(record).decode() if raw else describe(what, record))
@@ -221,8 +249,10 @@ def rules_check(path: Path) -> None:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         raise SystemExit(1) from exc
-    click.echo(f"{path}: ok (version {loaded.version}, {len(loaded.rules)} rules, "
-               f"{len(loaded.stages)} stages, {len(loaded.thresholds)} thresholds)")
+    click.echo(
+        f"{path}: ok (version {loaded.version}, {len(loaded.rules)} rules, "
+        f"{len(loaded.stages)} stages, {len(loaded.thresholds)} thresholds)"
+    )
 
 
 @main.command("settings")
@@ -233,7 +263,8 @@ def show_settings() -> None:
         name = env.removeprefix("LEADSCORE_").lower()
         value = getattr(current, name)
         shown = "********" if value is not None and "password" in name else value
-        click.echo(f"{env}={'' if shown is None else shown}\n    {help_text} (default: {default or 'none'})")
+        click.echo(f"{env}={'' if shown is None else shown}")
+        click.echo(f"    {help_text} (default: {default or 'none'})")
 
 
 if __name__ == "__main__":

@@ -18,17 +18,33 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
-    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated")
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated"
+    )
     app_id: str = Field("leadscore", description="Consumer group id and prefix of internal topics")
     events_topic: str = Field("leadscore.events", description="Input: engagement events")
-    actions_topic: str = Field("leadscore.actions", description="Output: threshold and stage actions")
-    lead_state_topic: str = Field("leadscore.lead-state", description="Output: latest lead snapshot (compacted)")
+    actions_topic: str = Field(
+        "leadscore.actions", description="Output: threshold and stage actions"
+    )
+    lead_state_topic: str = Field(
+        "leadscore.lead-state", description="Output: latest lead snapshot (compacted)"
+    )
     score_changes_topic: str = Field("leadscore.score-changes", description="Output: audit trail")
-    dlq_topic: str = Field("leadscore.dlq", description="Output: input records that could not be scored")
-    assignments_topic: str = Field("leadscore.assignments", description="Output of the routing sink")
-    partitions: int = Field(6, ge=1, le=10_000, description="Partitions of the topics `topics create` makes")
-    replication_factor: int = Field(1, ge=1, le=16, description="Replication of the topics it makes")
-    rules_file: Path | None = Field(None, description="Rules YAML (default: the packaged default rules)")
+    dlq_topic: str = Field(
+        "leadscore.dlq", description="Output: input records that could not be scored"
+    )
+    assignments_topic: str = Field(
+        "leadscore.assignments", description="Output of the routing sink"
+    )
+    partitions: int = Field(
+        6, ge=1, le=10_000, description="Partitions of the topics `topics create` makes"
+    )
+    replication_factor: int = Field(
+        1, ge=1, le=16, description="Replication of the topics it makes"
+    )
+    rules_file: Path | None = Field(
+        None, description="Rules YAML (default: the packaged default rules)"
+    )
     data_dir: Path = Field(Path("data"), description="Where RocksDB tables live")
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once", description="Faust processing guarantee"
@@ -36,7 +52,9 @@ class Settings(BaseSettings):
     output_format: Literal["json", "avro"] = Field(
         "json", description="Encoding of output records (avro: single-object encoding)"
     )
-    max_event_bytes: int = Field(1_000_000, ge=1_000, description="Larger input records are dead-lettered")
+    max_event_bytes: int = Field(
+        1_000_000, ge=1_000, description="Larger input records are dead-lettered"
+    )
     web_enabled: bool = Field(True, description="Serve the worker's HTTP endpoints")
     web_host: str = Field("127.0.0.1", description="Address the HTTP endpoints bind to")
     web_port: int = Field(6066, ge=1, le=65535, description="Port of the HTTP endpoints")
@@ -60,7 +78,9 @@ class Settings(BaseSettings):
         if self.security_protocol.startswith("SASL"):
             conf["sasl.mechanism"] = self.sasl_mechanism
             conf["sasl.username"] = self.sasl_username or ""
-            conf["sasl.password"] = self.sasl_password.get_secret_value() if self.sasl_password else ""
+            conf["sasl.password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else ""
+            )
         if self.ssl_cafile is not None:
             conf["ssl.ca.location"] = str(self.ssl_cafile)
         return conf
@@ -72,7 +92,8 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{ENV_PREFIX}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+            f"{ENV_PREFIX}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from exc
 

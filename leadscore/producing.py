@@ -10,7 +10,12 @@ from confluent_kafka import Producer
 from leadscore.codecs.avro import schema
 from leadscore.config import Settings
 
-AVRO_DEFAULTS = {"account_id": None, "anonymous_id": None, "source": None, "properties": {}}
+AVRO_DEFAULTS: dict[str, Any] = {
+    "account_id": None,
+    "anonymous_id": None,
+    "source": None,
+    "properties": {},
+}
 
 
 class EventProducer:
@@ -38,7 +43,9 @@ class EventProducer:
         while True:
             try:
                 self.producer.produce(
-                    self.topic, key=key or str(event.get("contact_id", "")), value=value,
+                    self.topic,
+                    key=key or str(event.get("contact_id", "")),
+                    value=value,
                     on_delivery=self._delivered,
                 )
                 break

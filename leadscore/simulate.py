@@ -2,7 +2,7 @@
 
 Most contacts browse (page views, email opens); a few show buying intent and
 move through signup, downloads, pricing and demo requests. Seeded, so a run
-can be repeated event for event.
+draws the same contacts and event sequence; event ids are fresh every run.
 """
 
 from __future__ import annotations
@@ -17,12 +17,21 @@ from typing import Any
 MIXES: dict[str, list[tuple[str, float]]] = {
     "browsing": [("page_view", 70), ("email_open", 25), ("email_click", 4), ("download", 1)],
     "curious": [
-        ("page_view", 50), ("email_open", 20), ("email_click", 8), ("download", 10),
-        ("pricing_page_view", 6), ("signup", 4), ("webinar_attended", 2),
+        ("page_view", 50),
+        ("email_open", 20),
+        ("email_click", 8),
+        ("download", 10),
+        ("pricing_page_view", 6),
+        ("signup", 4),
+        ("webinar_attended", 2),
     ],
     "buying": [
-        ("page_view", 30), ("pricing_page_view", 15), ("download", 15), ("signup", 15),
-        ("demo_request", 15), ("email_open", 10),
+        ("page_view", 30),
+        ("pricing_page_view", 15),
+        ("download", 15),
+        ("signup", 15),
+        ("demo_request", 15),
+        ("email_open", 10),
     ],
 }
 INTENT_SHARE = [("browsing", 0.8), ("curious", 0.15), ("buying", 0.05)]
@@ -40,14 +49,18 @@ class Contact:
 class TrafficModel:
     """Draws engagement events for a population of contacts."""
 
-    def __init__(self, contacts: int, seed: int = 7, hot_share: float = 0.02) -> None:
-        self.rng = random.Random(seed)
+    def __init__(
+        self, contacts: int, seed: int = 7, hot_share: float = 0.02, prefix: str = "contact-"
+    ) -> None:
+        self.rng = random.Random(seed)  # noqa: S311 -- synthetic traffic, not security
         self.contacts: list[Contact] = []
         for i in range(contacts):
-            intent = self._pick(INTENT_SHARE)
-            hot = self.rng.random() < hot_share  # a few contacts burst: many events, fast
+            hot = self.rng.random() < hot_share  # a few buyers burst: many events, fast
+            intent = "buying" if hot else self._pick(INTENT_SHARE)
             weight = self.rng.paretovariate(2.0) * (20.0 if hot else 1.0)
-            self.contacts.append(Contact(f"contact-{i:07d}", f"account-{i // 5:06d}", intent, weight))
+            self.contacts.append(
+                Contact(f"{prefix}{i:07d}", f"account-{i // 5:06d}", intent, weight)
+            )
         self._cum: list[float] = []
         total = 0.0
         for c in self.contacts:
@@ -55,17 +68,23 @@ class TrafficModel:
             self._cum.append(total)
 
     def _pick(self, choices: list[tuple[str, float]]) -> str:
-        values, weights = zip(*choices, strict=True)
+        values = [value for value, _ in choices]
+        weights = [weight for _, weight in choices]
         return self.rng.choices(values, weights=weights)[0]
 
     def next_event(self, occurred_at_ms: int) -> dict[str, Any]:
         contact = self.rng.choices(self.contacts, cum_weights=self._cum)[0]
         kind = self._pick(MIXES[contact.intent])
-        properties = {"campaign": self.rng.choice(["q4-webinar", "newsletter", "paid-search", "organic"])}
+        properties = {
+            "campaign": self.rng.choice(["q4-webinar", "newsletter", "paid-search", "organic"])
+        }
         if kind in ("page_view", "pricing_page_view"):
-            properties["url"] = "/pricing" if kind == "pricing_page_view" else self.rng.choice(PAGES)
+            properties["url"] = (
+                "/pricing" if kind == "pricing_page_view" else self.rng.choice(PAGES)
+            )
         return {
-            "event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            # Ids are unique across runs, so a repeated run is new traffic, not duplicates.
+            "event_id": str(uuid.uuid4()),
             "contact_id": contact.contact_id,
             "account_id": contact.account_id,
             "type": kind,

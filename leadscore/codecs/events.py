@@ -31,7 +31,8 @@ def decode_event(key: bytes | None, value: bytes | None, max_bytes: int) -> Enga
         raise InvalidEvent("key_missing", "record has no key; the key must be the contact_id")
     if key != event.contact_id.encode("utf-8"):
         raise InvalidEvent(
-            "key_mismatch", "record key differs from contact_id; producers must key events by contact_id"
+            "key_mismatch",
+            "record key differs from contact_id; producers must key events by contact_id",
         )
     return event
 

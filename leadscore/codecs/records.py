@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from leadscore.codecs.avro import SCHEMA_FILES, SOE_MAGIC, schema
+from leadscore.codecs.dlq import HEADER_PREFIX
 
 
 def decode_output(value: bytes | None) -> Any:
@@ -35,13 +37,31 @@ def _clock(ms: int) -> str:
 def describe(kind: str, r: dict[str, Any]) -> str:
     """One readable line per record."""
     if kind == "actions":
-        why = ", ".join(f"{x['rule_id']} {x['points']:g}" for x in r["reasons"][:4])
-        return (f"{_clock(r['emitted_at'])} {r['contact_id']:<18} {r['kind']:<17} {r['name']:<10} "
-                f"score {r['score']:6.1f}  {r['previous_stage']} -> {r['stage']}  ({why})")
+        why = ", ".join(f"{x['rule_id']} {round(x['points'], 1):g}" for x in r["reasons"][:4])
+        return (
+            f"{_clock(r['emitted_at'])} {r['contact_id']:<18} {r['kind']:<17} {r['name']:<10} "
+            f"score {r['score']:6.1f}  {r['previous_stage']} -> {r['stage']}  ({why})"
+        )
     if kind == "lead-state":
-        return (f"{r['contact_id']:<18} score {r['score']:6.1f} {r['stage']:<9} velocity {r['velocity']:<4} "
-                f"risk {r['risk']:<6} next {r['next_action']}")
+        return (
+            f"{r['contact_id']:<18} score {r['score']:6.1f} {r['stage']:<9} "
+            f"velocity {r['velocity']:<4} risk {r['risk']:<6} next {r['next_action']}"
+        )
     if kind == "score-changes":
-        return (f"{r['contact_id']:<18} {r['event_type']:<18} {r['old_score']:6.1f} -> {r['new_score']:6.1f} "
-                f"(+{r['delta']:g}, decay -{r['decay_applied']:g})")
+        return (
+            f"{r['contact_id']:<18} {r['event_type']:<18} "
+            f"{r['old_score']:6.1f} -> {r['new_score']:6.1f} "
+            f"(+{r['delta']:g}, decay -{r['decay_applied']:g})"
+        )
     return orjson.dumps(r).decode()
+
+
+def describe_dead_letter(headers: Iterable[tuple[str, str | bytes | None]]) -> str:
+    """One line per dead-lettered record: why, and where it came from."""
+    h = {k: v.decode(errors="replace") if isinstance(v, bytes) else (v or "") for k, v in headers}
+    p = HEADER_PREFIX
+    return (
+        f"{h.get(p + 'error.reason')}: {h.get(p + 'error.message')} "
+        f"(from {h.get(p + 'source.topic')}/{h.get(p + 'source.partition')}"
+        f"@{h.get(p + 'source.offset')})"
+    )

@@ -22,7 +22,9 @@ class EngagementEvent(BaseModel):
     event_id: NonEmpty
     contact_id: NonEmpty
     type: Annotated[str, Field(min_length=1, max_length=100)]
-    occurred_at: int = Field(ge=MIN_EVENT_MS, le=MAX_EVENT_MS, description="epoch milliseconds, UTC")
+    occurred_at: int = Field(
+        ge=MIN_EVENT_MS, le=MAX_EVENT_MS, description="epoch milliseconds, UTC"
+    )
     account_id: str | None = None
     anonymous_id: str | None = None
     source: str | None = None

@@ -163,7 +163,9 @@ def parse_rules(text: str, source: str = "<rules>") -> Rules:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
-        raise RulesError(source, [RuleProblem(source, line, "", f"not valid YAML: {problem}")]) from exc
+        raise RulesError(
+            source, [RuleProblem(source, line, "", f"not valid YAML: {problem}")]
+        ) from exc
     if not isinstance(data, dict):
         raise RulesError(source, [RuleProblem(source, 1, "", "the rules file must be a mapping")])
     try:
@@ -182,7 +184,9 @@ def load_rules(path: Path | None = None) -> Rules:
     try:
         text = target.read_text(encoding="utf-8")
     except OSError as exc:
-        raise RulesError(str(target), [RuleProblem(str(target), None, "", f"cannot read: {exc}")]) from exc
+        raise RulesError(
+            str(target), [RuleProblem(str(target), None, "", f"cannot read: {exc}")]
+        ) from exc
     return parse_rules(text, str(target))
 
 
@@ -211,10 +215,12 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 if key.value == str(part):
-                    child = value if not isinstance(value, yaml.ScalarNode) else value
+                    child = value
                     line = key.start_mark.line + 1
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
             child = node.value[part]
             line = child.start_mark.line + 1
         if child is None:

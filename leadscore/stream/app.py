@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -26,7 +26,9 @@ from leadscore.scoring import LeadRecord, Rules, apply_event, snapshot
 
 log = logging.getLogger("leadscore.stream")
 
-RAW = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+RAW: faust.Schema[bytes, bytes] = faust.Schema(
+    key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+)
 TOO_LATE = "too_late"
 
 
@@ -37,7 +39,9 @@ def wall_clock_ms() -> int:
 def _credentials(settings: Settings) -> Any:
     if settings.security_protocol == "PLAINTEXT":
         return None
-    context = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
+    context = ssl.create_default_context(
+        cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
+    )
     if settings.security_protocol.startswith("SASL"):
         return faust.SASLCredentials(
             username=settings.sasl_username,
@@ -77,7 +81,11 @@ def build_app(
     dlq = app.topic(settings.dlq_topic, schema=RAW)
     # key_type and value_type bytes make Faust use the raw codec for the changelog too.
     leads = app.Table(
-        "leads", partitions=partitions, key_type=bytes, value_type=bytes, help="lead records by contact id"
+        "leads",
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+        help="lead records by contact id",
     )
 
     encode_action = encoder("LeadAction", settings.output_format)
@@ -96,12 +104,15 @@ def build_app(
         await dlq.send(key=message.key, value=message.value, headers=headers)
         log.warning(
             "dead-lettered reason=%s partition=%s offset=%s contact=%s",
-            error.reason, message.partition, message.offset, redact(message.key),
+            error.reason,
+            message.partition,
+            message.offset,
+            redact(message.key),
         )
 
     @app.agent(events, name="score")
-    async def score(stream: AsyncIterator[Any]) -> None:
-        async for event in stream.events():  # type: ignore[attr-defined]
+    async def score(stream: faust.StreamT[Any]) -> None:
+        async for event in stream.events():
             message = event.message
             try:
                 engagement = decode_event(message.key, message.value, max_bytes)
@@ -129,7 +140,9 @@ def build_app(
                 await actions.send(key=key, value=encode_action(action.to_dict()))
             if applied.change is not None:
                 await score_changes.send(key=key, value=encode_change(applied.change.to_dict()))
-            await lead_state.send(key=key, value=encode_state(snapshot(applied.record, rules, now).to_dict()))
+            await lead_state.send(
+                key=key, value=encode_state(snapshot(applied.record, rules, now).to_dict())
+            )
             leads[key] = orjson.dumps(applied.record.to_dict())
 
     return app

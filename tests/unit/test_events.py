@@ -15,7 +15,10 @@ BASE = {"event_id": "e1", "contact_id": "c1", "type": "page_view"}
     [1_763_888_400_000, "2025-11-23T09:00:00Z", "2025-11-23T10:00:00+01:00"],
 )
 def test_occurred_at_accepts_epoch_ms_and_iso_with_offset(when: object) -> None:
-    assert EngagementEvent.model_validate({**BASE, "occurred_at": when}).occurred_at == 1_763_888_400_000
+    assert (
+        EngagementEvent.model_validate({**BASE, "occurred_at": when}).occurred_at
+        == 1_763_888_400_000
+    )
 
 
 @pytest.mark.parametrize(

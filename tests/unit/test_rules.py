@@ -18,10 +18,17 @@ def test_default_rules_are_the_seed_defaults() -> None:
         "demo_request": 30,
     }
     assert [rules.stage_for(s) for s in (0, 10.99, 11, 30.9, 31, 59.99, 60)] == [
-        "cold", "cold", "warm", "warm", "hot", "hot", "qualified",
+        "cold",
+        "cold",
+        "warm",
+        "warm",
+        "hot",
+        "hot",
+        "qualified",
     ]
     assert [(t.name, t.score, t.hysteresis) for t in rules.thresholds] == [("mql", 60, 10)]
-    assert rules.half_life_days == 30 and rules.velocity_window_hours == 24
+    assert rules.half_life_days == 30
+    assert rules.velocity_window_hours == 24
     assert rules.dedupe_horizon_days == 7
 
 

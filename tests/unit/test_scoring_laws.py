@@ -39,7 +39,11 @@ histories = st.lists(
 
 
 def test_seed_sequence_scores_and_stages() -> None:
-    evs = [event(1, "page_view", T0), event(2, "signup", T0 + 1000), event(3, "demo_request", T0 + 2000)]
+    evs = [
+        event(1, "page_view", T0),
+        event(2, "signup", T0 + 1000),
+        event(3, "demo_request", T0 + 2000),
+    ]
     _, outcomes = run(evs)
     assert [o.change.to_dict()["new_score"] for o in outcomes if o.change] == [1.0, 21.0, 51.0]
     assert [o.record.stage for o in outcomes] == ["cold", "warm", "hot"]
@@ -51,7 +55,9 @@ def test_crossing_mql_fires_once_with_reasons() -> None:
     evs = [event(1, "signup", T0), event(2, "demo_request", T0 + 1), event(3, "download", T0 + 2)]
     _, outcomes = run(evs)
     crossed = [a for o in outcomes for a in o.actions if a.kind == "threshold_crossed"]
-    assert [(a.name, a.to_dict()["score"], a.cause_event_id) for a in crossed] == [("mql", 60.0, "e-3")]
+    assert [(a.name, a.to_dict()["score"], a.cause_event_id) for a in crossed] == [
+        ("mql", 60.0, "e-3")
+    ]
     assert [(r["rule_id"], r["points"]) for r in crossed[0].to_dict()["reasons"]] == [
         ("demo-request", 30.0),
         ("signup", 20.0),
@@ -65,7 +71,8 @@ def test_any_arrival_order_gives_the_same_score_and_stage(events, rnd) -> None:
     rnd.shuffle(shuffled)
     a, _ = run(events)
     b, _ = run(shuffled)
-    assert a is not None and b is not None
+    assert a is not None
+    assert b is not None
     assert math.isclose(a.score, b.score, rel_tol=1e-9, abs_tol=1e-9)
     assert a.stage == b.stage
     assert (a.event_count, a.ref_ms, a.velocity) == (b.event_count, b.ref_ms, b.velocity)
@@ -91,7 +98,8 @@ def test_duplicate_event_ids_never_change_state(events, data) -> None:
     replay = apply_event(record, again, RULES, now_ms=again.occurred_at + 99)
     assert replay.status == "duplicate"
     assert replay.record == record
-    assert replay.actions == () and replay.change is None
+    assert replay.actions == ()
+    assert replay.change is None
 
 
 @given(st.lists(st.floats(min_value=-80, max_value=80), min_size=1, max_size=60))
@@ -145,20 +153,32 @@ def test_dedupe_memory_is_bounded_per_lead(n_over) -> None:
 
 def test_unknown_event_type_scores_zero_and_is_audited() -> None:
     record, outcomes = run([event(1, "signup", T0), event(2, "tweeted_about_us", T0 + 1)])
-    assert record is not None and record.event_count == 2
+    assert record is not None
+    assert record.event_count == 2
     change = outcomes[1].change
-    assert change is not None and change.delta == 0.0 and change.reasons == ()
+    assert change is not None
+    assert change.delta == 0.0
+    assert change.reasons == ()
 
 
 def test_velocity_counts_the_trailing_window_only() -> None:
     hour = 3_600_000
-    record, _ = run([event(1, "page_view", T0), event(2, "page_view", T0 + 30 * hour), event(3, "page_view", T0 + 31 * hour)])
+    record, _ = run(
+        [
+            event(1, "page_view", T0),
+            event(2, "page_view", T0 + 30 * hour),
+            event(3, "page_view", T0 + 31 * hour),
+        ]
+    )
     from leadscore.scoring.engine import velocity_of
 
-    assert record is not None and velocity_of(record, RULES) == 2
+    assert record is not None
+    assert velocity_of(record, RULES) == 2
 
 
 def test_record_round_trips_through_its_dict() -> None:
-    record, _ = run([event(1, "signup", T0), event(2, "demo_request", T0 + 5), event(3, "download", T0 + 9)])
+    record, _ = run(
+        [event(1, "signup", T0), event(2, "demo_request", T0 + 5), event(3, "download", T0 + 9)]
+    )
     assert record is not None
     assert LeadRecord.from_dict(record.to_dict()) == record

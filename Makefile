@@ -1,0 +1,55 @@
+# One entry point for every routine task. `make help` lists them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+KAFKA_LOCAL := deploy/kafka-local/kafka-local
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-unit test-integration lint format broker broker-stop broker-status clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+install: $(INSTALLED) ## Create .venv with leadscore and its dev tools
+
+demo: $(INSTALLED) ## Local broker, topics, worker and simulated traffic; prints actions until Ctrl-C
+	deploy/demo.sh
+
+test: $(INSTALLED) ## Lint, type-check, unit tests and integration tests on a real Kafka broker
+	$(MAKE) --no-print-directory lint
+	$(BIN)/pytest tests/unit tests/integration
+
+test-unit: $(INSTALLED) ## Unit tests only (no broker)
+	$(BIN)/pytest tests/unit
+
+test-integration: $(INSTALLED) ## Integration tests only (starts the local broker if none is given)
+	$(BIN)/pytest tests/integration
+
+lint: $(INSTALLED) ## ruff (lint and format check) and mypy --strict
+	$(BIN)/ruff check leadscore tests
+	$(BIN)/ruff format --check leadscore tests
+	$(BIN)/mypy
+
+format: $(INSTALLED) ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff format leadscore tests
+	$(BIN)/ruff check --fix leadscore tests
+
+broker: ## Start the local Kafka broker on 127.0.0.1:9092
+	$(KAFKA_LOCAL) start
+
+broker-stop: ## Stop the local Kafka broker
+	$(KAFKA_LOCAL) stop
+
+broker-status: ## Is the local Kafka broker running?
+	$(KAFKA_LOCAL) status
+
+clean: ## Remove the venv, caches and local broker/demo data (not the jar cache)
+	-$(KAFKA_LOCAL) stop
+	rm -rf $(VENV) .kafka-local .kafka-local-test .demo .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,54 @@
+"""Integration tier: a real Kafka broker, real worker processes, real RocksDB."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.kafka import BrokerUnavailableError, broker
+from tests.integration.workers import Deployment, WorkerProcess
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[str]:
+    """Bootstrap servers of a real broker. With CI=true a missing broker fails the run."""
+    try:
+        with broker() as (bootstrap, how):
+            print(f"\nintegration broker: {bootstrap} via {how}")
+            yield bootstrap
+    except BrokerUnavailableError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"no Kafka broker for the integration tests (CI=true): {exc}")
+        pytest.skip(f"no Kafka broker: {exc}")
+
+
+@pytest.fixture
+def deployment(kafka: str, tmp_path: Path) -> Deployment:
+    """A fresh deployment (own topics, group, state dir) with its topics created."""
+    d = Deployment(kafka, tmp_path)
+    d.create_topics()
+    return d
+
+
+@pytest.fixture
+def start_worker(deployment: Deployment) -> Iterator[Callable[[], WorkerProcess]]:
+    """Start worker processes for the test's deployment; all are stopped afterwards."""
+    started: list[WorkerProcess] = []
+
+    def start() -> WorkerProcess:
+        worker = deployment.worker().start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()

@@ -1,0 +1,143 @@
+"""Finding a real Kafka broker for the integration tier, and reading/writing topics.
+
+Order: LEADSCORE_TEST_BOOTSTRAP (an existing cluster), else testcontainers when
+a Docker engine answers, else the local KRaft broker from deploy/kafka-local.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+REPO = Path(__file__).resolve().parents[2]
+KAFKA_LOCAL = REPO / "deploy" / "kafka-local" / "kafka-local"
+KAFKA_IMAGE = "apache/kafka:4.4.0"  # same version as deploy/kafka-local/pom.xml
+TEST_PORT = int(os.environ.get("LEADSCORE_TEST_KAFKA_PORT", "19092"))
+
+
+class BrokerUnavailableError(RuntimeError):
+    pass
+
+
+def answers(bootstrap: str, timeout: float = 5.0) -> bool:
+    try:
+        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout)
+        return True
+    except KafkaException:
+        return False
+
+
+def docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+@contextmanager
+def broker() -> Iterator[tuple[str, str]]:
+    """Yield (bootstrap servers, how it was found)."""
+    given = os.environ.get("LEADSCORE_TEST_BOOTSTRAP")
+    if given:
+        if not answers(given, timeout=15):
+            raise BrokerUnavailableError(f"LEADSCORE_TEST_BOOTSTRAP={given} does not answer")
+        yield given, "LEADSCORE_TEST_BOOTSTRAP"
+        return
+    if docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer(KAFKA_IMAGE).with_kraft() as container:
+            yield container.get_bootstrap_server(), f"testcontainers {KAFKA_IMAGE}"
+        return
+    yield from _local_broker()
+
+
+def _local_broker() -> Iterator[tuple[str, str]]:
+    env = {
+        **os.environ,
+        "KAFKA_LOCAL_HOME": str(REPO / ".kafka-local-test"),
+        "KAFKA_LOCAL_PORT": str(TEST_PORT),
+    }
+    bootstrap = f"127.0.0.1:{TEST_PORT}"
+    already = answers(bootstrap, timeout=2)
+    if not already:
+        started = subprocess.run(
+            [str(KAFKA_LOCAL), "start", "--fresh"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if started.returncode != 0:
+            raise BrokerUnavailableError(f"kafka-local could not start:\n{started.stderr[-3000:]}")
+    try:
+        yield bootstrap, "deploy/kafka-local" + (" (already running)" if already else "")
+    finally:
+        if not already:
+            subprocess.run([str(KAFKA_LOCAL), "stop"], env=env, capture_output=True, timeout=120)
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    """Produce (key, value) records and wait until every one is acknowledged."""
+    failures: list[Any] = []
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for key, value in records:
+        producer.produce(
+            topic, key=key, value=value, on_delivery=lambda err, _m: err and failures.append(err)
+        )
+    left = producer.flush(30)
+    assert left == 0, f"undelivered: {left}"
+    assert not failures, f"delivery errors: {failures}"
+
+
+def consume(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -> list[Any]:
+    """Read ``count`` records from the start of every partition (fails if fewer arrive)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-reader-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    metadata = consumer.list_topics(topic, timeout=10)
+    consumer.assign([TopicPartition(topic, p, 0) for p in metadata.topics[topic].partitions])
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < count and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                got.append(msg)
+    finally:
+        consumer.close()
+    assert len(got) >= count, (
+        f"{topic}: expected {count} records, got {len(got)} within {timeout} s"
+    )
+    return got
+
+
+def count_now(bootstrap: str, topic: str, settle: float = 3.0) -> int:
+    """How many records a topic holds after ``settle`` seconds with nothing new arriving."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-counter"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        time.sleep(settle)
+        total = 0
+        for p in metadata.topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += high - low
+        return total
+    finally:
+        consumer.close()

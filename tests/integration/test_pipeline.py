@@ -1,0 +1,186 @@
+"""End to end on a real broker: events in, scores, actions, DLQ and state out."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import orjson
+
+from leadscore.codecs.avro import schema
+from leadscore.codecs.records import decode_output
+from tests.integration.kafka import consume, count_now, produce
+from tests.integration.workers import Deployment
+
+T0 = int(time.time() * 1000) - 60_000
+
+
+def ev(event_id: str, contact: str, kind: str, at: int, **extra: object) -> tuple[bytes, bytes]:
+    body = {"event_id": event_id, "contact_id": contact, "type": kind, "occurred_at": at, **extra}
+    return contact.encode(), orjson.dumps(body)
+
+
+def values(records: list) -> list[dict]:
+    return [decode_output(m.value()) for m in records]
+
+
+def test_seed_sequence_gives_scores_stages_and_one_action_per_stage_change(
+    deployment: Deployment, start_worker
+) -> None:
+    start_worker()
+    produce(
+        deployment.bootstrap,
+        deployment.topic("events"),
+        [
+            ev("e1", "alice", "page_view", T0),
+            ev("e2", "alice", "signup", T0 + 1_000),
+            ev("e3", "alice", "demo_request", T0 + 2_000),
+        ],
+    )
+    changes = values(consume(deployment.bootstrap, deployment.topic("score-changes"), 3))
+    assert [c["new_score"] for c in changes] == [1.0, 21.0, 51.0]
+    assert [c["reasons"] for c in changes] == [
+        [{"rule_id": "page-view", "points": 1.0}],
+        [{"rule_id": "signup", "points": 20.0}],
+        [{"rule_id": "demo-request", "points": 30.0}],
+    ]
+    states = values(consume(deployment.bootstrap, deployment.topic("lead-state"), 3))
+    assert [(s["score"], s["stage"]) for s in states] == [
+        (1.0, "cold"),
+        (21.0, "warm"),
+        (51.0, "hot"),
+    ]
+    assert states[-1]["velocity"] == 3
+    assert states[-1]["next_action"] == "sales_touch"
+    actions = values(consume(deployment.bootstrap, deployment.topic("actions"), 2))
+    assert [(a["kind"], a["name"], a["previous_stage"], a["cause_event_id"]) for a in actions] == [
+        ("stage_changed", "warm", "cold", "e2"),
+        ("stage_changed", "hot", "warm", "e3"),
+    ]
+    assert count_now(deployment.bootstrap, deployment.topic("actions")) == 2
+
+
+def test_crossing_mql_emits_a_threshold_action_once(deployment: Deployment, start_worker) -> None:
+    start_worker()
+    produce(
+        deployment.bootstrap,
+        deployment.topic("events"),
+        [
+            ev("m1", "bob", "signup", T0),
+            ev("m2", "bob", "demo_request", T0 + 1),
+            ev("m3", "bob", "download", T0 + 2),
+            ev("m4", "bob", "download", T0 + 3),
+            ev("m3", "bob", "download", T0 + 2),  # a re-delivered duplicate
+        ],
+    )
+    actions = values(consume(deployment.bootstrap, deployment.topic("actions"), 4))
+    crossed = [a for a in actions if a["kind"] == "threshold_crossed"]
+    assert [(a["name"], a["score"], a["cause_event_id"]) for a in crossed] == [("mql", 60.0, "m3")]
+    assert [r["rule_id"] for r in crossed[0]["reasons"]] == ["demo-request", "signup", "download"]
+    assert count_now(deployment.bootstrap, deployment.topic("score-changes")) == 4
+
+
+def test_bad_records_are_dead_lettered_with_their_bytes_and_good_ones_scored(
+    deployment: Deployment, start_worker
+) -> None:
+    start_worker()
+    avro_good = schema("EngagementEvent").encode(
+        {
+            "event_id": "g2",
+            "contact_id": "carol",
+            "type": "signup",
+            "occurred_at": T0 + 10,
+            "account_id": "acme",
+            "anonymous_id": None,
+            "source": "crm",
+            "properties": {},
+        }
+    )
+    bad = [
+        (b"carol", b"{not json", "bad_json"),
+        (
+            b"carol",
+            orjson.dumps({"event_id": "x1", "type": "signup", "occurred_at": T0}),
+            "schema_violation",
+        ),
+        (b"mallory", ev("x2", "carol", "signup", T0)[1], "key_mismatch"),
+        (None, ev("x3", "carol", "signup", T0)[1], "key_missing"),
+        (b"carol", b"\xc3\x01" + b"\x00" * 8 + b"garbage", "unknown_schema"),
+        (b"carol", avro_good[:14], "bad_avro"),
+    ]
+    produce(
+        deployment.bootstrap,
+        deployment.topic("events"),
+        [
+            *[(k, v) for k, v, _ in bad],
+            ev("g1", "carol", "page_view", T0),
+            (b"carol", avro_good),
+        ],
+    )
+    dead = consume(deployment.bootstrap, deployment.topic("dlq"), len(bad))
+    by_reason = {dict(m.headers())["leadscore.error.reason"].decode(): m for m in dead}
+    assert set(by_reason) == {reason for _, _, reason in bad}
+    for key, value, reason in bad:
+        record = by_reason[reason]
+        assert record.value() == value
+        assert record.key() == key
+        headers = dict(record.headers())
+        assert headers["leadscore.source.topic"].decode() == deployment.topic("events")
+        assert int(headers["leadscore.source.offset"]) >= 0
+        assert headers["leadscore.error.message"]
+    changes = values(consume(deployment.bootstrap, deployment.topic("score-changes"), 2))
+    assert [(c["event_id"], c["new_score"]) for c in changes] == [("g1", 1.0), ("g2", 21.0)]
+
+
+def test_restart_keeps_every_leads_state(deployment: Deployment, start_worker) -> None:
+    worker = start_worker()
+    events = deployment.topic("events")
+    leads = [f"lead-{i}" for i in range(12)]
+    produce(deployment.bootstrap, events, [ev(f"{c}-a", c, "signup", T0) for c in leads])
+    consume(deployment.bootstrap, deployment.topic("score-changes"), len(leads))
+    assert worker.stop() == 0
+
+    start_worker()
+    produce(
+        deployment.bootstrap,
+        events,
+        [
+            *[ev(f"{c}-a", c, "signup", T0) for c in leads],  # replayed: must change nothing
+            *[ev(f"{c}-b", c, "demo_request", T0 + 1_000) for c in leads],
+        ],
+    )
+    changes = values(
+        consume(deployment.bootstrap, deployment.topic("score-changes"), 2 * len(leads))
+    )
+    after = {c["contact_id"]: c["new_score"] for c in changes if c["event_id"].endswith("-b")}
+    assert after == dict.fromkeys(leads, 50.0)
+    assert count_now(deployment.bootstrap, deployment.topic("score-changes")) == 2 * len(leads)
+
+
+def test_wiped_rocksdb_is_rebuilt_from_the_changelog(deployment: Deployment, start_worker) -> None:
+    worker = start_worker()
+    events = deployment.topic("events")
+    produce(
+        deployment.bootstrap,
+        events,
+        [ev("w1", "dave", "page_view", T0), ev("w2", "dave", "signup", T0 + 1)],
+    )
+    consume(deployment.bootstrap, deployment.topic("score-changes"), 2)
+    assert worker.stop() == 0
+    state_dir = deployment.root / "state"
+    assert any(state_dir.rglob("*.db")), "expected RocksDB stores under the data dir"
+    shutil.rmtree(state_dir)
+
+    start_worker()
+    produce(
+        deployment.bootstrap,
+        events,
+        [ev("w2", "dave", "signup", T0 + 1), ev("w3", "dave", "demo_request", T0 + 2)],
+    )
+    changes = values(consume(deployment.bootstrap, deployment.topic("score-changes"), 3))
+    assert [(c["event_id"], c["new_score"]) for c in changes] == [
+        ("w1", 1.0),
+        ("w2", 21.0),
+        ("w3", 51.0),
+    ]
+    assert count_now(deployment.bootstrap, deployment.topic("score-changes")) == 3

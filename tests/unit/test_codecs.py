@@ -1,0 +1,59 @@
+"""Input decoding: every bad record gets a reason; JSON and Avro both decode."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from leadscore.codecs.avro import SOE_MAGIC, load_all, schema
+from leadscore.codecs.events import decode_event
+from leadscore.codecs.records import decode_output
+from leadscore.errors import InvalidEvent
+from leadscore.scoring import EngagementEvent, apply_event, load_rules
+
+GOOD = {"event_id": "e1", "contact_id": "c1", "type": "signup", "occurred_at": 1_763_888_400_000}
+
+
+def avro_event(**overrides: object) -> bytes:
+    body = {**GOOD, "account_id": None, "anonymous_id": None, "source": None, "properties": {}}
+    return schema("EngagementEvent").encode({**body, **overrides})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        (b"c1", b"", "empty_value"),
+        (b"c1", b"{oops", "bad_json"),
+        (b"c1", b"[1, 2]", "schema_violation"),
+        (b"c1", orjson.dumps({**GOOD, "event_id": ""}), "schema_violation"),
+        (b"c1", orjson.dumps({**GOOD, "occurred_at": "2025-11-23T09:00:00"}), "schema_violation"),
+        (None, orjson.dumps(GOOD), "key_missing"),
+        (b"c2", orjson.dumps(GOOD), "key_mismatch"),
+        (b"c1", SOE_MAGIC + b"\x01" * 8 + b"body", "unknown_schema"),
+        (b"c1", avro_event()[:12], "bad_avro"),
+        (b"c1", b"{" + b" " * 2000 + b"}", "too_large"),
+    ],
+)
+def test_bad_input_is_refused_with_a_reason(key: bytes | None, value: bytes, reason: str) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        decode_event(key, value, max_bytes=1_000)
+    assert info.value.reason == reason
+    assert str(info.value)
+
+
+def test_json_and_avro_decode_to_the_same_event() -> None:
+    from_json = decode_event(b"c1", orjson.dumps(GOOD), max_bytes=10_000)
+    from_avro = decode_event(b"c1", avro_event(), max_bytes=10_000)
+    assert from_json == from_avro == EngagementEvent.model_validate(GOOD)
+
+
+def test_every_schema_loads_and_outputs_round_trip_through_avro() -> None:
+    schemas = load_all()
+    assert set(schemas) == {"EngagementEvent", "LeadAction", "LeadState", "ScoreChange"}
+    event = EngagementEvent.model_validate({**GOOD, "type": "demo_request"})
+    applied = apply_event(None, event, load_rules(), now_ms=GOOD["occurred_at"] + 3)
+    action = applied.actions[0].to_dict()
+    assert decode_output(schemas["LeadAction"].encode(action)) == action
+    assert applied.change is not None
+    change = applied.change.to_dict()
+    assert decode_output(schemas["ScoreChange"].encode(change)) == change
