@@ -11,6 +11,13 @@ import pytest
 from tests.integration.kafka import BrokerUnavailableError, broker
 from tests.integration.workers import Deployment, WorkerProcess
 
+BROKER_USED: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in BROKER_USED:
+        terminalreporter.write_line(f"integration broker: {line}")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
@@ -23,7 +30,7 @@ def kafka() -> Iterator[str]:
     """Bootstrap servers of a real broker. With CI=true a missing broker fails the run."""
     try:
         with broker() as (bootstrap, how):
-            print(f"\nintegration broker: {bootstrap} via {how}")
+            BROKER_USED.append(f"{bootstrap} via {how}")
             yield bootstrap
     except BrokerUnavailableError as exc:
         if os.environ.get("CI"):
