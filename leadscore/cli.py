@@ -49,16 +49,21 @@ def worker() -> None:
     from leadscore.kafka_admin import require_topics
     from leadscore.scoring import load_rules
     from leadscore.stream.app import build_app
+    from leadscore.stream.state_dir import claim_state_dir
 
     settings = _settings()
     setup_logging(settings.log_level)
     try:
         rules = load_rules(settings.rules_file)
         load_all()
-        partitions = require_topics(settings)[settings.events_topic]
+        cluster_id, partitions_by_topic = require_topics(settings)
     except LeadscoreError as exc:
         raise click.ClickException(str(exc)) from exc
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    partitions = partitions_by_topic[settings.events_topic]
+    try:
+        claim_state_dir(settings.data_dir, cluster_id, settings.app_id, settings.events_topic)
+    except LeadscoreError as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(
         f"leadscore worker: rules {rules.version}, {partitions} partitions of "
         f"{settings.events_topic}, guarantee {settings.processing_guarantee}",

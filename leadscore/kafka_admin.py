@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # re-exported at runtime, not declared in its stubs
@@ -36,14 +37,19 @@ def admin_client(settings: Settings) -> AdminClient:
     return AdminClient(settings.confluent_config())
 
 
-def existing_topics(settings: Settings, timeout: float = 10.0) -> dict[str, int]:
-    """Topic name -> partition count, or BrokerUnavailable if the cluster does not answer."""
+def cluster_metadata(settings: Settings, timeout: float = 10.0) -> Any:
+    """The cluster's metadata, or BrokerUnavailable if it does not answer."""
     try:
-        metadata = admin_client(settings).list_topics(timeout=timeout)
+        return admin_client(settings).list_topics(timeout=timeout)
     except KafkaException as exc:
         raise BrokerUnavailable(
             f"no answer from Kafka at {settings.bootstrap_servers} within {timeout:g} s"
         ) from exc
+
+
+def existing_topics(settings: Settings, timeout: float = 10.0) -> dict[str, int]:
+    """Topic name -> partition count."""
+    metadata = cluster_metadata(settings, timeout)
     return {name: len(t.partitions) for name, t in metadata.topics.items()}
 
 
@@ -76,9 +82,10 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
     return outcome
 
 
-def require_topics(settings: Settings) -> dict[str, int]:
-    """Check the worker's topics exist; return their partition counts."""
-    have = existing_topics(settings)
+def require_topics(settings: Settings) -> tuple[str, dict[str, int]]:
+    """Check the worker's topics exist; return the cluster id and their partition counts."""
+    metadata = cluster_metadata(settings)
+    have = {name: len(t.partitions) for name, t in metadata.topics.items()}
     needed = [s.name for s in topic_specs(settings) if s.name != settings.assignments_topic]
     missing = [name for name in needed if name not in have]
     if missing:
@@ -86,4 +93,4 @@ def require_topics(settings: Settings) -> dict[str, int]:
             f"topics missing on {settings.bootstrap_servers}: {', '.join(missing)}; "
             "create them with `leadscore topics create`"
         )
-    return {name: have[name] for name in needed}
+    return str(metadata.cluster_id), {name: have[name] for name in needed}

@@ -184,3 +184,28 @@ def test_wiped_rocksdb_is_rebuilt_from_the_changelog(deployment: Deployment, sta
         ("w3", 51.0),
     ]
     assert count_now(deployment.bootstrap, deployment.topic("score-changes")) == 3
+
+
+def test_state_left_from_another_cluster_is_cleared_and_rebuilt(
+    deployment: Deployment, start_worker
+) -> None:
+    """A state dir claimed by another cluster (e.g. a broker that was reset) is not trusted."""
+    worker = start_worker()
+    events = deployment.topic("events")
+    produce(deployment.bootstrap, events, [ev("o1", "erin", "signup", T0)])
+    consume(deployment.bootstrap, deployment.topic("score-changes"), 1)
+    assert worker.stop() == 0
+    owner = deployment.root / "state" / "OWNER.json"
+    claimed = orjson.loads(owner.read_bytes())
+    owner.write_bytes(orjson.dumps({**claimed, "cluster_id": "some-other-cluster"}))
+
+    restarted = start_worker()
+    assert "clearing it, tables are rebuilt from the changelog" in restarted.log()
+    produce(
+        deployment.bootstrap,
+        events,
+        [ev("o1", "erin", "signup", T0), ev("o2", "erin", "download", T0 + 1)],
+    )
+    changes = values(consume(deployment.bootstrap, deployment.topic("score-changes"), 2))
+    assert [(c["event_id"], c["new_score"]) for c in changes] == [("o1", 20.0), ("o2", 30.0)]
+    assert orjson.loads(owner.read_bytes()) == claimed

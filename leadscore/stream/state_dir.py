@@ -1,0 +1,55 @@
+"""Tying the local RocksDB directory to the Kafka cluster and app that own its changelog.
+
+Faust's stores remember changelog offsets. Pointed at another cluster, or at
+one whose topics were recreated, they claim offsets the changelog never had
+and recovery stops with a ConsistencyError. The state is only a cache of the
+changelog, so state that belongs elsewhere is cleared and rebuilt. Only
+Faust's own table directories (``v1``, ``v2``, ...) are ever removed; a
+directory holding anything else is refused, never emptied.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+
+from leadscore.errors import ConfigError
+
+log = logging.getLogger("leadscore.state")
+
+OWNER_FILE = "OWNER.json"
+FAUST_TABLE_DIR = re.compile(r"^v\d+$")
+
+
+def claim_state_dir(data_dir: Path, cluster_id: str, app_id: str, events_topic: str) -> bool:
+    """Make ``data_dir`` ours; returns True when foreign state was cleared."""
+    owner = {"cluster_id": cluster_id, "app_id": app_id, "events_topic": events_topic}
+    marker = data_dir / OWNER_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    others = [p for p in data_dir.iterdir() if p.name != OWNER_FILE]
+    strangers = sorted(p.name for p in others if not FAUST_TABLE_DIR.match(p.name))
+    if strangers:
+        raise ConfigError(
+            f"LEADSCORE_DATA_DIR={data_dir} holds files leadscore did not write "
+            f"({', '.join(strangers[:5])}); point it at an empty or leadscore-only directory"
+        )
+    try:
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+    cleared = False
+    if others and recorded != owner:
+        log.warning(
+            "state in %s belongs to %s, not %s; clearing it, tables are rebuilt from the changelog",
+            data_dir,
+            recorded or "an unknown owner",
+            owner,
+        )
+        for table_dir in others:
+            shutil.rmtree(table_dir)
+        cleared = True
+    marker.write_text(json.dumps(owner), encoding="utf-8")
+    return cleared
