@@ -47,10 +47,14 @@ def cluster_metadata(settings: Settings, timeout: float = 10.0) -> Any:
         ) from exc
 
 
+def partition_counts(metadata: Any) -> dict[str, int]:
+    """Topic name -> partition count, from cluster metadata."""
+    return {name: len(t.partitions) for name, t in metadata.topics.items()}
+
+
 def existing_topics(settings: Settings, timeout: float = 10.0) -> dict[str, int]:
     """Topic name -> partition count."""
-    metadata = cluster_metadata(settings, timeout)
-    return {name: len(t.partitions) for name, t in metadata.topics.items()}
+    return partition_counts(cluster_metadata(settings, timeout))
 
 
 def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
@@ -85,7 +89,7 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
 def require_topics(settings: Settings) -> tuple[str, dict[str, int]]:
     """Check the worker's topics exist; return the cluster id and their partition counts."""
     metadata = cluster_metadata(settings)
-    have = {name: len(t.partitions) for name, t in metadata.topics.items()}
+    have = partition_counts(metadata)
     needed = [s.name for s in topic_specs(settings) if s.name != settings.assignments_topic]
     missing = [name for name in needed if name not in have]
     if missing:
