@@ -10,6 +10,7 @@ the same score.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import uuid
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -233,8 +234,9 @@ def _remember(
     kept = {d: ts for d, ts in seen.items() if ts >= floor}
     kept[digest] = t
     if len(kept) > rules.dedupe_max_ids:
-        by_age = sorted(kept.items(), key=lambda kv: kv[1])
         excess = len(kept) - rules.dedupe_max_ids
-        floor = max(floor, by_age[excess - 1][1] + 1)
+        # Usually one id over the bound: find the oldest few without sorting them all.
+        oldest = heapq.nsmallest(excess, kept.items(), key=lambda kv: kv[1])
+        floor = max(floor, oldest[-1][1] + 1)
         kept = {d: ts for d, ts in kept.items() if ts >= floor}
     return kept, floor
