@@ -60,6 +60,8 @@ def existing_topics(settings: Settings, timeout: float = 10.0) -> dict[str, int]
 def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
     """Create the topics that do not exist yet; returns topic -> 'created' or 'exists'."""
     have = existing_topics(settings)
+    specs = topic_specs(settings)
+    outcome = {spec.name: "exists" for spec in specs if spec.name in have}
     wanted = [
         NewTopic(
             spec.name,
@@ -67,10 +69,9 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
             replication_factor=settings.replication_factor,
             config=spec.config,
         )
-        for spec in topic_specs(settings)
+        for spec in specs
         if spec.name not in have
     ]
-    outcome = {spec.name: "exists" for spec in topic_specs(settings) if spec.name in have}
     if wanted:
         admin = admin_client(settings)  # must outlive the futures it returns
         futures = admin.create_topics(wanted, operation_timeout=timeout)
