@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -258,6 +259,71 @@ def rules_check(path: Path) -> None:
         f"{path}: ok (version {loaded.version}, {len(loaded.rules)} rules, "
         f"{len(loaded.stages)} stages, {len(loaded.thresholds)} thresholds)"
     )
+
+
+@rules.command("explain")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--events",
+    "events_file",
+    type=click.File("rb"),
+    required=True,
+    help="JSON-lines file of events (one EngagementEvent per line); - for stdin.",
+)
+@click.option(
+    "--until",
+    help="Follow decay up to this time (ISO-8601 with offset, or epoch ms). "
+    "Default: the last event's time.",
+)
+@click.option("--contact", "contacts", multiple=True, help="Only these contacts (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines (one per step) for tools.")
+def rules_explain(
+    path: Path, events_file: Any, until: str | None, contacts: tuple[str, ...], as_json: bool
+) -> None:
+    """Score an event file with a rules file, offline, and print each contact's timeline.
+
+    Shows every score change with the rules behind it (and cap clipping), fit
+    changes, the actions that would fire, and decay-driven stage changes, so a
+    rule change can be tried before rollout. No Kafka needed.
+    """
+    from leadscore.explain import BadLine, explain, read_events, render, to_json
+    from leadscore.scoring import load_rules
+
+    try:
+        loaded = load_rules(path)
+    except RulesError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        raise SystemExit(1) from exc
+    until_ms = _parse_time(until) if until else None
+    good = []
+    bad = 0
+    for item in read_events(events_file):
+        if isinstance(item, BadLine):
+            bad += 1
+            click.echo(f"{events_file.name}:{item.line}: skipped: {item.message}", err=True)
+        elif not contacts or item.contact_id in contacts:
+            good.append(item)
+    timelines = explain(good, loaded, until_ms)
+    if as_json:
+        for line in to_json(timelines):
+            click.echo(line.decode())
+    else:
+        render(timelines, loaded, click.get_text_stream("stdout"))
+    if bad:
+        click.echo(f"{bad} line(s) skipped as invalid", err=True)
+
+
+def _parse_time(text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not epoch ms or ISO-8601") from exc
+    if parsed.tzinfo is None:
+        raise click.BadParameter(f"{text!r} has no UTC offset; add one (e.g. Z)")
+    return int(parsed.timestamp() * 1000)
 
 
 @main.command("settings")

@@ -9,14 +9,17 @@ the same score.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import heapq
+import math
 import uuid
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from leadscore.scoring.events import EngagementEvent
 from leadscore.scoring.records import (
+    SCORE_DECIMALS,
     ActionKind,
     LeadAction,
     LeadRecord,
@@ -26,11 +29,14 @@ from leadscore.scoring.records import (
     ScoreChange,
     out,
 )
-from leadscore.scoring.rules import MS_PER_DAY, MS_PER_HOUR, Rules
+from leadscore.scoring.rules import DISQUALIFIED, MS_PER_DAY, MS_PER_HOUR, Rules, all_hold
 
 ACTION_NAMESPACE = uuid.UUID("6f1c7a52-3a8e-4c1e-9d0b-2f43a1c0b7e1")
 
-Status = Literal["scored", "duplicate", "too_late"]
+Status = Literal["scored", "duplicate", "too_late", "ticked"]
+
+# Half of the last emitted decimal: an emitted score reads below b once s < b - ROUNDING.
+ROUNDING = 0.5 * 10.0**-SCORE_DECIMALS
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +47,8 @@ class Applied:
     ``duplicate``: the event id was seen within the dedupe horizon; nothing changes.
     ``too_late``: the event is older than what the lead can still deduplicate;
     nothing changes and the caller dead-letters it rather than risk counting it twice.
+    ``ticked``: a re-assessment without an event (``apply_tick``); ``actions`` may
+    hold decay-driven stage changes.
     """
 
     status: Status
@@ -90,24 +98,24 @@ def apply_event(
     weight = rules.decay_factor(ref - t)
 
     contributions = {rule_id: pts * keep for rule_id, pts in current.contributions.items()}
+    credits = {cap: list(grants) for cap, grants in current.cap_credits.items()}
     hits: list[Reason] = []
-    for rule in rules.rules_for(event.type):
-        points = rule.points * weight
-        hits.append(Reason(rule.id, points))
-        contributions[rule.id] = contributions.get(rule.id, 0.0) + points
+    for rule in rules.matching(event.type, event.properties):
+        granted, clipped, cap_id = _grant(rule.id, rule.points, t, credits, rules)
+        points = granted * weight
+        hits.append(Reason(rule.id, points, clipped * weight, cap_id))
+        if points:
+            contributions[rule.id] = contributions.get(rule.id, 0.0) + points
     delta = sum(r.points for r in hits)
     score = carried + delta
-    # Stages and thresholds compare the score as emitted (4 decimals): 60 points spread
-    # over a few seconds of decay are 59.99999..., shown as 60.0, and must count as 60.
-    level = out(score)
-    stage = rules.stage_for(level)
+    traits, fit, fit_contributions = _fit(current, event, rules)
+    disqualified_ms, disqualified_by, requalified_ms = _qualification(current, event, rules)
 
     updated = replace(
         current,
         account_id=event.account_id or current.account_id,
         score=score,
         ref_ms=ref,
-        stage=stage,
         first_event_ms=min(current.first_event_ms, t) if current.event_count else t,
         event_count=current.event_count + 1,
         updated_ms=now_ms,
@@ -116,45 +124,32 @@ def apply_event(
         action_seq=dict(current.action_seq),
         velocity=_count_velocity(current.velocity, t, ref, rules),
         rules_version=rules.version,
+        fit=fit,
+        fit_contributions=fit_contributions,
+        traits=traits,
+        disqualified_ms=disqualified_ms,
+        disqualified_by=disqualified_by,
+        requalified_ms=requalified_ms,
+        assessed_ms=max(ref, current.assessed_ms),
     )
     updated.seen, updated.dedupe_floor_ms = _remember(
         current.seen, current.dedupe_floor_ms, digest, t, ref, rules
     )
-
-    actions: list[LeadAction] = []
-
-    def emit(kind: ActionKind, name: str) -> None:
-        seq_key = f"{kind}:{name}"
-        seq = updated.action_seq.get(seq_key, 0)
-        updated.action_seq[seq_key] = seq + 1
-        actions.append(
-            LeadAction(
-                action_id=action_id(event.contact_id, kind, name, seq),
-                contact_id=event.contact_id,
-                account_id=updated.account_id,
-                kind=kind,
-                name=name,
-                score=score,
-                previous_score=carried,
-                stage=stage,
-                previous_stage=current.stage,
-                occurred_at=t,
-                emitted_at=now_ms,
-                cause_event_id=event.event_id,
-                reasons=top_reasons(contributions),
-                rules_version=rules.version,
-            )
-        )
-
-    if stage != current.stage:
-        emit("stage_changed", stage)
-    for threshold in rules.thresholds:
-        if threshold.name in updated.fired:
-            if level < threshold.score - threshold.hysteresis:
-                updated.fired.remove(threshold.name)  # re-armed; fires on the next crossing
-        elif level >= threshold.score:
-            updated.fired.append(threshold.name)
-            emit("threshold_crossed", threshold.name)
+    updated.cap_credits = _prune_credits(credits, updated.dedupe_floor_ms, rules)
+    # Stages and thresholds compare the score as emitted (4 decimals): 60 points spread
+    # over a few seconds of decay are 59.99999..., shown as 60.0, and must count as 60.
+    level = out(score * rules.decay_factor(updated.assessed_ms - ref))
+    actions = _assess(
+        current,
+        updated,
+        rules,
+        level=level,
+        previous=out(carried),
+        occurred_at=t,
+        cause_event_id=event.event_id,
+        now_ms=now_ms,
+    )
+    updated.due_ms = next_due(updated, rules)
 
     change = ScoreChange(
         contact_id=event.contact_id,
@@ -168,8 +163,82 @@ def apply_event(
         rules_version=rules.version,
         occurred_at=t,
         processed_at=now_ms,
+        old_fit=current.fit,
+        new_fit=fit,
+        fit_reasons=top_reasons(fit_contributions),
     )
     return Applied("scored", updated, tuple(actions), change)
+
+
+def apply_tick(record: LeadRecord, rules: Rules, now_ms: int) -> Applied:
+    """Re-assess a lead at processing time ``now_ms`` with no new event: decay-driven changes.
+
+    The score decays from its last event time to ``now_ms``; if that takes it
+    below its stage's band or below a fired threshold's re-arm level, the stage
+    changes (a ``stage_changed`` action with no cause event) or the threshold
+    re-arms. The stored score stays as of the last event, so later events
+    still score exactly.
+    """
+    at = max(now_ms, record.assessed_ms)
+    updated = replace(
+        record,
+        fired=list(record.fired),
+        action_seq=dict(record.action_seq),
+        assessed_ms=at,
+        updated_ms=now_ms,
+        rules_version=rules.version,
+    )
+    actions = _assess(
+        record,
+        updated,
+        rules,
+        level=out(record.score * rules.decay_factor(at - record.ref_ms)),
+        previous=out(record.score * rules.decay_factor(record.assessed_ms - record.ref_ms)),
+        occurred_at=at,
+        cause_event_id=None,
+        now_ms=now_ms,
+    )
+    due = next_due(updated, rules)
+    # A crossing computed a hair early (float rounding) is looked at again shortly.
+    updated.due_ms = None if due is None else max(due, now_ms + 1)
+    return Applied("ticked", updated, tuple(actions))
+
+
+def next_due(record: LeadRecord, rules: Rules) -> int | None:
+    """When decay alone next changes the lead's stage or re-arms a threshold (None: never).
+
+    The score follows s * 2^(-(T - ref) / half_life), so the time it reaches a
+    level b is ref + half_life * log2(s / b): a lead cools down toward 0 and
+    crosses, in turn, the bottom of its stage's band and the re-arm levels of
+    its fired thresholds. Only those crossings are scheduled.
+    """
+    s = record.score
+    if s == 0.0 or not record.event_count:
+        return None
+    targets: list[float] = []
+    if not record.disqualified:
+        names = [stage.name for stage in rules.stages]
+        if record.stage in names:
+            i = names.index(record.stage)
+            if s > 0 and i > 0:
+                targets.append(rules.stages[i].min_score)
+            elif s < 0 and i + 1 < len(rules.stages):
+                targets.append(rules.stages[i + 1].min_score)
+    for threshold in rules.thresholds:
+        if threshold.name in record.fired:
+            targets.append(threshold.score - threshold.hysteresis)
+    due: int | None = None
+    for boundary in targets:
+        # The emitted score has SCORE_DECIMALS: it reads below b once s < b - ROUNDING.
+        target = boundary - ROUNDING
+        if target == 0.0 or (target > 0) != (s > 0):
+            continue  # decay approaches 0 and never crosses to the other side
+        if abs(target) >= abs(s):
+            at = record.ref_ms  # already past it: due at once
+        else:
+            at = record.ref_ms + math.ceil(rules.half_life_ms * math.log2(s / target))
+        due = at if due is None else min(due, at)
+    return due
 
 
 def top_reasons(contributions: dict[str, float], limit: int = 10) -> tuple[Reason, ...]:
@@ -201,7 +270,10 @@ def snapshot(record: LeadRecord, rules: Rules, now_ms: int) -> LeadState:
         contact_id=record.contact_id,
         account_id=record.account_id,
         score=record.score,
-        fit=0.0,
+        current_score=record.score * rules.decay_factor(now_ms - record.ref_ms),
+        fit=record.fit,
+        grade=rules.grade_for(record.fit),
+        disqualified=record.disqualified,
         stage=record.stage,
         velocity=velocity_of(record, rules),
         risk=risk,
@@ -240,3 +312,156 @@ def _remember(
         floor = max(floor, oldest[-1][1] + 1)
         kept = {d: ts for d, ts in kept.items() if ts >= floor}
     return kept, floor
+
+
+def _assess(
+    before: LeadRecord,
+    updated: LeadRecord,
+    rules: Rules,
+    *,
+    level: float,
+    previous: float,
+    occurred_at: int,
+    cause_event_id: str | None,
+    now_ms: int,
+) -> list[LeadAction]:
+    """Set ``updated``'s stage and fired thresholds for a score of ``level``; the actions due."""
+    grade = rules.grade_for(updated.fit)
+    disqualified = updated.disqualified
+    stage = DISQUALIFIED if disqualified else rules.stage_for(level)
+    updated.stage = stage
+    known = {t.name for t in rules.thresholds}
+    updated.fired = [name for name in updated.fired if name in known]
+    actions: list[LeadAction] = []
+
+    def emit(kind: ActionKind, name: str) -> None:
+        seq_key = f"{kind}:{name}"
+        seq = updated.action_seq.get(seq_key, 0)
+        updated.action_seq[seq_key] = seq + 1
+        actions.append(
+            LeadAction(
+                action_id=action_id(updated.contact_id, kind, name, seq),
+                contact_id=updated.contact_id,
+                account_id=updated.account_id,
+                kind=kind,
+                name=name,
+                score=level,
+                previous_score=previous,
+                stage=stage,
+                previous_stage=before.stage,
+                occurred_at=occurred_at,
+                emitted_at=now_ms,
+                cause_event_id=cause_event_id,
+                reasons=top_reasons(updated.contributions),
+                rules_version=rules.version,
+                fit=updated.fit,
+                grade=grade,
+                fit_reasons=top_reasons(updated.fit_contributions),
+            )
+        )
+
+    if disqualified and not before.disqualified:
+        emit("disqualified", updated.disqualified_by or DISQUALIFIED)
+    elif stage != before.stage:
+        emit("stage_changed", stage)
+    for threshold in rules.thresholds:
+        if threshold.name in updated.fired:
+            if level < threshold.score - threshold.hysteresis:
+                updated.fired.remove(threshold.name)  # re-armed; fires on the next crossing
+        elif (
+            level >= threshold.score
+            and not disqualified
+            and rules.grade_at_least(grade, threshold.min_grade)
+        ):
+            updated.fired.append(threshold.name)
+            emit("threshold_crossed", threshold.name)
+    return actions
+
+
+def _grant(
+    rule_id: str, points: float, t: int, credits: dict[str, list[tuple[int, float]]], rules: Rules
+) -> tuple[float, float, str | None]:
+    """(granted, clipped, cap id) for a rule's points at event time ``t``, booking the grant."""
+    cap = rules.cap_of(rule_id)
+    if cap is None or points <= 0:
+        return points, 0.0, None
+    grants = credits.setdefault(cap.id, [])
+    room = cap.max_points - _window_peak(grants, t, cap.window_ms)
+    granted = min(points, max(room, 0.0))
+    if granted > 0:
+        bisect.insort(grants, (t, granted))
+    clipped = points - granted
+    return granted, clipped, cap.id if clipped > 0 else None
+
+
+def _window_peak(grants: list[tuple[int, float]], t: int, window: int) -> float:
+    """The most already granted in any window [a, a + window) that contains ``t``.
+
+    Granting p at t keeps every window under the cap iff this peak plus p is.
+    The sum over [a, a + window) only rises when a later grant enters, so the
+    windows worth checking start at t - window + 1 or where a later grant enters.
+    """
+    lo = t - window + 1
+    nearby = [(ts, p) for ts, p in grants if lo <= ts < t + window]
+    if not nearby:
+        return 0.0
+    starts = sorted({lo} | {ts - window + 1 for ts, _ in nearby if ts > t})
+    peak = 0.0
+    for a in starts:
+        total = sum(p for ts, p in nearby if a <= ts < a + window)
+        peak = max(peak, total)
+    return peak
+
+
+def _prune_credits(
+    credits: dict[str, list[tuple[int, float]]], floor: int, rules: Rules
+) -> dict[str, list[tuple[int, float]]]:
+    """Forget grants no window of an acceptable event (at or after ``floor``) can reach."""
+    kept: dict[str, list[tuple[int, float]]] = {}
+    for cap in rules.caps:
+        grants = [g for g in credits.get(cap.id, ()) if g[0] > floor - cap.window_ms]
+        if grants:
+            kept[cap.id] = grants
+    return kept
+
+
+def _fit(
+    current: LeadRecord, event: EngagementEvent, rules: Rules
+) -> tuple[dict[str, tuple[int, str]], float, dict[str, float]]:
+    """Traits, fit score and fit contributions after ``event`` (latest event time wins)."""
+    fit = rules.fit
+    traits = current.traits
+    if event.type in fit.event_types:
+        wanted = fit.traits
+        for name, value in event.properties.items():
+            if name not in wanted:
+                continue
+            seen = traits.get(name)
+            # Later event time wins; on a tie the larger value, so any arrival order agrees.
+            if seen is None or (event.occurred_at, value) > seen:
+                if traits is current.traits:
+                    traits = dict(traits)
+                traits[name] = (event.occurred_at, value)
+    if traits is current.traits and current.rules_version == rules.version:
+        return traits, current.fit, current.fit_contributions
+    profile = {name: value for name, (_, value) in traits.items()}
+    contributions = {r.id: r.points for r in fit.rules if all_hold(r.when, profile)}
+    return traits, sum(contributions.values()), contributions
+
+
+def _qualification(
+    current: LeadRecord, event: EngagementEvent, rules: Rules
+) -> tuple[int, str | None, int]:
+    """(disqualified at, by rule, re-qualified at) after ``event``, by event time.
+
+    A lead is disqualified while its latest disqualifying event is not older than
+    its latest re-qualifying one, so the outcome does not depend on arrival order.
+    """
+    t = event.occurred_at
+    at, by, requalified = current.disqualified_ms, current.disqualified_by, current.requalified_ms
+    for rule in rules.disqualify:
+        if rule.matches(event.type, event.properties) and (t, rule.id) > (at, by or ""):
+            at, by = t, rule.id
+    if any(rule.matches(event.type, event.properties) for rule in rules.requalify):
+        requalified = max(requalified, t)
+    return at, by, requalified

@@ -24,13 +24,24 @@ def out(score: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """One rule's share of a score (or of a change)."""
+    """One rule's share of a score or of a change.
+
+    ``points`` is what the rule added (decayed to the time of the score it
+    explains); ``clipped`` is what a cap (``cap_id``) held back, on the same scale.
+    """
 
     rule_id: str
     points: float
+    clipped: float = 0.0
+    cap_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule_id": self.rule_id, "points": out(self.points)}
+        return {
+            "rule_id": self.rule_id,
+            "points": out(self.points),
+            "clipped": out(self.clipped),
+            "cap_id": self.cap_id,
+        }
 
 
 @dataclass(slots=True)
@@ -52,6 +63,19 @@ class LeadRecord:
     velocity: dict[int, int] = field(default_factory=dict)  # event-time hour -> accepted events
     seen: dict[str, int] = field(default_factory=dict)  # event id digest -> event time
     dedupe_floor_ms: int = 0  # events older than this can no longer be deduplicated
+    fit: float = 0.0
+    fit_contributions: dict[str, float] = field(default_factory=dict)  # fit rule id -> points
+    traits: dict[str, tuple[int, str]] = field(default_factory=dict)  # trait -> (event time, value)
+    cap_credits: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # cap -> grants
+    disqualified_ms: int = -1  # event time of the latest disqualifying event
+    disqualified_by: str | None = None  # the rule that matched it
+    requalified_ms: int = -1  # event time of the latest re-qualifying event
+    assessed_ms: int = 0  # time the stage and thresholds were last evaluated at
+    due_ms: int | None = None  # when decay next changes the stage or re-arms a threshold
+
+    @property
+    def disqualified(self) -> bool:
+        return self.disqualified_ms >= 0 and self.disqualified_ms >= self.requalified_ms
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,10 +94,20 @@ class LeadRecord:
             "velocity": {str(k): v for k, v in self.velocity.items()},
             "seen": self.seen,
             "dedupe_floor_ms": self.dedupe_floor_ms,
+            "fit": self.fit,
+            "fit_contributions": self.fit_contributions,
+            "traits": {k: list(v) for k, v in self.traits.items()},
+            "cap_credits": {k: [list(g) for g in v] for k, v in self.cap_credits.items()},
+            "disqualified_ms": self.disqualified_ms,
+            "disqualified_by": self.disqualified_by,
+            "requalified_ms": self.requalified_ms,
+            "assessed_ms": self.assessed_ms,
+            "due_ms": self.due_ms,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LeadRecord:
+        """Read a stored record; fields added after the first release have defaults."""
         return cls(
             contact_id=data["contact_id"],
             account_id=data.get("account_id"),
@@ -90,6 +124,18 @@ class LeadRecord:
             velocity={int(k): int(v) for k, v in data["velocity"].items()},
             seen=dict(data["seen"]),
             dedupe_floor_ms=int(data["dedupe_floor_ms"]),
+            fit=float(data.get("fit", 0.0)),
+            fit_contributions=dict(data.get("fit_contributions", {})),
+            traits={k: (int(t), str(v)) for k, (t, v) in data.get("traits", {}).items()},
+            cap_credits={
+                cap: [(int(t), float(p)) for t, p in grants]
+                for cap, grants in data.get("cap_credits", {}).items()
+            },
+            disqualified_ms=int(data.get("disqualified_ms", -1)),
+            disqualified_by=data.get("disqualified_by"),
+            requalified_ms=int(data.get("requalified_ms", -1)),
+            assessed_ms=int(data.get("assessed_ms", data["ref_ms"])),
+            due_ms=data.get("due_ms"),
         )
 
 
@@ -111,6 +157,9 @@ class LeadAction:
     cause_event_id: str | None
     reasons: tuple[Reason, ...]
     rules_version: str
+    fit: float = 0.0
+    grade: str | None = None
+    fit_reasons: tuple[Reason, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,6 +177,9 @@ class LeadAction:
             "cause_event_id": self.cause_event_id,
             "reasons": [r.to_dict() for r in self.reasons],
             "rules_version": self.rules_version,
+            "fit": out(self.fit),
+            "grade": self.grade,
+            "fit_reasons": [r.to_dict() for r in self.fit_reasons],
         }
 
 
@@ -146,6 +198,9 @@ class ScoreChange:
     rules_version: str
     occurred_at: int
     processed_at: int
+    old_fit: float = 0.0
+    new_fit: float = 0.0
+    fit_reasons: tuple[Reason, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,6 +215,9 @@ class ScoreChange:
             "rules_version": self.rules_version,
             "occurred_at": self.occurred_at,
             "processed_at": self.processed_at,
+            "old_fit": out(self.old_fit),
+            "new_fit": out(self.new_fit),
+            "fit_reasons": [r.to_dict() for r in self.fit_reasons],
         }
 
 
@@ -170,7 +228,10 @@ class LeadState:
     contact_id: str
     account_id: str | None
     score: float
+    current_score: float
     fit: float
+    grade: str | None
+    disqualified: bool
     stage: str
     velocity: int
     risk: RiskLevel
@@ -185,7 +246,10 @@ class LeadState:
             "contact_id": self.contact_id,
             "account_id": self.account_id,
             "score": out(self.score),
+            "current_score": out(self.current_score),
             "fit": out(self.fit),
+            "grade": self.grade,
+            "disqualified": self.disqualified,
             "stage": self.stage,
             "velocity": self.velocity,
             "risk": self.risk,

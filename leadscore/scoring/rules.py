@@ -6,7 +6,10 @@ line and what was expected, so the person editing the rules can fix them.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +22,7 @@ DEFAULT_RULES_PATH = Path(__file__).resolve().parent.parent / "rules" / "default
 
 MS_PER_HOUR = 3_600_000
 MS_PER_DAY = 24 * MS_PER_HOUR
+DISQUALIFIED = "disqualified"
 
 Identifier = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z][a-z0-9_.:-]*$")]
 
@@ -27,12 +31,208 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+PropertyName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
+GradeName = Annotated[
+    str, Field(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9][A-Za-z0-9_+-]*$")
+]
+Points = Annotated[float, Field(allow_inf_nan=False)]
+
+STRING_TESTS = ("equals", "one_of", "prefix", "suffix", "contains", "regex", "exists")
+NUMBER_TESTS = ("gt", "gte", "lt", "lte")
+
+
+def _as_tuple(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else value
+
+
+class Condition(_Frozen):
+    """One test on one event property; a rule's conditions must all hold.
+
+    String tests ignore case unless ``case_sensitive`` is true. Numeric tests
+    (gt, gte, lt, lte; combinable into a range) read the property as a number;
+    a property that is missing or not a number does not match.
+    """
+
+    property: PropertyName
+    equals: str | None = None
+    one_of: tuple[str, ...] | None = Field(default=None, min_length=1)
+    prefix: str | tuple[str, ...] | None = None
+    suffix: str | tuple[str, ...] | None = None
+    contains: str | None = None
+    regex: str | None = None
+    exists: bool | None = None
+    gt: Points | None = None
+    gte: Points | None = None
+    lt: Points | None = None
+    lte: Points | None = None
+    case_sensitive: bool = False
+    _pattern: re.Pattern[str] | None = PrivateAttr(default=None)
+    _choices: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Condition:
+        strings = [name for name in STRING_TESTS if getattr(self, name) is not None]
+        numbers = [name for name in NUMBER_TESTS if getattr(self, name) is not None]
+        every = ", ".join(STRING_TESTS + NUMBER_TESTS)
+        if not strings and not numbers:
+            raise ValueError(f"the condition on {self.property!r} needs a test: one of {every}")
+        if len(strings) > 1 or (strings and numbers):
+            raise ValueError(
+                f"the condition on {self.property!r} has several tests "
+                f"({', '.join(strings + numbers)}); use one condition per test"
+            )
+        low = max((v for v in (self.gt, self.gte) if v is not None), default=None)
+        high = min((v for v in (self.lt, self.lte) if v is not None), default=None)
+        if low is not None and high is not None:
+            empty = low > high or (low == high and (self.gt is not None or self.lt is not None))
+            if empty:
+                raise ValueError(
+                    f"the range on {self.property!r} is empty (no number is above {low:g} "
+                    f"and below {high:g}): the rule could never match"
+                )
+        if self.regex is not None:
+            flags = 0 if self.case_sensitive else re.IGNORECASE
+            try:
+                pattern = re.compile(self.regex, flags)
+            except re.error as exc:
+                raise ValueError(f"the regex {self.regex!r} is not valid: {exc}") from exc
+            self._pattern = pattern
+        for name in ("prefix", "suffix"):
+            if any(not v for v in _as_tuple(getattr(self, name))):
+                raise ValueError(f"an empty {name} matches everything; use exists: true instead")
+        return self
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.one_of is not None:
+            self._choices = frozenset(self._fold(v) for v in self.one_of)
+
+    def _fold(self, value: str) -> str:
+        return value if self.case_sensitive else value.casefold()
+
+    def holds(self, properties: Mapping[str, str]) -> bool:
+        value = properties.get(self.property)
+        if self.exists is not None:
+            return (value is not None) == self.exists
+        if value is None:
+            return False
+        if self._pattern is not None:
+            return self._pattern.search(value) is not None
+        if any(getattr(self, name) is not None for name in NUMBER_TESTS):
+            return self._in_range(value)
+        folded = self._fold(value)
+        if self.equals is not None:
+            return folded == self._fold(self.equals)
+        if self.one_of is not None:
+            return folded in self._choices
+        if self.prefix is not None:
+            return any(folded.startswith(self._fold(p)) for p in _as_tuple(self.prefix))
+        if self.suffix is not None:
+            return any(folded.endswith(self._fold(p)) for p in _as_tuple(self.suffix))
+        return self.contains is not None and self._fold(self.contains) in folded
+
+    def _in_range(self, value: str) -> bool:
+        try:
+            number = float(value)
+        except ValueError:
+            return False
+        if math.isnan(number):
+            return False
+        return (
+            (self.gt is None or number > self.gt)
+            and (self.gte is None or number >= self.gte)
+            and (self.lt is None or number < self.lt)
+            and (self.lte is None or number <= self.lte)
+        )
+
+
+def all_hold(conditions: tuple[Condition, ...], properties: Mapping[str, str]) -> bool:
+    return all(c.holds(properties) for c in conditions)
+
+
 class Rule(_Frozen):
-    """Points for one event type. ``id`` is stable: it names the rule in every explanation."""
+    """Points for events of one type whose properties meet every condition in ``when``.
+
+    ``id`` is stable: it names the rule in every explanation. ``replaces`` lists
+    rules of the same event type that do not score when this one matches (so a
+    pricing-page view scores 15 *instead of* the 1 of any page view).
+    """
 
     id: Identifier
     event_type: Identifier
-    points: float = Field(allow_inf_nan=False)
+    points: Points
+    when: tuple[Condition, ...] = ()
+    replaces: tuple[Identifier, ...] = ()
+
+    def matches(self, properties: Mapping[str, str]) -> bool:
+        return all_hold(self.when, properties)
+
+
+class Cap(_Frozen):
+    """At most ``max_points`` from ``rules`` in any ``window_days`` of event time."""
+
+    id: Identifier
+    rules: tuple[Identifier, ...] = Field(min_length=1)
+    max_points: float = Field(gt=0, allow_inf_nan=False)
+    window_days: float = Field(gt=0, le=366, allow_inf_nan=False)
+
+    @property
+    def window_ms(self) -> int:
+        return int(self.window_days * MS_PER_DAY)
+
+
+class FitRule(_Frozen):
+    """Fit points for a lead whose profile traits meet every condition in ``when``."""
+
+    id: Identifier
+    when: tuple[Condition, ...] = Field(min_length=1)
+    points: Points
+
+
+class Grade(_Frozen):
+    """A fit grade: a lead has the best grade whose ``min_fit`` its fit score reaches."""
+
+    name: GradeName
+    min_fit: Points
+
+
+class Fit(_Frozen):
+    """Fit scoring: traits from profile events, scored by rules, banded into grades.
+
+    Fit does not decay. A trait keeps the value of the latest event (event time)
+    that carried it.
+    """
+
+    event_types: tuple[Identifier, ...] = ("identify",)
+    rules: tuple[FitRule, ...] = ()
+    grades: tuple[Grade, ...] = ()
+
+    @property
+    def traits(self) -> frozenset[str]:
+        return frozenset(c.property for rule in self.rules for c in rule.when)
+
+
+class StateRule(_Frozen):
+    """A rule that disqualifies (or re-qualifies) a lead: an event type and/or conditions."""
+
+    id: Identifier
+    event_type: Identifier | None = None
+    when: tuple[Condition, ...] = ()
+
+    @model_validator(mode="after")
+    def _not_everything(self) -> StateRule:
+        if self.event_type is None and not self.when:
+            raise ValueError(
+                f"rule {self.id!r} has neither an event_type nor conditions, so it would "
+                "match every event; give it at least one of them"
+            )
+        return self
+
+    def matches(self, event_type: str, properties: Mapping[str, str]) -> bool:
+        if self.event_type is not None and event_type != self.event_type:
+            return False
+        return all_hold(self.when, properties)
 
 
 class Stage(_Frozen):
@@ -43,11 +243,16 @@ class Stage(_Frozen):
 
 
 class Threshold(_Frozen):
-    """Fires once when the score rises to ``score``; re-arms below ``score - hysteresis``."""
+    """Fires once when the score rises to ``score``; re-arms below ``score - hysteresis``.
+
+    With ``min_grade`` it fires only while the lead's fit grade is at least that
+    good: ``mql: engagement >= 60 and grade >= B``.
+    """
 
     name: Identifier
     score: float = Field(gt=0, allow_inf_nan=False)
     hysteresis: float = Field(ge=0, allow_inf_nan=False)
+    min_grade: GradeName | None = None
 
     @model_validator(mode="after")
     def _hysteresis_below_score(self) -> Threshold:
@@ -81,33 +286,24 @@ class Rules(_Frozen):
     dedupe_horizon_days: float = Field(default=7, gt=0)
     dedupe_max_ids: int = Field(default=1000, ge=1, le=1_000_000)
     rules: tuple[Rule, ...]
+    caps: tuple[Cap, ...] = ()
+    fit: Fit = Fit()
+    disqualify: tuple[StateRule, ...] = ()
+    requalify: tuple[StateRule, ...] = ()
     stages: tuple[Stage, ...]
     thresholds: tuple[Threshold, ...] = ()
     risk: Risk = Risk()
     next_actions: dict[str, str] = Field(default_factory=dict)
     next_action_when_high_risk: str = "re_engage"
     _by_type: dict[str, tuple[Rule, ...]] = PrivateAttr(default_factory=dict)
+    _cap_of: dict[str, Cap] = PrivateAttr(default_factory=dict)
+    _grade_rank: dict[str, int] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Rules:
-        ids = [r.id for r in self.rules]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"rule ids must be unique; repeated: {', '.join(dupes)}")
-        if not self.stages:
-            raise ValueError("at least one stage is needed")
-        mins = [s.min_score for s in self.stages]
-        if mins != sorted(mins) or len(set(mins)) != len(mins):
-            raise ValueError("stages must be listed by strictly increasing min_score")
-        names = [s.name for s in self.stages]
-        if len(set(names)) != len(names):
-            raise ValueError("stage names must be unique")
-        tnames = [t.name for t in self.thresholds]
-        if len(set(tnames)) != len(tnames):
-            raise ValueError("threshold names must be unique")
-        unknown = sorted(set(self.next_actions) - set(names))
-        if unknown:
-            raise ValueError(f"next_actions names unknown stages: {', '.join(unknown)}")
+        problems = _cross_checks(self)
+        if problems:
+            raise RulesProblems(problems)
         return self
 
     @property
@@ -122,15 +318,30 @@ class Rules(_Frozen):
     def dedupe_horizon_ms(self) -> int:
         return int(self.dedupe_horizon_days * MS_PER_DAY)
 
+    @property
+    def longest_cap_ms(self) -> int:
+        return max((c.window_ms for c in self.caps), default=0)
+
     def model_post_init(self, context: Any, /) -> None:
         index: dict[str, list[Rule]] = {}
         for rule in self.rules:
             index.setdefault(rule.event_type, []).append(rule)
         self._by_type = {k: tuple(v) for k, v in index.items()}
+        self._cap_of = {rule_id: cap for cap in self.caps for rule_id in cap.rules}
+        self._grade_rank = {g.name: i for i, g in enumerate(self.fit.grades)}
 
     def rules_for(self, event_type: str) -> tuple[Rule, ...]:
-        """The rules an event type matches (empty for unknown types: they score 0)."""
+        """The rules an event type may match (empty for unknown types: they score 0)."""
         return self._by_type.get(event_type, ())
+
+    def matching(self, event_type: str, properties: Mapping[str, str]) -> list[Rule]:
+        """The rules that score an event: those whose conditions hold, minus replaced ones."""
+        hits = [r for r in self.rules_for(event_type) if r.matches(properties)]
+        replaced = {other for r in hits for other in r.replaces}
+        return [r for r in hits if r.id not in replaced] if replaced else hits
+
+    def cap_of(self, rule_id: str) -> Cap | None:
+        return self._cap_of.get(rule_id)
 
     def stage_for(self, score: float) -> str:
         """The stage whose band holds ``score`` (below the lowest band: the lowest stage)."""
@@ -142,7 +353,26 @@ class Rules(_Frozen):
                 break
         return current
 
+    def grade_for(self, fit: float) -> str | None:
+        """The best grade whose band ``fit`` reaches (None when no grades are defined)."""
+        current: str | None = self.fit.grades[0].name if self.fit.grades else None
+        for grade in self.fit.grades:
+            if fit >= grade.min_fit:
+                current = grade.name
+            else:
+                break
+        return current
+
+    def grade_at_least(self, grade: str | None, wanted: str | None) -> bool:
+        if wanted is None:
+            return True
+        if grade is None:
+            return False
+        return self._grade_rank.get(grade, -1) >= self._grade_rank[wanted]
+
     def next_action_for(self, stage: str, risk: str) -> str:
+        if stage == DISQUALIFIED:
+            return self.next_actions.get(DISQUALIFIED, "none")
         if risk == "high":
             return self.next_action_when_high_risk
         return self.next_actions.get(stage, "none")
@@ -152,6 +382,147 @@ class Rules(_Frozen):
         if elapsed_ms <= 0:
             return 1.0
         return math.pow(2.0, -elapsed_ms / self.half_life_ms)
+
+    def digest(self) -> str:
+        """A fingerprint of the rules' content, to notice a change without a new version."""
+        canonical = self.model_dump_json(exclude={"version"})
+        return hashlib.blake2b(canonical.encode("utf-8"), digest_size=8).hexdigest()
+
+
+class RulesProblems(ValueError):
+    """Problems found across fields, each with where it is (a pydantic-style location)."""
+
+    def __init__(self, problems: list[tuple[tuple[Any, ...], str]]) -> None:
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems
+
+
+def _cross_checks(rules: Rules) -> list[tuple[tuple[Any, ...], str]]:
+    """What single fields cannot tell: ids, references between sections, band order."""
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    by_id = {r.id: r for r in rules.rules}
+    sections: list[tuple[str, tuple[Any, ...]]] = [
+        ("rules", rules.rules),
+        ("fit.rules", rules.fit.rules),
+        ("disqualify", rules.disqualify),
+        ("requalify", rules.requalify),
+        ("caps", rules.caps),
+    ]
+    first_seen: dict[str, str] = {}
+    for section, items in sections:
+        for i, item in enumerate(items):
+            loc = (*section.split("."), i, "id")
+            if item.id in first_seen:
+                problems.append(
+                    (
+                        loc,
+                        f"the id {item.id!r} is already used in {first_seen[item.id]}; ids name "
+                        "rules in explanations, so each must be unique",
+                    )
+                )
+            else:
+                first_seen[item.id] = section
+    for i, rule in enumerate(rules.rules):
+        for j, other in enumerate(rule.replaces):
+            loc = ("rules", i, "replaces", j)
+            target = by_id.get(other)
+            if target is None:
+                problems.append((loc, f"rule {rule.id!r} replaces {other!r}, which is not a rule"))
+            elif other == rule.id:
+                problems.append((loc, f"rule {rule.id!r} replaces itself"))
+            elif target.event_type != rule.event_type:
+                problems.append(
+                    (
+                        loc,
+                        f"rule {rule.id!r} ({rule.event_type}) replaces {other!r}, which scores "
+                        f"{target.event_type} events: a rule can only replace one of its own type",
+                    )
+                )
+    capped: dict[str, str] = {}
+    for i, cap in enumerate(rules.caps):
+        for j, rule_id in enumerate(cap.rules):
+            loc = ("caps", i, "rules", j)
+            target = by_id.get(rule_id)
+            if target is None:
+                problems.append((loc, f"cap {cap.id!r} names {rule_id!r}, which is not a rule"))
+            elif target.points <= 0:
+                problems.append(
+                    (
+                        loc,
+                        f"cap {cap.id!r} names {rule_id!r}, which gives {target.points:g} points; "
+                        "caps limit rules that add points",
+                    )
+                )
+            elif rule_id in capped:
+                problems.append(
+                    (
+                        loc,
+                        f"rule {rule_id!r} is in two caps ({capped[rule_id]!r} and {cap.id!r}); "
+                        "put it in one",
+                    )
+                )
+            else:
+                capped[rule_id] = cap.id
+    if not rules.stages:
+        problems.append((("stages",), "at least one stage is needed"))
+    for i in range(1, len(rules.stages)):
+        low, high = rules.stages[i - 1], rules.stages[i]
+        if high.min_score <= low.min_score:
+            problems.append(
+                (
+                    ("stages", i, "min_score"),
+                    f"stage {high.name!r} starts at {high.min_score:g}, not above {low.name!r} "
+                    f"({low.min_score:g}): the bands overlap. List stages from the lowest "
+                    "min_score up, each higher than the one before",
+                )
+            )
+    names = [s.name for s in rules.stages]
+    for i, stage in enumerate(rules.stages):
+        if names.index(stage.name) != i:
+            problems.append((("stages", i, "name"), f"stage {stage.name!r} is listed twice"))
+        if stage.name == DISQUALIFIED:
+            problems.append(
+                (
+                    ("stages", i, "name"),
+                    f"{DISQUALIFIED!r} is the stage of disqualified leads; name this stage "
+                    "differently",
+                )
+            )
+    grades = rules.fit.grades
+    for i in range(1, len(grades)):
+        if grades[i].min_fit <= grades[i - 1].min_fit:
+            problems.append(
+                (
+                    ("fit", "grades", i, "min_fit"),
+                    f"grade {grades[i].name!r} starts at {grades[i].min_fit:g}, not above "
+                    f"{grades[i - 1].name!r} ({grades[i - 1].min_fit:g}): list grades from the "
+                    "worst (lowest min_fit) to the best",
+                )
+            )
+    grade_names = [g.name for g in grades]
+    for i, grade in enumerate(grades):
+        if grade_names.index(grade.name) != i:
+            problems.append((("fit", "grades", i, "name"), f"grade {grade.name!r} is listed twice"))
+    tnames = [t.name for t in rules.thresholds]
+    for i, threshold in enumerate(rules.thresholds):
+        if tnames.index(threshold.name) != i:
+            problems.append(
+                (("thresholds", i, "name"), f"threshold {threshold.name!r} is listed twice")
+            )
+        if threshold.min_grade is not None and threshold.min_grade not in grade_names:
+            known = ", ".join(grade_names) or "none are defined under fit.grades"
+            problems.append(
+                (
+                    ("thresholds", i, "min_grade"),
+                    f"threshold {threshold.name!r} needs grade {threshold.min_grade!r}, which is "
+                    f"not a fit grade ({known})",
+                )
+            )
+    for unknown in sorted(set(rules.next_actions) - set(names) - {DISQUALIFIED}):
+        problems.append(
+            (("next_actions", unknown), f"next_actions names an unknown stage {unknown!r}")
+        )
+    return problems
 
 
 def parse_rules(text: str, source: str = "<rules>") -> Rules:
@@ -171,10 +542,15 @@ def parse_rules(text: str, source: str = "<rules>") -> Rules:
     try:
         return Rules.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            RuleProblem(source, _line_of(node, err["loc"]), _dotted(err["loc"]), _message(err))
-            for err in exc.errors()
-        ]
+        problems = []
+        for err in exc.errors():
+            cause = (err.get("ctx") or {}).get("error")
+            found = cause.problems if isinstance(cause, RulesProblems) else [(err["loc"], None)]
+            for where, message in found:
+                loc = (*err["loc"], *where)
+                problems.append(
+                    RuleProblem(source, _line_of(node, loc), _dotted(loc), message or _message(err))
+                )
         raise RulesError(source, problems) from exc
 
 

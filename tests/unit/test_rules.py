@@ -66,7 +66,7 @@ stages:
   - {name: warm, min_score: 11}
   - {name: cold, min_score: 0}
 """
-    with pytest.raises(RulesError, match="repeated: a"):
+    with pytest.raises(RulesError, match="the id 'a' is already used"):
         parse_rules(text)
 
 
