@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from leadscore.errors import RulesError
@@ -75,3 +77,102 @@ def test_broken_yaml_reports_its_line() -> None:
         parse_rules("version: t\nrules: [\n  - oops: {\n", "bad.yaml")
     assert info.value.problems[0].line is not None
     assert "not valid YAML" in info.value.problems[0].message
+
+
+FULL = """version: t
+rules:
+  - {id: view, event_type: page_view, points: 1}
+  - id: pricing
+    event_type: page_view
+    points: 15
+    when:
+      - {property: url, REPLACE_CONDITION}
+stages:
+  - {name: cold, min_score: 0}
+  - {name: warm, min_score: 11}
+"""
+
+
+@pytest.mark.parametrize(
+    ("condition", "fragment"),
+    [
+        ("regex: '(unclosed'", "the regex '(unclosed' is not valid"),
+        ("prefix: /a, suffix: /b", "has several tests (prefix, suffix)"),
+        ("starts_with: /pricing", "unknown field"),
+        ("gt: 10, lt: 5", "the range on 'url' is empty"),
+        ("prefix: ''", "an empty prefix matches everything"),
+        ("case_sensitive: true", "needs a test"),
+    ],
+)
+def test_bad_conditions_are_explained_at_their_line(condition: str, fragment: str) -> None:
+    with pytest.raises(RulesError) as info:
+        parse_rules(FULL.replace("REPLACE_CONDITION", condition), "r.yaml")
+    (problem,) = info.value.problems
+    assert problem.line == 8
+    assert fragment in problem.message
+
+
+GOOD = FULL.replace("REPLACE_CONDITION", "prefix: /pricing")
+
+
+@pytest.mark.parametrize(
+    ("extra", "line", "fragment"),
+    [
+        (
+            "thresholds: [{name: mql, score: 60, hysteresis: 10, min_grade: B}]\n",
+            12,
+            "needs grade 'B', which is not a fit grade (none are defined",
+        ),
+        (
+            "caps: [{id: c, rules: [view, nope], max_points: 5, window_days: 1}]\n",
+            12,
+            "cap 'c' names 'nope', which is not a rule",
+        ),
+        (
+            "rules_extra: 1\n",
+            12,
+            "unknown field",
+        ),
+        (
+            "disqualify:\n  - {id: everyone}\n",
+            13,
+            "would match every event",
+        ),
+        (
+            "fit:\n  grades:\n    - {name: A, min_fit: 50}\n    - {name: B, min_fit: 20}\n",
+            15,
+            "list grades from the worst",
+        ),
+        (
+            "requalify:\n  - {id: view, event_type: requalify}\n",
+            13,
+            "the id 'view' is already used in rules",
+        ),
+    ],
+)
+def test_cross_references_are_checked_with_lines(extra: str, line: int, fragment: str) -> None:
+    with pytest.raises(RulesError) as info:
+        parse_rules(GOOD + extra, "r.yaml")
+    problem = info.value.problems[0]
+    assert fragment in problem.message
+    assert problem.line == line
+
+
+def test_overlapping_stages_and_replacing_another_type_are_reported_together() -> None:
+    text = GOOD.replace("min_score: 11", "min_score: 0").replace(
+        "points: 15\n", "points: 15\n    replaces: [view, signup]\n"
+    )
+    with pytest.raises(RulesError) as info:
+        parse_rules(text, "r.yaml")
+    messages = {p.line: p.message for p in info.value.problems}
+    assert "the bands overlap" in messages[12]
+    assert "replaces 'signup', which is not a rule" in messages[7]
+
+
+def test_the_shipped_example_is_valid_and_complete() -> None:
+    rules = load_rules(Path(__file__).resolve().parents[2] / "examples" / "rules.yaml")
+    assert rules.caps and rules.fit.rules and rules.fit.grades
+    assert rules.disqualify and rules.requalify
+    assert any(r.when for r in rules.rules) and any(r.replaces for r in rules.rules)
+    assert any(r.points < 0 for r in rules.rules)
+    assert any(t.min_grade for t in rules.thresholds)
