@@ -40,7 +40,8 @@ def test_rules_explain_prints_a_timeline_with_reasons_caps_fit_and_decay() -> No
     assert "email-open +0, 3 clipped by cap email-weekly" in out
     assert "fit 0 -> 85 (senior-title +30; mid-market +25; target-industry +20" in out
     assert "disqualified: disqualified by rule competitor" in out
-    assert "threshold mql crossed" in out and "grade A" in out
+    assert "threshold mql crossed" in out
+    assert "grade A" in out
     assert "stage_changed: stage qualified -> hot [decay, no event]" in out
     assert "duplicate event id, ignored" in out
     assert "unsubscribe -20" in out

@@ -171,8 +171,12 @@ def test_overlapping_stages_and_replacing_another_type_are_reported_together() -
 
 def test_the_shipped_example_is_valid_and_complete() -> None:
     rules = load_rules(Path(__file__).resolve().parents[2] / "examples" / "rules.yaml")
-    assert rules.caps and rules.fit.rules and rules.fit.grades
-    assert rules.disqualify and rules.requalify
-    assert any(r.when for r in rules.rules) and any(r.replaces for r in rules.rules)
+    assert rules.caps
+    assert rules.fit.rules
+    assert rules.fit.grades
+    assert rules.disqualify
+    assert rules.requalify
+    assert any(r.when for r in rules.rules)
+    assert any(r.replaces for r in rules.rules)
     assert any(r.points < 0 for r in rules.rules)
     assert any(t.min_grade for t in rules.thresholds)

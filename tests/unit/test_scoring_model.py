@@ -239,7 +239,7 @@ def test_fit_scores_traits_without_decay_and_gates_thresholds_by_grade() -> None
     fresh = [
         ev(10 + i, e.type, T0 + 61 * MS_PER_DAY + i, **e.properties) for i, e in enumerate(engaged)
     ]
-    final, outcomes = run([profile, *fresh], EXAMPLE)
+    _final, outcomes = run([profile, *fresh], EXAMPLE)
     crossed = [a for o in outcomes for a in o.actions if a.kind == "threshold_crossed"]
     assert [(a.name, a.grade) for a in crossed] == [("mql", "A")]
     assert [r.rule_id for r in crossed[0].fit_reasons] == [
@@ -254,7 +254,8 @@ def test_latest_trait_wins_by_event_time_not_arrival() -> None:
     older = ev(2, "identify", T0, company_size="20")
     a, _ = run([newer, older], EXAMPLE)
     b, _ = run([older, newer], EXAMPLE)
-    assert a is not None and b is not None
+    assert a is not None
+    assert b is not None
     assert a.fit == b.fit == 35
 
 
@@ -315,7 +316,8 @@ def test_without_caps_any_arrival_order_gives_the_same_state(events, rnd) -> Non
     rnd.shuffle(shuffled)
     a, _ = run(events, NO_CAPS)
     b, _ = run(shuffled, NO_CAPS)
-    assert a is not None and b is not None
+    assert a is not None
+    assert b is not None
     assert math.isclose(a.score, b.score, rel_tol=1e-9, abs_tol=1e-9)
     assert (a.stage, a.fit, a.disqualified) == (b.stage, b.fit, b.disqualified)
 
