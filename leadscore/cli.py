@@ -50,7 +50,7 @@ def worker() -> None:
     from leadscore.kafka_admin import require_topics
     from leadscore.scoring import load_rules
     from leadscore.stream.app import build_app
-    from leadscore.stream.state_dir import claim_state_dir
+    from leadscore.stream.state_dir import claim_state_dir, log_rules_change, note_rules
 
     settings = _settings()
     setup_logging(settings.log_level)
@@ -65,6 +65,8 @@ def worker() -> None:
         claim_state_dir(settings.data_dir, cluster_id, settings.app_id, settings.events_topic)
     except LeadscoreError as exc:
         raise click.ClickException(str(exc)) from exc
+    digest = rules.digest()
+    log_rules_change(note_rules(settings.data_dir, rules.version, digest), rules.version, digest)
     click.echo(
         f"leadscore worker: rules {rules.version}, {partitions} partitions of "
         f"{settings.events_topic}, guarantee {settings.processing_guarantee}",

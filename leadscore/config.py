@@ -36,6 +36,18 @@ class Settings(BaseSettings):
     assignments_topic: str = Field(
         "leadscore.assignments", description="Output of the routing sink"
     )
+    ticks_topic: str = Field(
+        "leadscore.ticks",
+        description="Internal: timer ticks that drive decay re-assessment "
+        "(as many partitions as the events topic)",
+    )
+    timer_interval_seconds: float = Field(
+        10.0,
+        ge=0.2,
+        le=60,
+        description="How often the timer visits due leads; a decay-driven stage change "
+        "lands at most about twice this after its computed time",
+    )
     partitions: int = Field(
         6, ge=1, le=10_000, description="Partitions of the topics `topics create` makes"
     )

@@ -11,7 +11,8 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from leadscore.config import Settings
 from leadscore.errors import BrokerUnavailable, TopicsMissing
 
-DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.score_changes_topic, {**delete, "retention.ms": str(30 * DAY_MS)}),
         TopicSpec(settings.dlq_topic, {**delete, "retention.ms": str(30 * DAY_MS)}),
         TopicSpec(settings.assignments_topic, {**delete, "retention.ms": str(30 * DAY_MS)}),
+        TopicSpec(settings.ticks_topic, {**delete, "retention.ms": str(HOUR_MS)}),
     ]
 
 
@@ -97,5 +99,12 @@ def require_topics(settings: Settings) -> tuple[str, dict[str, int]]:
         raise TopicsMissing(
             f"topics missing on {settings.bootstrap_servers}: {', '.join(missing)}; "
             "create them with `leadscore topics create`"
+        )
+    events = have[settings.events_topic]
+    if have[settings.ticks_topic] != events:
+        raise TopicsMissing(
+            f"{settings.ticks_topic} has {have[settings.ticks_topic]} partitions and "
+            f"{settings.events_topic} {events}: they must match, because a tick for "
+            "partition N re-assesses the leads of events partition N"
         )
     return str(metadata.cluster_id), {name: have[name] for name in needed}

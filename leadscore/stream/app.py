@@ -3,6 +3,12 @@
 Per input record, in one processing step: decode (or dead-letter), apply the
 pure scoring core, send actions, the audit record and the lead snapshot, then
 write the table. Offsets are committed by Faust after the step completes.
+
+Decay-driven changes: each lead's next crossing time is kept in a per-partition
+timer wheel (the ``timers`` table). A timer sends one tick record per owned
+partition to the ticks topic; the agent handles the tick like any record of
+that partition, so the re-assessment, its actions and the table writes happen
+in a normal processing step (and in its transaction under exactly_once).
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ from leadscore.codecs.outputs import encoder
 from leadscore.config import Settings
 from leadscore.errors import InvalidEvent
 from leadscore.logs import redact
-from leadscore.scoring import LeadRecord, Rules, apply_event, snapshot
+from leadscore.scoring import LeadRecord, Rules, apply_event, apply_tick, snapshot
+from leadscore.scoring.engine import Applied
+from leadscore.stream.ticks import Ticker
+from leadscore.stream.wheel import TimerWheel
 
 log = logging.getLogger("leadscore.stream")
 
@@ -74,7 +83,9 @@ def build_app(
         web_port=settings.web_port,
         producer_acks=-1,
     )
-    events = app.topic(settings.events_topic, schema=RAW)
+    # The agent reads events and timer ticks: the two topics have the same partition
+    # count, so Faust assigns partition N of both to the same worker (co-partitioned).
+    inputs = app.topic(settings.events_topic, settings.ticks_topic, schema=RAW)
     actions = app.topic(settings.actions_topic, schema=RAW)
     lead_state = app.topic(settings.lead_state_topic, schema=RAW)
     score_changes = app.topic(settings.score_changes_topic, schema=RAW)
@@ -87,6 +98,14 @@ def build_app(
         value_type=bytes,
         help="lead records by contact id",
     )
+    timers = app.Table(
+        "timers",
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+        help="per-partition timer wheel: slot -> leads due for a decay re-assessment",
+    )
+    slot_ms = max(1, int(settings.timer_interval_seconds * 1000))
 
     encode_action = encoder("LeadAction", settings.output_format)
     encode_change = encoder("ScoreChange", settings.output_format)
@@ -110,39 +129,90 @@ def build_app(
             redact(message.key),
         )
 
-    @app.agent(events, name="score")
+    async def emit(key: bytes, applied: Applied, now: int) -> None:
+        for action in applied.actions:
+            await actions.send(key=key, value=encode_action(action.to_dict()))
+        if applied.change is not None:
+            await score_changes.send(key=key, value=encode_change(applied.change.to_dict()))
+        await lead_state.send(
+            key=key, value=encode_state(snapshot(applied.record, rules, now).to_dict())
+        )
+
+    async def score_event(message: Any, wheel: TimerWheel) -> None:
+        try:
+            engagement = decode_event(message.key, message.value, max_bytes)
+        except InvalidEvent as error:
+            await dead_letter(message, error)
+            return
+        key = message.key
+        stored = leads.get(key)
+        record = LeadRecord.from_dict(orjson.loads(stored)) if stored else None
+        now = clock()
+        applied = apply_event(record, engagement, rules, now)
+        if applied.status == "duplicate":
+            return
+        if applied.status == TOO_LATE:
+            await dead_letter(
+                message,
+                InvalidEvent(
+                    TOO_LATE,
+                    "event is older than this lead's dedupe horizon; it cannot be checked "
+                    "for duplicates, so it is not scored",
+                ),
+            )
+            return
+        updated = applied.record
+        updated.due_ms = wheel.reschedule(
+            engagement.contact_id, record.due_ms if record else None, updated.due_ms, now
+        )
+        await emit(key, applied, now)
+        leads[key] = orjson.dumps(updated.to_dict())
+
+    async def tick(wheel: TimerWheel) -> None:
+        """Re-assess the leads of this partition whose decay crossing time has come."""
+        now = clock()
+        visited = changed = 0
+        for due in wheel.take_due(now):
+            for contact in due.contacts:
+                key = contact.encode("utf-8")
+                stored = leads.get(key)
+                if stored is None:
+                    continue
+                record = LeadRecord.from_dict(orjson.loads(stored))
+                if record.due_ms is None or record.due_ms // slot_ms != due.slot:
+                    continue  # rescheduled since; its current slot holds it
+                visited += 1
+                applied = apply_tick(record, rules, now)
+                updated = applied.record
+                updated.due_ms = wheel.reschedule(contact, None, updated.due_ms, now)
+                if applied.actions:
+                    changed += 1
+                    await emit(key, applied, now)
+                leads[key] = orjson.dumps(updated.to_dict())
+        if visited:
+            log.info(
+                "timer: partition %s re-assessed %s due lead(s), %s changed stage",
+                wheel.partition,
+                visited,
+                changed,
+            )
+
+    @app.agent(inputs, name="score")
     async def score(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
             message = event.message
-            try:
-                engagement = decode_event(message.key, message.value, max_bytes)
-            except InvalidEvent as error:
-                await dead_letter(message, error)
-                continue
-            key = message.key
-            stored = leads.get(key)
-            record = LeadRecord.from_dict(orjson.loads(stored)) if stored else None
-            now = clock()
-            applied = apply_event(record, engagement, rules, now)
-            if applied.status == "duplicate":
-                continue
-            if applied.status == TOO_LATE:
-                await dead_letter(
-                    message,
-                    InvalidEvent(
-                        TOO_LATE,
-                        "event is older than this lead's dedupe horizon; it cannot be checked "
-                        "for duplicates, so it is not scored",
-                    ),
-                )
-                continue
-            for action in applied.actions:
-                await actions.send(key=key, value=encode_action(action.to_dict()))
-            if applied.change is not None:
-                await score_changes.send(key=key, value=encode_change(applied.change.to_dict()))
-            await lead_state.send(
-                key=key, value=encode_state(snapshot(applied.record, rules, now).to_dict())
-            )
-            leads[key] = orjson.dumps(applied.record.to_dict())
+            wheel = TimerWheel(timers, message.partition, slot_ms)
+            if message.topic == settings.ticks_topic:
+                await tick(wheel)
+            else:
+                await score_event(message, wheel)
+
+    ticker = Ticker(settings)
+
+    @app.timer(settings.timer_interval_seconds)  # type: ignore[untyped-decorator]
+    async def send_ticks() -> None:
+        """Ask every partition this worker owns to visit its due leads (one record each)."""
+        assigned = app.consumer.assignment()
+        ticker.send({tp.partition for tp in assigned if tp.topic == settings.ticks_topic}, clock())
 
     return app

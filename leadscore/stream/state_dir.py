@@ -21,6 +21,8 @@ from leadscore.errors import ConfigError
 log = logging.getLogger("leadscore.state")
 
 OWNER_FILE = "OWNER.json"
+RULES_FILE = "RULES.json"
+OURS = {OWNER_FILE, RULES_FILE}
 FAUST_TABLE_DIR = re.compile(r"^v\d+$")
 
 
@@ -29,7 +31,7 @@ def claim_state_dir(data_dir: Path, cluster_id: str, app_id: str, events_topic: 
     owner = {"cluster_id": cluster_id, "app_id": app_id, "events_topic": events_topic}
     marker = data_dir / OWNER_FILE
     data_dir.mkdir(parents=True, exist_ok=True)
-    others = [p for p in data_dir.iterdir() if p.name != OWNER_FILE]
+    others = [p for p in data_dir.iterdir() if p.name not in OURS]
     strangers = sorted(p.name for p in others if not FAUST_TABLE_DIR.match(p.name))
     if strangers:
         raise ConfigError(
@@ -53,3 +55,37 @@ def claim_state_dir(data_dir: Path, cluster_id: str, app_id: str, events_topic: 
         cleared = True
     marker.write_text(json.dumps(owner), encoding="utf-8")
     return cleared
+
+
+def note_rules(data_dir: Path, version: str, digest: str) -> dict[str, str] | None:
+    """Record the rules this worker starts with; return the ones recorded before (if any)."""
+    marker = data_dir / RULES_FILE
+    try:
+        previous = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"version": version, "digest": digest}), encoding="utf-8")
+    return previous if isinstance(previous, dict) else None
+
+
+def log_rules_change(previous: dict[str, str] | None, version: str, digest: str) -> None:
+    """Say what a change of rules means for the scores already kept."""
+    if previous is None:
+        log.info("rules %s (digest %s)", version, digest)
+    elif previous.get("version") != version:
+        log.warning(
+            "rules changed from %s to %s: new events are scored with %s; existing scores, "
+            "stages and fired thresholds are kept as they are (history is not re-scored)",
+            previous.get("version"),
+            version,
+            version,
+        )
+    elif previous.get("digest") != digest:
+        log.warning(
+            "rules file content changed but its version is still %s: give changed rules a new "
+            "version, so lead states and actions say which rules produced them",
+            version,
+        )
+    else:
+        log.info("rules %s unchanged since the last start", version)

@@ -39,10 +39,10 @@ def test_seed_sequence_gives_scores_stages_and_one_action_per_stage_change(
     )
     changes = values(consume(deployment.bootstrap, deployment.topic("score-changes"), 3))
     assert [c["new_score"] for c in changes] == [1.0, 21.0, 51.0]
-    assert [c["reasons"] for c in changes] == [
-        [{"rule_id": "page-view", "points": 1.0}],
-        [{"rule_id": "signup", "points": 20.0}],
-        [{"rule_id": "demo-request", "points": 30.0}],
+    assert [[(r["rule_id"], r["points"], r["clipped"]) for r in c["reasons"]] for c in changes] == [
+        [("page-view", 1.0, 0.0)],
+        [("signup", 20.0, 0.0)],
+        [("demo-request", 30.0, 0.0)],
     ]
     states = values(consume(deployment.bootstrap, deployment.topic("lead-state"), 3))
     assert [(s["score"], s["stage"]) for s in states] == [

@@ -25,6 +25,7 @@ class Deployment:
     root: Path
     name: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
     partitions: int = 3
+    extra: dict[str, str] = field(default_factory=dict)  # more LEADSCORE_* settings
 
     @property
     def env(self) -> dict[str, str]:
@@ -37,9 +38,11 @@ class Deployment:
             "LEADSCORE_SCORE_CHANGES_TOPIC": f"{self.name}.score-changes",
             "LEADSCORE_DLQ_TOPIC": f"{self.name}.dlq",
             "LEADSCORE_ASSIGNMENTS_TOPIC": f"{self.name}.assignments",
+            "LEADSCORE_TICKS_TOPIC": f"{self.name}.ticks",
             "LEADSCORE_PARTITIONS": str(self.partitions),
             "LEADSCORE_DATA_DIR": str(self.root / "state"),
             "LEADSCORE_WEB_ENABLED": "false",
+            **self.extra,
         }
 
     def topic(self, kind: str) -> str:
