@@ -22,8 +22,15 @@ class EventProducer:
     """Sends event dicts as JSON or Avro single-object encoding; counts failures."""
 
     def __init__(self, settings: Settings, wire_format: Literal["json", "avro"] = "json") -> None:
+        # murmur2 is the Java client's (and Faust's) key partitioner: a contact lands in the
+        # partition every other Kafka client, and Faust's key routing, expects.
         self.producer = Producer(
-            {**settings.confluent_config(), "linger.ms": 5, "enable.idempotence": True}
+            {
+                **settings.confluent_config(),
+                "linger.ms": 5,
+                "enable.idempotence": True,
+                "partitioner": "murmur2_random",
+            }
         )
         self.topic = settings.events_topic
         self.wire_format = wire_format

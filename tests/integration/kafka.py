@@ -91,7 +91,13 @@ def _local_broker() -> Iterator[tuple[str, str]]:
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
     """Produce (key, value) records and wait until every one is acknowledged."""
     failures: list[Any] = []
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "partitioner": "murmur2_random",
+        }
+    )
     for key, value in records:
         producer.produce(
             topic, key=key, value=value, on_delivery=lambda err, _m: err and failures.append(err)
