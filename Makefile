@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 KAFKA_LOCAL := deploy/kafka-local/kafka-local
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint format broker broker-stop broker-status clean
+.PHONY: help install demo test test-unit test-integration lint format bench-timer broker broker-stop broker-status clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ install: $(INSTALLED) ## Create .venv with leadscore and its dev tools
 demo: $(INSTALLED) ## Local broker, topics, worker and simulated traffic; prints actions until Ctrl-C
 	deploy/demo.sh
 
+bench-timer: $(INSTALLED) ## Timer tick cost: 100k leads, 1% due, against a full scan (bench/results/)
+	$(BIN)/python bench/timer_tick.py --leads 100000 --due 0.01 --repeat 5
+
 test: $(INSTALLED) ## Lint, type-check, unit tests and integration tests on a real Kafka broker
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest tests/unit tests/integration
@@ -33,13 +36,13 @@ test-integration: $(INSTALLED) ## Integration tests only (starts the local broke
 	$(BIN)/pytest tests/integration
 
 lint: $(INSTALLED) ## ruff (lint and format check) and mypy --strict
-	$(BIN)/ruff check leadscore tests
-	$(BIN)/ruff format --check leadscore tests
+	$(BIN)/ruff check leadscore tests bench
+	$(BIN)/ruff format --check leadscore tests bench
 	$(BIN)/mypy
 
 format: $(INSTALLED) ## Apply ruff's formatting and safe fixes
-	$(BIN)/ruff format leadscore tests
-	$(BIN)/ruff check --fix leadscore tests
+	$(BIN)/ruff format leadscore tests bench
+	$(BIN)/ruff check --fix leadscore tests bench
 
 broker: ## Start the local Kafka broker on 127.0.0.1:9092
 	$(KAFKA_LOCAL) start
