@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from leadscore.explain import explain, read_events
 from leadscore.scoring import EngagementEvent, load_rules
@@ -34,14 +35,17 @@ thresholds:
 """
 
 
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_decay_downgrades_an_idle_lead_with_no_new_event(
-    deployment: Deployment, start_worker, tmp_path: Path
+    deployment: Deployment, start_worker, tmp_path: Path, guarantee: str
 ) -> None:
     rules_file = tmp_path / "fast.yaml"
     rules_file.write_text(FAST_DECAY, encoding="utf-8")
     rules = load_rules(rules_file)
     deployment.extra.update(
-        LEADSCORE_RULES_FILE=str(rules_file), LEADSCORE_TIMER_INTERVAL_SECONDS="1"
+        LEADSCORE_RULES_FILE=str(rules_file),
+        LEADSCORE_TIMER_INTERVAL_SECONDS="1",
+        LEADSCORE_PROCESSING_GUARANTEE=guarantee,
     )
     start_worker()
     at = int(time.time() * 1000)
