@@ -249,14 +249,7 @@ def rules() -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 def rules_check(path: Path) -> None:
     """Validate a rules file; problems are listed with their line numbers."""
-    from leadscore.scoring import load_rules
-
-    try:
-        loaded = load_rules(path)
-    except RulesError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        raise SystemExit(1) from exc
+    loaded = _load_rules_or_exit(path)
     click.echo(
         f"{path}: ok (version {loaded.version}, {len(loaded.rules)} rules, "
         f"{len(loaded.stages)} stages, {len(loaded.thresholds)} thresholds)"
@@ -289,14 +282,8 @@ def rules_explain(
     rule change can be tried before rollout. No Kafka needed.
     """
     from leadscore.explain import BadLine, explain, read_events, render, to_json
-    from leadscore.scoring import load_rules
 
-    try:
-        loaded = load_rules(path)
-    except RulesError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        raise SystemExit(1) from exc
+    loaded = _load_rules_or_exit(path)
     until_ms = _parse_time(until) if until else None
     good = []
     bad = 0
@@ -314,6 +301,18 @@ def rules_explain(
         render(timelines, loaded, click.get_text_stream("stdout"))
     if bad:
         click.echo(f"{bad} line(s) skipped as invalid", err=True)
+
+
+def _load_rules_or_exit(path: Path) -> Any:
+    """The rules in ``path``; on problems, each is printed (file:line: message) and exit 1."""
+    from leadscore.scoring import load_rules
+
+    try:
+        return load_rules(path)
+    except RulesError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        raise SystemExit(1) from exc
 
 
 def _parse_time(text: str) -> int:
