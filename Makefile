@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 KAFKA_LOCAL := deploy/kafka-local/kafka-local
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint format bench-timer broker broker-stop broker-status clean
+.PHONY: help install demo test test-unit test-integration lint format bench-timer bench-wheel broker broker-stop broker-status clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ demo: $(INSTALLED) ## Local broker, topics, worker and simulated traffic; prints
 
 bench-timer: $(INSTALLED) ## Timer tick cost: 100k leads, 1% due, against a full scan (bench/results/)
 	$(BIN)/python bench/timer_tick.py --leads 100000 --due 0.01 --repeat 5
+
+bench-wheel: $(INSTALLED) ## Per-event cost of maintaining the timer wheel, with vs without (bench/results/)
+	$(BIN)/python bench/wheel_overhead.py --events 100000 --contacts 10000 --repeat 5
 
 test: $(INSTALLED) ## Lint, type-check, unit tests and integration tests on a real Kafka broker
 	$(MAKE) --no-print-directory lint

@@ -1,0 +1,136 @@
+"""Per-event cost of keeping the timer wheel up to date, against scoring without it.
+
+Each event in the worker reads the lead, applies the rules, writes the lead
+and, when the lead's due slot moves, updates the wheel (cursor read, read-
+modify-write of the old and the new slot). This times both paths over the
+same seeded events on real rocksdict stores, in one run:
+
+    python bench/wheel_overhead.py --events 200000 --contacts 20000 --repeat 3
+
+Prints a table and writes bench/results/<date>-wheel-overhead.{md,json}.
+Kafka (sends, changelog records) is not included: the figure is the store
+and CPU share the wheel adds to the scoring step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from rocksdict import Rdict
+
+from leadscore.scoring import EngagementEvent, LeadRecord, apply_event, load_rules
+from leadscore.simulate import TrafficModel
+from leadscore.stream.wheel import TimerWheel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timer_tick import RESULTS, Store, progress
+
+SLOT_MS = 10_000
+
+
+def events(n: int, contacts: int) -> list[EngagementEvent]:
+    model = TrafficModel(contacts=contacts, seed=42)
+    start = 1_762_000_000_000
+    out = []
+    for i in range(n):
+        body = model.next_event(start + i * 50)
+        out.append(EngagementEvent.model_validate(body))
+        progress("generate", i + 1, n)
+    return out
+
+
+def run(evs: list[EngagementEvent], with_wheel: bool) -> float:
+    rules = load_rules()
+    with tempfile.TemporaryDirectory() as tmp:
+        leads = Rdict(os.path.join(tmp, "leads"))
+        timers = Rdict(os.path.join(tmp, "timers"))
+        wheel = TimerWheel(Store(timers), 0, SLOT_MS)  # type: ignore[arg-type]
+        try:
+            started = time.perf_counter()
+            for e in evs:
+                key = e.contact_id.encode()
+                stored = leads.get(key)
+                record = LeadRecord.from_dict(orjson.loads(stored)) if stored else None
+                applied = apply_event(record, e, rules, e.occurred_at)
+                if applied.status != "scored":
+                    continue
+                if with_wheel:
+                    applied.record.due_ms = wheel.reschedule(
+                        e.contact_id,
+                        record.due_ms if record else None,
+                        applied.record.due_ms,
+                        e.occurred_at,
+                    )
+                leads[key] = orjson.dumps(applied.record.to_dict())
+            return time.perf_counter() - started
+        finally:
+            leads.close()
+            timers.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--contacts", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    evs = events(args.events, args.contacts)
+    without: list[float] = []
+    with_: list[float] = []
+    for i in range(args.repeat):
+        without.append(run(evs, with_wheel=False))
+        with_.append(run(evs, with_wheel=True))
+        print(
+            f"run {i + 1}/{args.repeat}: without {without[-1]:.2f} s, with {with_[-1]:.2f} s",
+            file=sys.stderr,
+        )
+    rate = {
+        "without_wheel": [args.events / s for s in without],
+        "with_wheel": [args.events / s for s in with_],
+    }
+    ratio = statistics.median(with_) / statistics.median(without)
+    result = {
+        "benchmark": "wheel-overhead",
+        "date": datetime.now(tz=UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "events": args.events,
+        "contacts": args.contacts,
+        "events_per_s": {
+            k: {"min": min(v), "median": statistics.median(v), "max": max(v)}
+            for k, v in rate.items()
+        },
+        "time_ratio_with_to_without": ratio,
+    }
+    rows = [
+        (name, " / ".join(f"{x:,.0f}" for x in (min(v), statistics.median(v), max(v))))
+        for name, v in rate.items()
+    ]
+    table = (
+        "| path | events/s min / median / max |\n|---|---|\n"
+        + "\n".join(f"| {k} | {v} |" for k, v in rows)
+        + f"\n| time with / without | {ratio:.2f} |"
+    )
+    print(table)
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / f"{datetime.now(tz=UTC):%Y-%m-%d}-wheel-overhead"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    stem.with_suffix(".md").write_text(
+        f"# Wheel overhead per event, {result['date']}\n\n`python bench/wheel_overhead.py "
+        f"--events {args.events} --contacts {args.contacts} --repeat {args.repeat}` on "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}\n\n{table}\n",
+        encoding="utf-8",
+    )
+
+
+if __name__ == "__main__":
+    main()
