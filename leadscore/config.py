@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     web_enabled: bool = Field(True, description="Serve the worker's HTTP endpoints")
     web_host: str = Field("127.0.0.1", description="Address the HTTP endpoints bind to")
     web_port: int = Field(6066, ge=1, le=65535, description="Port of the HTTP endpoints")
+    api_token: SecretStr | None = Field(
+        None,
+        description="Bearer token the lead query API requires (all but /healthz, /readyz); "
+        "unset: no authentication",
+    )
     log_level: Literal["debug", "info", "warn", "error"] = Field("info", description="Log level")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security protocol"

@@ -31,6 +31,7 @@ from leadscore.logs import redact
 from leadscore.scoring import LeadRecord, Rules, apply_event, apply_tick, snapshot
 from leadscore.scoring.engine import Applied
 from leadscore.stream.ticks import Ticker
+from leadscore.stream.web import install_web
 from leadscore.stream.wheel import TimerWheel
 
 log = logging.getLogger("leadscore.stream")
@@ -206,6 +207,9 @@ def build_app(
                 await tick(wheel)
             else:
                 await score_event(message, wheel)
+
+    if settings.web_enabled:
+        install_web(app, leads, rules, settings, clock)
 
     ticker = Ticker(settings)
 

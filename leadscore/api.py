@@ -1,0 +1,81 @@
+"""The lead query API's contract, free of any web framework: ids, errors, auth, bodies.
+
+Every error body has one shape: ``{"error": {"code": ..., "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import unicodedata
+from typing import Any
+
+from leadscore.scoring import LeadRecord, Rules, snapshot
+from leadscore.scoring.engine import top_reasons
+from leadscore.scoring.records import out
+
+MAX_CONTACT_ID = 256  # the same bound events have
+
+
+class ApiError(Exception):
+    """An answer other than 200: HTTP status, a stable code and a message for people."""
+
+    def __init__(
+        self, status: int, code: str, message: str, retry_after: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+def check_contact_id(contact_id: str) -> str:
+    """The contact id from a path, or ApiError 400 when it cannot be one."""
+    if not contact_id:
+        raise ApiError(400, "invalid_contact_id", "contact id is empty")
+    if len(contact_id) > MAX_CONTACT_ID:
+        raise ApiError(
+            400, "invalid_contact_id", f"contact id is longer than {MAX_CONTACT_ID} characters"
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in contact_id):
+        raise ApiError(400, "invalid_contact_id", "contact id contains control characters")
+    return contact_id
+
+
+def check_token(expected: str | None, authorization: str | None) -> None:
+    """ApiError 401 unless ``authorization`` is ``Bearer <expected>`` (no token: open)."""
+    if expected is None:
+        return
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), expected):
+        raise ApiError(401, "unauthorized", "a valid bearer token is required")
+
+
+def lead_body(record: LeadRecord, rules: Rules, now_ms: int) -> dict[str, Any]:
+    """GET /leads/{id}: the LeadState, score decayed to now."""
+    return snapshot(record, rules, now_ms).to_dict()
+
+
+def intelligence_body(record: LeadRecord, rules: Rules, now_ms: int) -> dict[str, Any]:
+    """GET /leads/{id}/intelligence: where the lead stands and the rules behind its score."""
+    state = snapshot(record, rules, now_ms)
+    keep = rules.decay_factor(now_ms - record.ref_ms)
+    decayed = {rule: points * keep for rule, points in record.contributions.items()}
+    return {
+        "contact_id": record.contact_id,
+        "score": out(state.current_score),
+        "stage": state.stage,
+        "velocity": state.velocity,
+        "risk": state.risk,
+        "next_action": state.next_action,
+        "fit": out(state.fit),
+        "grade": state.grade,
+        "disqualified": state.disqualified,
+        "reasons": [r.to_dict() for r in top_reasons(decayed)],
+        "fit_reasons": [r.to_dict() for r in top_reasons(record.fit_contributions)],
+        "rules_version": record.rules_version,
+        "as_of": now_ms,
+    }
