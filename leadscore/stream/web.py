@@ -88,4 +88,7 @@ def install_web(
         reason = not_ready()
         if reason is not None:
             return answer(web, ApiError(503, "not_ready", reason, retry_after=RETRY_AFTER_S))
-        return web.json({"status": "ready"})
+        owned = sorted(
+            tp.partition for tp in app.consumer.assignment() if tp.topic == settings.events_topic
+        )
+        return web.json({"status": "ready", "partitions": owned})

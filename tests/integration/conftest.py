@@ -47,12 +47,12 @@ def deployment(kafka: str, tmp_path: Path) -> Deployment:
 
 
 @pytest.fixture
-def start_worker(deployment: Deployment) -> Iterator[Callable[[], WorkerProcess]]:
+def start_worker(deployment: Deployment) -> Iterator[Callable[..., WorkerProcess]]:
     """Start worker processes for the test's deployment; all are stopped afterwards."""
     started: list[WorkerProcess] = []
 
-    def start() -> WorkerProcess:
-        worker = deployment.worker().start()
+    def start(**env: str) -> WorkerProcess:
+        worker = deployment.worker(**env).start()
         started.append(worker)
         return worker
 

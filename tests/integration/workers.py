@@ -54,18 +54,22 @@ class Deployment:
     def create_topics(self) -> None:
         create_topics(self.settings())
 
-    def worker(self) -> WorkerProcess:
-        return WorkerProcess(self, self.root / f"worker-{time.monotonic_ns()}.log")
+    def worker(self, **env: str) -> WorkerProcess:
+        """A worker; ``env`` overrides settings for this worker only (port, data dir)."""
+        return WorkerProcess(self, self.root / f"worker-{time.monotonic_ns()}.log", env)
 
 
 class WorkerProcess:
-    def __init__(self, deployment: Deployment, log_path: Path) -> None:
+    def __init__(
+        self, deployment: Deployment, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.deployment = deployment
         self.log_path = log_path
+        self.own_env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_timeout: float = 90.0) -> WorkerProcess:
-        env = {**os.environ, **self.deployment.env}
+        env = {**os.environ, **self.deployment.env, **self.own_env}
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "leadscore.cli", "worker"],
