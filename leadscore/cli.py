@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -316,15 +315,14 @@ def _load_rules_or_exit(path: Path) -> Any:
 
 
 def _parse_time(text: str) -> int:
+    from leadscore.scoring.events import iso_to_ms
+
     if text.isdigit():
         return int(text)
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return iso_to_ms(text)
     except ValueError as exc:
-        raise click.BadParameter(f"{text!r} is not epoch ms or ISO-8601") from exc
-    if parsed.tzinfo is None:
-        raise click.BadParameter(f"{text!r} has no UTC offset; add one (e.g. Z)")
-    return int(parsed.timestamp() * 1000)
+        raise click.BadParameter(f"{text!r}: {exc}", param_hint="--until") from exc
 
 
 @main.command("settings")

@@ -17,7 +17,7 @@ import orjson
 from pydantic import ValidationError
 
 from leadscore.scoring import EngagementEvent, LeadRecord, Rules, apply_event, apply_tick
-from leadscore.scoring.engine import Applied
+from leadscore.scoring.engine import Applied, score_at
 from leadscore.scoring.records import LeadAction, Reason, out
 
 
@@ -92,8 +92,7 @@ def _tick_until(timeline: Timeline, rules: Rules, end_ms: int) -> None:
         applied = apply_tick(record, rules, now_ms=at)
         record = applied.record
         if applied.actions:
-            decayed = record.score * rules.decay_factor(at - record.ref_ms)
-            timeline.steps.append(Step(at, None, applied, decayed))
+            timeline.steps.append(Step(at, None, applied, score_at(record, rules, at)))
     timeline.record = record
 
 
@@ -109,7 +108,7 @@ def render(timelines: dict[str, Timeline], rules: Rules, stream: IO[str]) -> Non
         record = timeline.record
         if record is not None:
             grade = rules.grade_for(record.fit)
-            now = record.score * rules.decay_factor(timeline.end_ms - record.ref_ms)
+            now = score_at(record, rules, timeline.end_ms)
             stream.write(
                 f"{'':22}  at {_when(timeline.end_ms)}: score {out(now):g}, stage "
                 f"{record.stage}, fit {out(record.fit):g}"

@@ -138,7 +138,7 @@ def apply_event(
     updated.cap_credits = _prune_credits(credits, updated.dedupe_floor_ms, rules)
     # Stages and thresholds compare the score as emitted (4 decimals): 60 points spread
     # over a few seconds of decay are 59.99999..., shown as 60.0, and must count as 60.
-    level = out(score * rules.decay_factor(updated.assessed_ms - ref))
+    level = out(score_at(updated, rules, updated.assessed_ms))
     actions = _assess(
         current,
         updated,
@@ -192,8 +192,8 @@ def apply_tick(record: LeadRecord, rules: Rules, now_ms: int) -> Applied:
         record,
         updated,
         rules,
-        level=out(record.score * rules.decay_factor(at - record.ref_ms)),
-        previous=out(record.score * rules.decay_factor(record.assessed_ms - record.ref_ms)),
+        level=out(score_at(record, rules, at)),
+        previous=out(score_at(record, rules, record.assessed_ms)),
         occurred_at=at,
         cause_event_id=None,
         now_ms=now_ms,
@@ -202,6 +202,11 @@ def apply_tick(record: LeadRecord, rules: Rules, now_ms: int) -> Applied:
     # A crossing computed a hair early (float rounding) is looked at again shortly.
     updated.due_ms = None if due is None else max(due, now_ms + 1)
     return Applied("ticked", updated, tuple(actions))
+
+
+def score_at(record: LeadRecord, rules: Rules, at_ms: int) -> float:
+    """The lead's engagement score decayed from its last event time to ``at_ms``."""
+    return record.score * rules.decay_factor(at_ms - record.ref_ms)
 
 
 def next_due(record: LeadRecord, rules: Rules) -> int | None:
@@ -270,7 +275,7 @@ def snapshot(record: LeadRecord, rules: Rules, now_ms: int) -> LeadState:
         contact_id=record.contact_id,
         account_id=record.account_id,
         score=record.score,
-        current_score=record.score * rules.decay_factor(now_ms - record.ref_ms),
+        current_score=score_at(record, rules, now_ms),
         fit=record.fit,
         grade=rules.grade_for(record.fit),
         disqualified=record.disqualified,

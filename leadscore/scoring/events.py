@@ -37,17 +37,21 @@ class EngagementEvent(BaseModel):
         if isinstance(value, datetime):
             return _datetime_ms(value)
         if isinstance(value, str):
-            try:
-                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError as exc:
-                raise ValueError(
-                    "expected epoch milliseconds or ISO-8601 with offset, "
-                    "e.g. 2026-11-23T09:00:00+01:00"
-                ) from exc
-            return _datetime_ms(parsed)
+            return iso_to_ms(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("expected epoch milliseconds (integer) or an ISO-8601 string")
         return value
+
+
+def iso_to_ms(text: str) -> int:
+    """Epoch milliseconds of an ISO-8601 timestamp that carries its UTC offset (or Z)."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(
+            "expected epoch milliseconds or ISO-8601 with offset, e.g. 2026-11-23T09:00:00+01:00"
+        ) from exc
+    return _datetime_ms(parsed)
 
 
 def _datetime_ms(value: datetime) -> int:

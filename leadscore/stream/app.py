@@ -20,15 +20,15 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
-import orjson
 
 from leadscore.codecs.dlq import dlq_headers
 from leadscore.codecs.events import decode_event
+from leadscore.codecs.leads import decode_lead, encode_lead
 from leadscore.codecs.outputs import encoder
 from leadscore.config import Settings
 from leadscore.errors import InvalidEvent
 from leadscore.logs import redact
-from leadscore.scoring import LeadRecord, Rules, apply_event, apply_tick, snapshot
+from leadscore.scoring import Rules, apply_event, apply_tick, snapshot
 from leadscore.scoring.engine import Applied
 from leadscore.stream.ticks import Ticker
 from leadscore.stream.web import install_web
@@ -91,20 +91,14 @@ def build_app(
     lead_state = app.topic(settings.lead_state_topic, schema=RAW)
     score_changes = app.topic(settings.score_changes_topic, schema=RAW)
     dlq = app.topic(settings.dlq_topic, schema=RAW)
+
     # key_type and value_type bytes make Faust use the raw codec for the changelog too.
-    leads = app.Table(
-        "leads",
-        partitions=partitions,
-        key_type=bytes,
-        value_type=bytes,
-        help="lead records by contact id",
-    )
-    timers = app.Table(
-        "timers",
-        partitions=partitions,
-        key_type=bytes,
-        value_type=bytes,
-        help="per-partition timer wheel: slot -> leads due for a decay re-assessment",
+    def raw_table(name: str, about: str) -> Any:
+        return app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes, help=about)
+
+    leads = raw_table("leads", "lead records by contact id")
+    timers = raw_table(
+        "timers", "per-partition timer wheel: slot -> leads due for a decay re-assessment"
     )
     slot_ms = max(1, int(settings.timer_interval_seconds * 1000))
 
@@ -147,7 +141,7 @@ def build_app(
             return
         key = message.key
         stored = leads.get(key)
-        record = LeadRecord.from_dict(orjson.loads(stored)) if stored else None
+        record = decode_lead(stored) if stored else None
         now = clock()
         applied = apply_event(record, engagement, rules, now)
         if applied.status == "duplicate":
@@ -167,7 +161,7 @@ def build_app(
             engagement.contact_id, record.due_ms if record else None, updated.due_ms, now
         )
         await emit(key, applied, now)
-        leads[key] = orjson.dumps(updated.to_dict())
+        leads[key] = encode_lead(updated)
 
     async def tick(wheel: TimerWheel) -> None:
         """Re-assess the leads of this partition whose decay crossing time has come."""
@@ -179,7 +173,7 @@ def build_app(
                 stored = leads.get(key)
                 if stored is None:
                     continue
-                record = LeadRecord.from_dict(orjson.loads(stored))
+                record = decode_lead(stored)
                 if record.due_ms is None or record.due_ms // slot_ms != due.slot:
                     continue  # rescheduled since; its current slot holds it
                 visited += 1
@@ -189,7 +183,7 @@ def build_app(
                 if applied.actions:
                     changed += 1
                     await emit(key, applied, now)
-                leads[key] = orjson.dumps(updated.to_dict())
+                leads[key] = encode_lead(updated)
         if visited:
             log.info(
                 "timer: partition %s re-assessed %s due lead(s), %s changed stage",

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
-import orjson
 from faust.web import Request, Response, View
 from faust.web.exceptions import ServiceUnavailable
 
 from leadscore.api import ApiError, check_contact_id, check_token, intelligence_body, lead_body
+from leadscore.codecs.leads import decode_lead
 from leadscore.config import Settings
 from leadscore.scoring import LeadRecord, Rules
 
@@ -33,13 +33,17 @@ def install_web(
         headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
         return web.json(error.body(), status=error.status, headers=headers)  # type: ignore[no-any-return]
 
+    def owned() -> list[int]:
+        """The events partitions assigned to this worker."""
+        assigned = app.consumer.assignment()
+        return sorted(tp.partition for tp in assigned if tp.topic == settings.events_topic)
+
     def not_ready() -> str | None:
         if app.rebalancing:
             return "the consumer group is rebalancing"
         if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             return "tables are being recovered from their changelogs"
-        assigned = app.consumer.assignment()
-        if not any(tp.topic == settings.events_topic for tp in assigned):
+        if not owned():
             return "no partitions of the events topic are assigned to this worker"
         return None
 
@@ -54,7 +58,7 @@ def install_web(
             stored = leads.get(contact_id.encode("utf-8"))
             if stored is None:
                 return answer(view, ApiError(404, "not_found", "no lead with this contact id"))
-            record = LeadRecord.from_dict(orjson.loads(stored))
+            record = decode_lead(stored)
             return view.json(body(record, rules, clock()))
 
         return app.table_route(table=leads, match_info="contact_id")(read)
@@ -88,7 +92,4 @@ def install_web(
         reason = not_ready()
         if reason is not None:
             return answer(web, ApiError(503, "not_ready", reason, retry_after=RETRY_AFTER_S))
-        owned = sorted(
-            tp.partition for tp in app.consumer.assignment() if tp.topic == settings.events_topic
-        )
-        return web.json({"status": "ready", "partitions": owned})
+        return web.json({"status": "ready", "partitions": owned()})
