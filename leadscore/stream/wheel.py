@@ -75,11 +75,15 @@ class TimerWheel:
         return due_ms
 
     def take_due(self, now_ms: int) -> Iterator[DueSlot]:
-        """Every slot that ended at or before ``now_ms``, removed from the wheel as it is read.
+        """Every slot that ended at or before ``now_ms``; each is removed once handled.
 
-        The cursor moves past each slot before it is yielded (an empty slot costs
-        one lookup and no write), so a caller that reschedules a lead while
-        iterating puts it in a slot still ahead.
+        A slot is deleted, and the cursor moved past it, only after the caller
+        has handled it (when iteration resumes). A crash in between leaves the
+        slot in place, so the tick that is processed again finds it; leads the
+        caller already rescheduled then point elsewhere and are skipped. A caller
+        that reschedules a lead while iterating puts it at or after the current
+        slot, which is ahead of every slot this tick visits. An empty slot costs
+        one lookup and no write.
         """
         end = now_ms // self.slot_ms
         start = slot = self.cursor(now_ms)
@@ -90,9 +94,9 @@ class TimerWheel:
             slot += 1
             if raw is None:
                 continue
+            yield DueSlot(slot - 1, orjson.loads(raw))
             del self.store[key]
             self.store[self._cursor_key] = str(slot).encode()
-            yield DueSlot(slot - 1, orjson.loads(raw))
         if stop > start:
             self.store[self._cursor_key] = str(stop).encode()
 

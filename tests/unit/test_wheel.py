@@ -90,3 +90,16 @@ def test_partitions_never_share_keys() -> None:
     TimerWheel(store, 1, SLOT).reschedule("y", None, NOW, NOW)
     assert [s.contacts for s in TimerWheel(store, 1, SLOT).take_due(NOW + SLOT)] == [["y"]]
     assert [s.contacts for s in TimerWheel(store, 0, SLOT).take_due(NOW + SLOT)] == [["x"]]
+
+
+def test_a_slot_interrupted_before_it_was_handled_is_found_again() -> None:
+    """A crash while a slot's leads are re-assessed (the tick is processed again) loses none."""
+    store: dict[bytes, bytes] = {}
+    wheel = TimerWheel(store, 0, SLOT)
+    wheel.reschedule("a", None, NOW + SLOT, NOW)
+    wheel.reschedule("b", None, NOW + 2 * SLOT, NOW)
+    ticking = wheel.take_due(NOW + 5 * SLOT)
+    assert next(ticking).contacts == ["a"]
+    ticking.close()  # the step dies before "a" is handled
+    assert [s.contacts for s in wheel.take_due(NOW + 5 * SLOT)] == [["a"], ["b"]]
+    assert list(wheel.take_due(NOW + 5 * SLOT)) == []
