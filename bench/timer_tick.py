@@ -16,53 +16,23 @@ Prints a table and writes bench/results/<date>-timer-tick.{md,json}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-import orjson
+from common import Store, progress, record_results, shown, spread
 from rocksdict import Rdict
 
-from leadscore.scoring import EngagementEvent, LeadRecord, apply_event, apply_tick, load_rules
+from leadscore.codecs.leads import decode_lead, encode_lead
+from leadscore.scoring import EngagementEvent, apply_event, apply_tick, load_rules
 from leadscore.stream.wheel import TimerWheel
 
 SLOT_MS = 10_000
 T0 = 1_762_000_000_000
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-class Store:
-    """rocksdict with the get / set / del surface the wheel uses (as a Faust table has)."""
-
-    def __init__(self, db: Rdict) -> None:
-        self.db = db
-
-    def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
-        value = self.db.get(key)
-        return default if value is None else value
-
-    def __getitem__(self, key: bytes) -> bytes:
-        return self.db[key]
-
-    def __setitem__(self, key: bytes, value: bytes) -> None:
-        self.db[key] = value
-
-    def __delitem__(self, key: bytes) -> None:
-        del self.db[key]
-
-
-def progress(label: str, done: int, total: int) -> None:
-    if done % max(1, total // 50) == 0 or done == total:
-        bar = "#" * (30 * done // total)
-        print(f"\r{label:14} [{bar:<30}] {done}/{total}", end="", file=sys.stderr, flush=True)
-        if done == total:
-            print(file=sys.stderr)
 
 
 def build(db: Rdict, leads: int) -> tuple[Store, TimerWheel, list[int]]:
@@ -88,7 +58,7 @@ def build(db: Rdict, leads: int) -> tuple[Store, TimerWheel, list[int]]:
         record.due_ms = wheel.reschedule(record.contact_id, None, record.due_ms, first_due)
         assert record.due_ms is not None
         dues.append(record.due_ms)
-        db[f"lead:{record.contact_id}".encode()] = orjson.dumps(record.to_dict())
+        db[f"lead:{record.contact_id}".encode()] = encode_lead(record)
         progress("store", i + 1, leads)
     return store, wheel, sorted(dues)
 
@@ -100,10 +70,10 @@ def tick(store: Store, wheel: TimerWheel, now: int) -> tuple[int, int]:
     for due in wheel.take_due(now):
         for contact in due.contacts:
             key = f"lead:{contact}".encode()
-            record = LeadRecord.from_dict(orjson.loads(store[key]))
+            record = decode_lead(store[key])
             applied = apply_tick(record, rules, now)
             applied.record.due_ms = wheel.reschedule(contact, None, applied.record.due_ms, now)
-            store[key] = orjson.dumps(applied.record.to_dict())
+            store[key] = encode_lead(applied.record)
             visited += 1
             actions += len(applied.actions)
     return visited, actions
@@ -115,7 +85,7 @@ def scan(db: Rdict) -> int:
     for key, value in db.items(from_key=b"lead:"):
         if not key.startswith(b"lead:"):
             break
-        LeadRecord.from_dict(orjson.loads(value))
+        decode_lead(value)
         seen += 1
     return seen
 
@@ -152,21 +122,15 @@ def main() -> None:
             file=sys.stderr,
         )
 
-    def stats(xs: list[float]) -> dict[str, float]:
-        return {"min": min(xs), "median": statistics.median(xs), "max": max(xs)}
-
-    result = {
-        "benchmark": "timer-tick",
-        "date": datetime.now(tz=UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    figures = {
         "leads": args.leads,
         "due_share": args.due,
         "due_visited": visited,
         "slots_walked": walked,
         "actions": actions,
         "scanned": scanned,
-        "tick_ms": stats(tick_ms),
-        "scan_ms": stats(scan_ms),
+        "tick_ms": spread(tick_ms),
+        "scan_ms": spread(scan_ms),
         "tick_us_per_due_lead": statistics.median(tick_ms) * 1000 / max(visited, 1),
         "ratio_tick_to_scan": statistics.median(tick_ms) / statistics.median(scan_ms),
     }
@@ -174,28 +138,21 @@ def main() -> None:
         ("leads in the table", f"{args.leads:,}"),
         ("due at the tick", f"{visited:,} ({actions:,} stage changes)"),
         ("wheel slots walked (10 s each)", f"{walked:,}"),
-        ("tick (index walk + due leads), ms", _fmt(result["tick_ms"])),
-        ("baseline: scan all leads, ms", _fmt(result["scan_ms"])),
-        ("tick per due lead, us", f"{result['tick_us_per_due_lead']:.1f}"),
-        ("tick / scan", f"{result['ratio_tick_to_scan']:.3f}"),
+        ("tick (index walk + due leads), ms", shown(figures["tick_ms"], ".1f")),
+        ("baseline: scan all leads, ms", shown(figures["scan_ms"], ".1f")),
+        ("tick per due lead, us", f"{figures['tick_us_per_due_lead']:.1f}"),
+        ("tick / scan", f"{figures['ratio_tick_to_scan']:.3f}"),
     ]
     table = "| measure | min / median / max |\n|---|---|\n" + "\n".join(
         f"| {k} | {v} |" for k, v in rows
     )
-    print(table)
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"{datetime.now(tz=UTC):%Y-%m-%d}-timer-tick"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    stem.with_suffix(".md").write_text(
-        f"# Timer tick, {result['date']}\n\n`python bench/timer_tick.py --leads {args.leads} "
-        f"--due {args.due} --repeat {args.repeat}` on {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}\n\n{table}\n",
-        encoding="utf-8",
+    record_results(
+        "timer-tick",
+        "Timer tick",
+        f"python bench/timer_tick.py --leads {args.leads} --due {args.due} --repeat {args.repeat}",
+        figures,
+        table,
     )
-
-
-def _fmt(s: dict[str, float]) -> str:
-    return f"{s['min']:.1f} / {s['median']:.1f} / {s['max']:.1f}"
 
 
 if __name__ == "__main__":

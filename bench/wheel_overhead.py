@@ -15,25 +15,19 @@ and CPU share the wheel adds to the scoring step.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
-import orjson
+from common import Store, progress, record_results, shown, spread
 from rocksdict import Rdict
 
-from leadscore.scoring import EngagementEvent, LeadRecord, apply_event, load_rules
+from leadscore.codecs.leads import decode_lead, encode_lead
+from leadscore.scoring import EngagementEvent, apply_event, load_rules
 from leadscore.simulate import TrafficModel
 from leadscore.stream.wheel import TimerWheel
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timer_tick import RESULTS, Store, progress
 
 SLOT_MS = 10_000
 
@@ -60,7 +54,7 @@ def run(evs: list[EngagementEvent], with_wheel: bool) -> float:
             for e in evs:
                 key = e.contact_id.encode()
                 stored = leads.get(key)
-                record = LeadRecord.from_dict(orjson.loads(stored)) if stored else None
+                record = decode_lead(stored) if stored else None
                 applied = apply_event(record, e, rules, e.occurred_at)
                 if applied.status != "scored":
                     continue
@@ -71,7 +65,7 @@ def run(evs: list[EngagementEvent], with_wheel: bool) -> float:
                         applied.record.due_ms,
                         e.occurred_at,
                     )
-                leads[key] = orjson.dumps(applied.record.to_dict())
+                leads[key] = encode_lead(applied.record)
             return time.perf_counter() - started
         finally:
             leads.close()
@@ -99,36 +93,24 @@ def main() -> None:
         "with_wheel": [args.events / s for s in with_],
     }
     ratio = statistics.median(with_) / statistics.median(without)
-    result = {
-        "benchmark": "wheel-overhead",
-        "date": datetime.now(tz=UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    figures = {
         "events": args.events,
         "contacts": args.contacts,
-        "events_per_s": {
-            k: {"min": min(v), "median": statistics.median(v), "max": max(v)}
-            for k, v in rate.items()
-        },
+        "events_per_s": {k: spread(v) for k, v in rate.items()},
         "time_ratio_with_to_without": ratio,
     }
-    rows = [
-        (name, " / ".join(f"{x:,.0f}" for x in (min(v), statistics.median(v), max(v))))
-        for name, v in rate.items()
-    ]
     table = (
         "| path | events/s min / median / max |\n|---|---|\n"
-        + "\n".join(f"| {k} | {v} |" for k, v in rows)
+        + "\n".join(f"| {k} | {shown(spread(v), ',.0f')} |" for k, v in rate.items())
         + f"\n| time with / without | {ratio:.2f} |"
     )
-    print(table)
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"{datetime.now(tz=UTC):%Y-%m-%d}-wheel-overhead"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    stem.with_suffix(".md").write_text(
-        f"# Wheel overhead per event, {result['date']}\n\n`python bench/wheel_overhead.py "
-        f"--events {args.events} --contacts {args.contacts} --repeat {args.repeat}` on "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}\n\n{table}\n",
-        encoding="utf-8",
+    record_results(
+        "wheel-overhead",
+        "Wheel overhead per event",
+        f"python bench/wheel_overhead.py --events {args.events} --contacts {args.contacts} "
+        f"--repeat {args.repeat}",
+        figures,
+        table,
     )
 
 
