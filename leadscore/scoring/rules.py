@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
@@ -29,6 +29,18 @@ Identifier = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z]
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; with ``update``, validated again like a new model.
+
+        Models here keep indexes derived from their fields (rules by event type,
+        caps by rule, fit traits, compiled regexes). pydantic's plain copy keeps
+        the old indexes beside the new fields; validating again rebuilds them and
+        checks the changed model as a rules file would be checked.
+        """
+        if not update:
+            return super().model_copy(deep=deep)
+        return self.model_validate({**self.model_dump(), **update})
 
 
 PropertyName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -208,9 +220,15 @@ class Fit(_Frozen):
     rules: tuple[FitRule, ...] = ()
     grades: tuple[Grade, ...] = ()
 
+    _traits: frozenset[str] = PrivateAttr(default=frozenset())
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._traits = frozenset(c.property for rule in self.rules for c in rule.when)
+
     @property
     def traits(self) -> frozenset[str]:
-        return frozenset(c.property for rule in self.rules for c in rule.when)
+        """The traits fit rules name: the only ones a lead keeps."""
+        return self._traits
 
 
 class StateRule(_Frozen):
@@ -317,10 +335,6 @@ class Rules(_Frozen):
     @property
     def dedupe_horizon_ms(self) -> int:
         return int(self.dedupe_horizon_days * MS_PER_DAY)
-
-    @property
-    def longest_cap_ms(self) -> int:
-        return max((c.window_ms for c in self.caps), default=0)
 
     def model_post_init(self, context: Any, /) -> None:
         index: dict[str, list[Rule]] = {}

@@ -180,3 +180,17 @@ def test_the_shipped_example_is_valid_and_complete() -> None:
     assert any(r.replaces for r in rules.rules)
     assert any(r.points < 0 for r in rules.rules)
     assert any(t.min_grade for t in rules.thresholds)
+
+
+def test_a_copy_with_changes_rebuilds_what_is_derived_from_the_fields() -> None:
+    rules = load_rules(Path(__file__).resolve().parents[2] / "examples" / "rules.yaml")
+    uncapped = rules.model_copy(update={"caps": ()})
+    assert rules.cap_of("email-open") is not None
+    assert uncapped.cap_of("email-open") is None
+    default = load_rules()
+    steeper = default.model_copy(
+        update={"rules": (default.rules[0].model_copy(update={"points": -7}),)}
+    )
+    assert [r.points for r in steeper.matching("page_view", {})] == [-7]
+    with pytest.raises(ValueError, match="the bands overlap"):
+        rules.model_copy(update={"stages": (rules.stages[1], rules.stages[0])})
