@@ -11,6 +11,7 @@ from typing import Any
 
 from leadscore.scoring import LeadRecord, Rules, snapshot
 from leadscore.scoring.engine import top_reasons
+from leadscore.scoring.events import iso_to_ms
 from leadscore.scoring.records import out
 
 MAX_CONTACT_ID = 256  # the same bound events have
@@ -54,17 +55,54 @@ def check_token(expected: str | None, authorization: str | None) -> None:
         raise ApiError(401, "unauthorized", "a valid bearer token is required")
 
 
-def lead_body(record: LeadRecord, rules: Rules, now_ms: int) -> dict[str, Any]:
-    """GET /leads/{id}: the LeadState, score decayed to now."""
-    return snapshot(record, rules, now_ms).to_dict()
+def check_at(raw: str | None, record: LeadRecord, now_ms: int) -> int:
+    """The time to decay a lead's score to: ``?at=`` (ISO-8601 with offset, or epoch ms) or now.
+
+    Decay is a pure function of time, so a later time answers "where will this lead
+    stand then, with no new events". A time before the lead's latest event cannot be
+    answered from its current record (the events after it are already counted).
+    """
+    if raw is None:
+        return now_ms
+    try:
+        at = int(raw) if raw.isdigit() else iso_to_ms(raw)
+    except ValueError as error:
+        raise ApiError(400, "invalid_at", f"at: {error}") from None
+    if at < record.ref_ms:
+        raise ApiError(
+            400, "invalid_at", "at is before the lead's latest event; only later times are known"
+        )
+    return at
 
 
-def intelligence_body(record: LeadRecord, rules: Rules, now_ms: int) -> dict[str, Any]:
-    """GET /leads/{id}/intelligence: where the lead stands and the rules behind its score."""
+def check_limit(raw: str | None, bound: int) -> int:
+    """``?limit=`` of the history endpoint: 1 to the per-lead bound (default: the bound)."""
+    if raw is None:
+        return bound
+    if not raw.isdigit() or not 1 <= int(raw) <= max(bound, 1):
+        raise ApiError(
+            400, "invalid_limit", f"limit must be a whole number from 1 to {max(bound, 1)}"
+        )
+    return int(raw)
+
+
+def lead_body(record: LeadRecord, rules: Rules, at_ms: int) -> dict[str, Any]:
+    """GET /leads/{id}: the LeadState, score decayed to ``at_ms``."""
+    return snapshot(record, rules, at_ms).to_dict()
+
+
+def intelligence_body(
+    record: LeadRecord, rules: Rules, now_ms: int, expose_pii: bool = False
+) -> dict[str, Any]:
+    """GET /leads/{id}/intelligence: where the lead stands and the rules behind its score.
+
+    Trait values (from identify events; they can be names or emails) are only
+    included when ``expose_pii`` is set.
+    """
     state = snapshot(record, rules, now_ms)
     keep = rules.decay_factor(now_ms - record.ref_ms)
     decayed = {rule: points * keep for rule, points in record.contributions.items()}
-    return {
+    body: dict[str, Any] = {
         "contact_id": record.contact_id,
         "score": out(state.current_score),
         "stage": state.stage,
@@ -78,4 +116,17 @@ def intelligence_body(record: LeadRecord, rules: Rules, now_ms: int) -> dict[str
         "fit_reasons": [r.to_dict() for r in top_reasons(record.fit_contributions)],
         "rules_version": record.rules_version,
         "as_of": now_ms,
+    }
+    if expose_pii:
+        body["traits"] = {name: value for name, (_, value) in sorted(record.traits.items())}
+    return body
+
+
+def history_body(record: LeadRecord, changes: list[dict[str, Any]], bound: int) -> dict[str, Any]:
+    """GET /leads/{id}/history: the latest score changes, newest first."""
+    return {
+        "contact_id": record.contact_id,
+        "event_count": record.event_count,
+        "kept_per_lead": bound,
+        "changes": changes,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,6 +71,23 @@ class Settings(BaseSettings):
     web_enabled: bool = Field(True, description="Serve the worker's HTTP endpoints")
     web_host: str = Field("127.0.0.1", description="Address the HTTP endpoints bind to")
     web_port: int = Field(6066, ge=1, le=65535, description="Port of the HTTP endpoints")
+    web_url: str | None = Field(
+        None,
+        description="URL other workers use to reach this one's HTTP endpoints (forwarding); "
+        "unset: http://<web host>:<web port>, with this machine's host name when the "
+        "web host is 0.0.0.0 or ::",
+    )
+    history_size: int = Field(
+        20,
+        ge=0,
+        le=1000,
+        description="Score changes kept per lead for /leads/{id}/history (0: none)",
+    )
+    api_expose_pii: bool = Field(
+        False,
+        description="Let /leads/{id}/intelligence return the lead's identify traits "
+        "(may hold names, emails); off: trait values never leave the worker",
+    )
     api_token: SecretStr | None = Field(
         None,
         description="Bearer token the lead query API requires (all but /healthz, /readyz); "
@@ -85,6 +103,14 @@ class Settings(BaseSettings):
     sasl_username: str | None = Field(None, description="SASL user name")
     sasl_password: SecretStr | None = Field(None, description="SASL password")
     ssl_cafile: Path | None = Field(None, description="CA bundle for SSL/SASL_SSL")
+
+    def canonical_web_url(self) -> str:
+        """How other workers reach this worker's HTTP endpoints."""
+        if self.web_url:
+            return self.web_url.rstrip("/")
+        wildcard = self.web_host in ("0.0.0.0", "::", "")  # noqa: S104 (a comparison, no bind)
+        host = socket.gethostname() if wildcard else self.web_host
+        return f"http://{host}:{self.web_port}"
 
     def confluent_config(self) -> dict[str, Any]:
         """Client settings for confluent-kafka producers, consumers and admin clients."""

@@ -28,10 +28,12 @@ from leadscore.codecs.outputs import encoder
 from leadscore.config import Settings
 from leadscore.errors import InvalidEvent
 from leadscore.logs import redact
+from leadscore.metrics import ACTIONS, DEAD_LETTERS, EVENTS, set_build_info
 from leadscore.scoring import Rules, apply_event, apply_tick, snapshot
 from leadscore.scoring.engine import Applied
+from leadscore.stream.history import History
 from leadscore.stream.ticks import Ticker
-from leadscore.stream.web import install_web
+from leadscore.stream.web import api_middleware, install_web
 from leadscore.stream.wheel import TimerWheel
 
 log = logging.getLogger("leadscore.stream")
@@ -82,8 +84,17 @@ def build_app(
         web_enabled=settings.web_enabled,
         web_bind=settings.web_host,
         web_port=settings.web_port,
+        canonical_url=settings.canonical_web_url(),
+        web_application_options={"middlewares": [api_middleware(settings)]},
+        # Faust's own /router and /table pages would show table contents unauthenticated.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
         producer_acks=-1,
     )
+    set_build_info(rules.version)
     # The agent reads events and timer ticks: the two topics have the same partition
     # count, so Faust assigns partition N of both to the same worker (co-partitioned).
     inputs = app.topic(settings.events_topic, settings.ticks_topic, schema=RAW)
@@ -99,6 +110,10 @@ def build_app(
     leads = raw_table("leads", "lead records by contact id")
     timers = raw_table(
         "timers", "per-partition timer wheel: slot -> leads due for a decay re-assessment"
+    )
+    history = History(
+        raw_table("history", "each lead's latest score changes (a bounded ring per lead)"),
+        settings.history_size,
     )
     slot_ms = max(1, int(settings.timer_interval_seconds * 1000))
 
@@ -116,6 +131,8 @@ def build_app(
             int(message.timestamp * 1000) if message.timestamp else None,
         )
         await dlq.send(key=message.key, value=message.value, headers=headers)
+        EVENTS.labels("dead_lettered").inc()
+        DEAD_LETTERS.labels(error.reason).inc()
         log.warning(
             "dead-lettered reason=%s partition=%s offset=%s contact=%s",
             error.reason,
@@ -127,8 +144,11 @@ def build_app(
     async def emit(key: bytes, applied: Applied, now: int) -> None:
         for action in applied.actions:
             await actions.send(key=key, value=encode_action(action.to_dict()))
+            ACTIONS.labels(action.kind, action.name).inc()
         if applied.change is not None:
-            await score_changes.send(key=key, value=encode_change(applied.change.to_dict()))
+            change = applied.change.to_dict()
+            await score_changes.send(key=key, value=encode_change(change))
+            history.record(applied.record.contact_id, applied.record.event_count, change)
         await lead_state.send(
             key=key, value=encode_state(snapshot(applied.record, rules, now).to_dict())
         )
@@ -145,6 +165,7 @@ def build_app(
         now = clock()
         applied = apply_event(record, engagement, rules, now)
         if applied.status == "duplicate":
+            EVENTS.labels("duplicate").inc()
             return
         if applied.status == TOO_LATE:
             await dead_letter(
@@ -162,6 +183,7 @@ def build_app(
         )
         await emit(key, applied, now)
         leads[key] = encode_lead(updated)
+        EVENTS.labels("scored").inc()
 
     async def tick(wheel: TimerWheel) -> None:
         """Re-assess the leads of this partition whose decay crossing time has come."""
@@ -203,7 +225,7 @@ def build_app(
                 await score_event(message, wheel)
 
     if settings.web_enabled:
-        install_web(app, leads, rules, settings, clock)
+        install_web(app, leads, history, rules, settings, clock)
 
     ticker = Ticker(settings)
 

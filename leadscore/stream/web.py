@@ -1,37 +1,114 @@
 """The lead query API on each worker (Faust web views), answered by the key's owner.
 
 A request for a contact whose partition another worker owns is forwarded to
-that worker (Faust's table routing) and its answer returned. While the
-assignment is unknown (rebalance) or tables are recovering, the answer is 503
-with Retry-After, never a wrong or empty lead.
+that worker and its answer (status, body, Retry-After) returned as is. While
+the assignment is unknown or moving (rebalance) or tables are recovering, the
+answer is 503 with Retry-After, never a wrong or empty lead. A forwarded
+request is never forwarded again: if the receiver does not own the lead
+either, ownership is moving and the answer is 503.
+
+One aiohttp middleware wraps every route, Faust's own included: bearer-token
+check (all but /healthz and /readyz), one JSON error shape for every error
+(unknown routes and methods too), no stack traces to clients, and the request
+metrics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import Any
 
+import aiohttp
 import faust
+from aiohttp import web as aioweb
 from faust.web import Request, Response, View
-from faust.web.exceptions import ServiceUnavailable
+from yarl import URL
 
-from leadscore.api import ApiError, check_contact_id, check_token, intelligence_body, lead_body
+from leadscore.api import (
+    ApiError,
+    check_at,
+    check_contact_id,
+    check_limit,
+    check_token,
+    history_body,
+    intelligence_body,
+    lead_body,
+)
 from leadscore.codecs.leads import decode_lead
 from leadscore.config import Settings
+from leadscore.metrics import API_LATENCY, API_REQUESTS, exposition
 from leadscore.scoring import LeadRecord, Rules
+from leadscore.stream.history import History
+
+log = logging.getLogger("leadscore.web")
 
 RETRY_AFTER_S = 5
-Body = Callable[[LeadRecord, Rules, int], dict[str, Any]]
+FORWARD_TIMEOUT_S = 5.0
+FORWARDED = "X-Leadscore-Forwarded"  # set on a forwarded request and on its answer
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+HTTP_ERRORS = {
+    404: ("not_found", "no such endpoint"),
+    405: ("method_not_allowed", "only GET is served"),
+}
+Handler = Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]
+
+
+def error_response(error: ApiError) -> aioweb.Response:
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    return aioweb.json_response(error.body(), status=error.status, headers=headers)
+
+
+def api_middleware(settings: Settings) -> Any:
+    """The middleware every request passes through (see the module docstring)."""
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+
+    @aioweb.middleware
+    async def middleware(request: aioweb.Request, handler: Handler) -> aioweb.StreamResponse:
+        started = time.perf_counter()
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        try:
+            if request.path not in OPEN_PATHS:
+                check_token(token, request.headers.get("Authorization"))
+            response = await handler(request)
+        except ApiError as error:
+            response = error_response(error)
+        except aioweb.HTTPException as error:
+            code, message = HTTP_ERRORS.get(error.status, (f"http_{error.status}", error.reason))
+            response = error_response(ApiError(error.status, code, message))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("request to %s failed", route)
+            response = error_response(
+                ApiError(500, "internal", "internal error; the worker's log has the details")
+            )
+        API_REQUESTS.labels(route, str(response.status)).inc()
+        API_LATENCY.labels(route, request.get("served", "local")).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    return middleware
+
+
+def _ident(url: URL) -> tuple[str, int]:
+    return (url.host or "", url.port or 80)
 
 
 def install_web(
-    app: faust.App, leads: Any, rules: Rules, settings: Settings, clock: Callable[[], int]
+    app: faust.App,
+    leads: Any,
+    history: History,
+    rules: Rules,
+    settings: Settings,
+    clock: Callable[[], int],
 ) -> None:
-    token = settings.api_token.get_secret_value() if settings.api_token else None
-
-    def answer(web: Any, error: ApiError) -> Response:
-        headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
-        return web.json(error.body(), status=error.status, headers=headers)  # type: ignore[no-any-return]
+    me = _ident(URL(settings.canonical_web_url()))
 
     def owned() -> list[int]:
         """The events partitions assigned to this worker."""
@@ -39,8 +116,11 @@ def install_web(
         return sorted(tp.partition for tp in assigned if tp.topic == settings.events_topic)
 
     def not_ready() -> str | None:
+        if app.should_stop:
+            return "the worker is stopping"
+        # Faust keeps ``rebalancing`` set until table recovery after the rebalance ends.
         if app.rebalancing:
-            return "the consumer group is rebalancing"
+            return "the consumer group is rebalancing or tables are being recovered"
         if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             return "tables are being recovered from their changelogs"
         if not owned():
@@ -50,38 +130,84 @@ def install_web(
     def unavailable(reason: str) -> ApiError:
         return ApiError(503, "unavailable", reason, retry_after=RETRY_AFTER_S)
 
-    def local(body: Body) -> Callable[..., Any]:
-        async def read(view: View, request: Request, contact_id: str) -> Response:
-            reason = not_ready()
-            if reason is not None:
-                return answer(view, unavailable(reason))
-            stored = leads.get(contact_id.encode("utf-8"))
-            if stored is None:
-                return answer(view, ApiError(404, "not_found", "no lead with this contact id"))
-            record = decode_lead(stored)
-            return view.json(body(record, rules, clock()))
+    async def forward(owner: URL, request: Request) -> Response:
+        url = request.url.with_scheme(owner.scheme).with_host(owner.host or "")
+        url = url.with_port(owner.port)
+        headers = {FORWARDED: "1"}
+        if "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+        timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
+        try:
+            async with app.http_client.get(url, headers=headers, timeout=timeout) as answer:
+                body = await answer.read()
+                kept = {FORWARDED: "1"}
+                if "Retry-After" in answer.headers:
+                    kept["Retry-After"] = answer.headers["Retry-After"]
+                if answer.charset:
+                    kept["Content-Type"] = f"{answer.content_type}; charset={answer.charset}"
+                return aioweb.Response(  # type: ignore[return-value]
+                    body=body,
+                    status=answer.status,
+                    headers=kept,
+                    content_type=None if answer.charset else answer.content_type,
+                )
+        except (aiohttp.ClientError, TimeoutError) as error:
+            log.warning("forwarding to the owner failed: %s", type(error).__name__)
+            raise unavailable("the worker that owns this lead did not answer") from None
 
-        return app.table_route(table=leads, match_info="contact_id")(read)
+    async def on_owner(
+        request: Request, contact_id: str, answer: Callable[[LeadRecord], dict[str, Any]]
+    ) -> Response:
+        """Answer on this worker if it owns the lead, else forward to the owner."""
+        check_contact_id(contact_id)
+        reason = not_ready()
+        if reason is not None:
+            raise unavailable(reason)
+        try:
+            owner = app.router.key_store("leads", contact_id)
+        except KeyError:
+            raise unavailable("the owner of this lead is not known yet") from None
+        if _ident(owner) != me:
+            if FORWARDED in request.headers:
+                raise unavailable("the lead's partition is moving between workers")
+            request["served"] = "forwarded"  # type: ignore[index]
+            return await forward(owner, request)
+        stored = leads.get(contact_id.encode("utf-8"))
+        if stored is None:
+            raise ApiError(404, "not_found", "no lead with this contact id")
+        return aioweb.json_response(answer(decode_lead(stored)))  # type: ignore[return-value]
 
-    def lead_view(body: Body) -> type[View]:
-        routed = local(body)
+    def query(request: Request, name: str) -> str | None:
+        value: str | None = request.query.get(name)
+        return value
 
-        class LeadView(View):
-            async def get(self, request: Request, contact_id: str) -> Response:
-                try:
-                    check_token(token, request.headers.get("Authorization"))
-                    check_contact_id(contact_id)
-                except ApiError as error:
-                    return answer(self, error)
-                try:
-                    return await routed(self, request, contact_id=contact_id)  # type: ignore[no-any-return]
-                except ServiceUnavailable:
-                    return answer(self, unavailable("the owner of this lead is not known yet"))
+    @app.page("/leads/{contact_id}")
+    class LeadView(View):
+        async def get(self, request: Request, contact_id: str) -> Response:
+            def answer(record: LeadRecord) -> dict[str, Any]:
+                return lead_body(record, rules, check_at(query(request, "at"), record, clock()))
 
-        return LeadView
+            return await on_owner(request, contact_id, answer)
 
-    app.page("/leads/{contact_id}")(lead_view(lead_body))
-    app.page("/leads/{contact_id}/intelligence")(lead_view(intelligence_body))
+    @app.page("/leads/{contact_id}/intelligence")
+    class IntelligenceView(View):
+        async def get(self, request: Request, contact_id: str) -> Response:
+            def answer(record: LeadRecord) -> dict[str, Any]:
+                at = check_at(query(request, "at"), record, clock())
+                return intelligence_body(record, rules, at, settings.api_expose_pii)
+
+            return await on_owner(request, contact_id, answer)
+
+    @app.page("/leads/{contact_id}/history")
+    class HistoryView(View):
+        async def get(self, request: Request, contact_id: str) -> Response:
+            limit = check_limit(query(request, "limit"), history.size)
+
+            def answer(record: LeadRecord) -> dict[str, Any]:
+                changes = history.latest(record.contact_id, record.event_count, limit)
+                return history_body(record, changes, history.size)
+
+            return await on_owner(request, contact_id, answer)
 
     @app.page("/healthz")
     async def healthz(web: View, request: Request) -> Response:
@@ -91,5 +217,16 @@ def install_web(
     async def readyz(web: View, request: Request) -> Response:
         reason = not_ready()
         if reason is not None:
-            return answer(web, ApiError(503, "not_ready", reason, retry_after=RETRY_AFTER_S))
+            raise ApiError(503, "not_ready", reason, retry_after=RETRY_AFTER_S)
         return web.json({"status": "ready", "partitions": owned()})
+
+    @app.page("/metrics")
+    async def metrics(web: View, request: Request) -> Response:
+        body, content_type = exposition()
+        return aioweb.Response(body=body, headers={"Content-Type": content_type})  # type: ignore[return-value]
+
+    document = resources.files("leadscore").joinpath("openapi.json").read_bytes()
+
+    @app.page("/openapi.json")
+    async def openapi(web: View, request: Request) -> Response:
+        return web.bytes(document, content_type="application/json")

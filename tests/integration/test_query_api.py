@@ -2,98 +2,200 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import socket
+import threading
 import time
 import urllib.error
-import urllib.request
-from typing import Any
+from collections import Counter
+from importlib import resources
+from pathlib import Path
 
 from aiokafka.partitioner import DefaultPartitioner
 
+from tests.contract import check, documented_paths
+from tests.integration.http import Answer, free_port, get, wait_ready
 from tests.integration.kafka import consume, produce
 from tests.integration.test_pipeline import ev, values
-from tests.integration.workers import Deployment
+from tests.integration.workers import Deployment, WorkerProcess
 
 TOKEN = "test-token-1"
 partitioner = DefaultPartitioner()
+CONTACTS = [f"lead-{i}" for i in range(24)]
+HOT = set(CONTACTS[:12])  # signup + demo request: 50 points, hot; the others 20, warm
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def expected(contact: str) -> tuple[float, str]:
+    return (50.0, "hot") if contact in HOT else (20.0, "warm")
 
 
-def get(port: int, path: str, token: str | None = TOKEN) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def wait_ready(port: int, timeout: float = 60.0) -> list[int]:
-    """Wait for /readyz to say ready; the events partitions the worker owns."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status, body = get(port, "/readyz", token=None)
-        if status == 200:
-            return list(body["partitions"])
-        time.sleep(0.5)
-    raise AssertionError(f"worker on port {port} not ready within {timeout} s")
+def two_workers(
+    deployment: Deployment, start_worker, root: Path
+) -> tuple[list[int], list[WorkerProcess]]:
+    deployment.extra.update(LEADSCORE_WEB_ENABLED="true", LEADSCORE_API_TOKEN=TOKEN)
+    ports = [free_port(), free_port()]
+    workers = [
+        start_worker(LEADSCORE_WEB_PORT=str(port), LEADSCORE_DATA_DIR=str(root / f"s{i}"))
+        for i, port in enumerate(ports)
+    ]
+    at = int(time.time() * 1000)
+    produce(
+        deployment.bootstrap,
+        deployment.topic("events"),
+        [ev(f"{c}-1", c, "signup", at) for c in CONTACTS]
+        + [ev(f"{c}-2", c, "demo_request", at + 1) for c in sorted(HOT)],
+    )
+    consume(deployment.bootstrap, deployment.topic("lead-state"), 36)
+    return ports, workers
 
 
 def test_every_lead_is_answered_through_either_worker(
     deployment: Deployment, start_worker, tmp_path
 ) -> None:
-    deployment.extra.update(LEADSCORE_WEB_ENABLED="true", LEADSCORE_API_TOKEN=TOKEN)
-    ports = [free_port(), free_port()]
-    for i, port in enumerate(ports):
-        start_worker(LEADSCORE_WEB_PORT=str(port), LEADSCORE_DATA_DIR=str(tmp_path / f"s{i}"))
-    at = int(time.time() * 1000)
-    contacts = [f"lead-{i}" for i in range(24)]
-    produce(
-        deployment.bootstrap,
-        deployment.topic("events"),
-        [ev(f"{c}-1", c, "signup", at) for c in contacts]
-        + [ev(f"{c}-2", c, "demo_request", at) for c in contacts[:12]],
-    )
-    consume(deployment.bootstrap, deployment.topic("lead-state"), 36)
+    ports, _ = two_workers(deployment, start_worker, tmp_path)
     owned = [wait_ready(port) for port in ports]
     assert sorted(owned[0] + owned[1]) == [0, 1, 2]
     assert owned[0]
     assert owned[1]
     # The partition a contact's events (and so its state) live in: murmur2, as Faust routes.
     owner = {
-        c: 0 if partitioner(c.encode(), [0, 1, 2], [0, 1, 2]) in owned[0] else 1 for c in contacts
+        c: 0 if partitioner(c.encode(), [0, 1, 2], [0, 1, 2]) in owned[0] else 1 for c in CONTACTS
     }
     assert set(owner.values()) == {0, 1}, "each worker owns some of the leads"
 
-    # Every lead through both workers: for each, one of the two answers is forwarded.
-    for contact in contacts:
-        answers = [get(port, f"/leads/{contact}") for port in ports]
-        for status, body in answers:
-            assert status == 200, body
-            assert body["contact_id"] == contact
-            assert body["score"] == (50.0 if contact in contacts[:12] else 20.0)
-            assert body["stage"] == ("hot" if contact in contacts[:12] else "warm")
-        status, intel = get(ports[1], f"/leads/{contact}/intelligence")
-        assert status == 200
-        assert intel["reasons"][0]["rule_id"] in ("signup", "demo-request")
+    for contact in CONTACTS:
+        score, stage = expected(contact)
+        for i, port in enumerate(ports):
+            answer = get(port, f"/leads/{contact}", TOKEN)
+            assert answer.status == 200, answer.body
+            check(answer.body, "LeadState")
+            assert (answer.body["contact_id"], answer.body["score"]) == (contact, score)
+            assert answer.body["stage"] == stage
+            forwarded = answer.headers.get("X-Leadscore-Forwarded") == "1"
+            assert forwarded == (owner[contact] != i), "answered by the owner, else forwarded"
 
-    for port in ports:
-        assert get(port, "/leads/nobody") == (
-            404,
-            {"error": {"code": "not_found", "message": "no lead with this contact id"}},
-        )
-        status, body = get(port, "/leads/lead-1", token=None)
-        assert (status, body["error"]["code"]) == (401, "unauthorized")
-        status, body = get(port, "/leads/a%07b")
-        assert (status, body["error"]["code"]) == (400, "invalid_contact_id")
-        assert get(port, "/healthz", token=None) == (200, {"status": "alive"})
+            intel = get(port, f"/leads/{contact}/intelligence", TOKEN)
+            assert intel.status == 200
+            check(intel.body, "Intelligence")
+            assert "traits" not in intel.body
+            assert intel.body["reasons"][0]["rule_id"] == (
+                "demo-request" if contact in HOT else "signup"
+            )
+
+            history = get(port, f"/leads/{contact}/history", TOKEN)
+            assert history.status == 200
+            check(history.body, "History")
+            assert [c["event_type"] for c in history.body["changes"]] == (
+                ["demo_request", "signup"] if contact in HOT else ["signup"]
+            )
+            assert history.body["changes"][0]["new_score"] == score
+            assert history.body["kept_per_lead"] == 20
+        latest = get(ports[owner[contact] ^ 1], f"/leads/{contact}/history?limit=1", TOKEN)
+        assert len(latest.body["changes"]) == 1
+        assert latest.headers.get("X-Leadscore-Forwarded") == "1"
+
     states = values(consume(deployment.bootstrap, deployment.topic("lead-state"), 36))
-    assert {s["contact_id"] for s in states} == set(contacts)
+    assert {s["contact_id"] for s in states} == set(CONTACTS)
+
+
+def test_errors_auth_metrics_and_the_document(
+    deployment: Deployment, start_worker, tmp_path
+) -> None:
+    ports, _ = two_workers(deployment, start_worker, tmp_path)
+    for port in ports:
+        wait_ready(port)
+    errors = {
+        "/leads/nobody": (404, "not_found"),
+        "/leads/a%07b": (400, "invalid_contact_id"),
+        f"/leads/{'x' * 257}": (400, "invalid_contact_id"),
+        "/leads/lead-1?at=yesterday": (400, "invalid_at"),
+        "/leads/lead-1/history?limit=0": (400, "invalid_limit"),
+        "/leads/lead-1/history?limit=21": (400, "invalid_limit"),
+        "/no/such/endpoint": (404, "not_found"),
+        "/table/leads/": (404, "not_found"),  # Faust's own table pages are off
+        "/router/": (404, "not_found"),
+    }
+    for port in ports:
+        for path, (status, code) in errors.items():
+            answer = get(port, path, TOKEN)
+            assert (answer.status, answer.body["error"]["code"]) == (status, code), path
+            check(answer.body, "Error")
+        answer = get(port, "/leads/lead-1", TOKEN, method="POST")
+        assert (answer.status, answer.body["error"]["code"]) == (405, "method_not_allowed")
+
+        # Token: everything but healthz and readyz needs it.
+        for path in documented_paths() - {"/healthz", "/readyz"}:
+            path = path.replace("{contact_id}", "lead-1")
+            for token in (None, "wrong"):
+                answer = get(port, path, token)
+                assert (answer.status, answer.body["error"]["code"]) == (401, "unauthorized")
+            assert get(port, path, TOKEN).status == 200, path
+        assert get(port, "/healthz").body == {"status": "alive"}
+        assert get(port, "/readyz").status == 200
+
+        served = get(port, "/openapi.json", TOKEN)
+        document = json.loads(resources.files("leadscore").joinpath("openapi.json").read_text())
+        assert served.body == document
+
+    # Metrics: the events each worker scored add up to what was produced.
+    scored = 0.0
+    for port in ports:
+        text = get(port, "/metrics", TOKEN).body
+        assert 'leadscore_build_info{rules_version="default-1",version="0.1.0"} 1.0' in text
+        for line in text.splitlines():
+            if line.startswith('leadscore_events_total{outcome="scored"}'):
+                scored += float(line.split()[-1])
+        assert 'leadscore_api_requests_total{route="/leads/{contact_id}",status="404"}' in text
+        assert "contact_id=" not in text.replace("{contact_id}", ""), "no contact ids as labels"
+    assert scored == 36
+
+
+def poll(ports: list[int], stop: threading.Event, seen: list[tuple[str, Answer]]) -> None:
+    """GET every lead through both workers until stopped, keeping every HTTP answer."""
+    while not stop.is_set():
+        for contact in CONTACTS:
+            for port in ports:
+                # The restarted worker's port is closed while it is down.
+                with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
+                    seen.append((contact, get(port, f"/leads/{contact}", TOKEN)))
+
+
+def test_a_query_during_a_restart_answers_503_then_the_right_state(
+    deployment: Deployment, start_worker, tmp_path
+) -> None:
+    ports, workers = two_workers(deployment, start_worker, tmp_path)
+    for port in ports:
+        wait_ready(port)
+    seen: list[tuple[str, Answer]] = []
+    stop = threading.Event()
+    poller = threading.Thread(target=poll, args=(ports, stop, seen), daemon=True)
+    poller.start()
+    try:
+        time.sleep(1.0)
+        workers[1].stop()  # the group rebalances: worker 0 takes every partition
+        wait_ready(ports[0], partitions=3)
+        start_worker(
+            LEADSCORE_WEB_PORT=str(ports[1]), LEADSCORE_DATA_DIR=str(tmp_path / "s1")
+        )  # and again when it is back
+        owned = [wait_ready(port) for port in ports]
+        assert sorted(owned[0] + owned[1]) == [0, 1, 2]
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        poller.join(30)
+
+    outcomes = Counter(answer.status for _, answer in seen)
+    print(f"answers during the restart: {dict(outcomes)}")
+    assert set(outcomes) <= {200, 503}, outcomes  # never a 404 or 500
+    assert outcomes[503] > 0, "the rebalance was visible as 503s"
+    for contact, answer in seen:
+        if answer.status == 200:
+            assert (answer.body["score"], answer.body["stage"]) == expected(contact)
+        else:
+            assert answer.body["error"]["code"] in ("unavailable", "not_ready")
+            assert answer.headers["Retry-After"] == "5"
+    for contact in CONTACTS:
+        for port in ports:
+            answer = get(port, f"/leads/{contact}", TOKEN)
+            assert answer.status == 200
+            assert (answer.body["score"], answer.body["stage"]) == expected(contact)

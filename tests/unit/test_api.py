@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from leadscore.api import ApiError, check_contact_id, check_token, intelligence_body, lead_body
+from leadscore.api import (
+    ApiError,
+    check_at,
+    check_contact_id,
+    check_limit,
+    check_token,
+    intelligence_body,
+    lead_body,
+)
 from leadscore.scoring import EngagementEvent, apply_event, load_rules
 from leadscore.scoring.rules import MS_PER_DAY
 
 RULES = load_rules()
+EXAMPLE_RULES = load_rules(Path(__file__).parents[2] / "examples" / "rules.yaml")
 T0 = 1_762_000_000_000
 
 
@@ -55,3 +67,53 @@ def test_bodies_decay_the_score_to_now_and_explain_it() -> None:
     ]
     assert intel["risk"] == "high"
     assert intel["next_action"] == "re_engage"
+
+
+def _signed_up() -> object:
+    event = EngagementEvent(event_id="e1", contact_id="ada", type="signup", occurred_at=T0)
+    return apply_event(None, event, RULES, T0).record
+
+
+def test_at_is_now_unless_given_and_never_before_the_latest_event() -> None:
+    record = _signed_up()
+    assert check_at(None, record, T0 + 5) == T0 + 5
+    assert check_at(str(T0 + 7), record, T0) == T0 + 7
+    assert check_at("2025-11-02T12:00:00+01:00", record, T0) == 1_762_081_200_000
+    for raw, fragment in [
+        (str(T0 - 1), "before the lead's latest event"),
+        ("yesterday", "ISO-8601"),
+        ("2025-11-01T12:00:00", "no UTC offset"),
+    ]:
+        with pytest.raises(ApiError) as info:
+            check_at(raw, record, T0)
+        assert (info.value.status, info.value.code) == (400, "invalid_at")
+        assert fragment in info.value.message
+
+
+def test_limit_defaults_to_the_bound_and_stays_within_it() -> None:
+    assert check_limit(None, 20) == 20
+    assert check_limit("1", 20) == 1
+    assert check_limit("20", 20) == 20
+    for raw in ["0", "21", "-1", "2.5", "ten", ""]:
+        with pytest.raises(ApiError) as info:
+            check_limit(raw, 20)
+        assert (info.value.status, info.value.code) == (400, "invalid_limit")
+
+
+def test_trait_values_leave_only_when_pii_is_allowed() -> None:
+    identify = EngagementEvent(
+        event_id="i1",
+        contact_id="ada",
+        type="identify",
+        occurred_at=T0,
+        properties={"seniority": "vp", "industry": "software", "country": "US"},
+    )
+    record = apply_event(None, identify, EXAMPLE_RULES, T0).record
+    assert record.traits, "the example fit rules keep these traits"
+    hidden = intelligence_body(record, EXAMPLE_RULES, T0)
+    shown = intelligence_body(record, EXAMPLE_RULES, T0, expose_pii=True)
+    assert "traits" not in hidden
+    text = json.dumps(hidden) + json.dumps(lead_body(record, EXAMPLE_RULES, T0))
+    for value in ("software", "vp", '"US"'):
+        assert value not in text
+    assert shown["traits"] == {"country": "US", "industry": "software", "seniority": "vp"}

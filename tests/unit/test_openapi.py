@@ -1,0 +1,74 @@
+"""The OpenAPI document: valid, the routes the worker serves, and the bodies it builds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+from openapi_spec_validator import validate
+
+from leadscore.api import ApiError, history_body, intelligence_body, lead_body
+from leadscore.config import Settings
+from leadscore.scoring import EngagementEvent, apply_event, load_rules
+from leadscore.stream.app import build_app
+from tests.contract import DOCUMENT, check, documented_paths
+
+RULES = load_rules(Path(__file__).parents[2] / "examples" / "rules.yaml")
+T0 = 1_762_000_000_000
+
+
+def test_the_document_is_valid_openapi() -> None:
+    validate(DOCUMENT)
+
+
+def test_the_worker_serves_exactly_the_documented_paths() -> None:
+    app = build_app(Settings(web_enabled=True), RULES, partitions=3)
+    web = app.web
+    web.blueprints.apply(web)  # what the worker does when its web server starts
+    served = {r.resource.canonical for r in web.web_app.router.routes() if r.method == "GET"}
+    assert served == documented_paths()
+    assert {r.method for r in web.web_app.router.routes()} == {"GET", "HEAD"}
+
+
+def _lead():
+    events = [
+        EngagementEvent(
+            event_id="i1",
+            contact_id="ada",
+            type="identify",
+            occurred_at=T0,
+            properties={"seniority": "vp", "company_size": "800"},
+        ),
+        EngagementEvent(event_id="e1", contact_id="ada", type="demo_request", occurred_at=T0 + 1),
+    ]
+    record, changes = None, []
+    for event in events:
+        applied = apply_event(record, event, RULES, T0 + 5)
+        record = applied.record
+        changes.insert(0, applied.change.to_dict())
+    return record, changes
+
+
+def test_the_bodies_match_their_schemas() -> None:
+    record, changes = _lead()
+    check(lead_body(record, RULES, T0 + 10), "LeadState")
+    check(intelligence_body(record, RULES, T0 + 10), "Intelligence")
+    check(intelligence_body(record, RULES, T0 + 10, expose_pii=True), "Intelligence")
+    check(history_body(record, changes, 20), "History")
+    for error in [
+        ApiError(404, "not_found", "no lead with this contact id"),
+        ApiError(503, "unavailable", "rebalancing", retry_after=5),
+    ]:
+        check(error.body(), "Error")
+
+
+def test_the_schemas_are_strict_enough_to_catch_a_drift() -> None:
+    record, _ = _lead()
+    body = lead_body(record, RULES, T0 + 10)
+    with pytest.raises(jsonschema.ValidationError):
+        check({**body, "undocumented": 1}, "LeadState")
+    with pytest.raises(jsonschema.ValidationError):
+        check({k: v for k, v in body.items() if k != "stage"}, "LeadState")
+    with pytest.raises(jsonschema.ValidationError):
+        check({"error": "a string, as Faust's own errors have"}, "Error")
