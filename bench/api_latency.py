@@ -1,0 +1,332 @@
+"""Latency of ``GET /leads/{id}``: answered by the owner, and forwarded to it.
+
+Two real workers in one consumer group on a real broker (the one in
+LEADSCORE_BOOTSTRAP_SERVERS, else the local KRaft broker, started if it is not
+running and stopped afterwards). The bench loads ``--contacts`` leads, waits
+until both workers have handled every event, then sends sequential requests
+over one keep-alive connection per worker, in shuffled order:
+
+- ``healthz``: ``GET /healthz``, the floor of the HTTP stack (baseline);
+- ``local``: a lead the receiving worker owns;
+- ``forwarded``: a lead the other worker owns (one extra HTTP hop).
+
+Each answer's ``X-Leadscore-Forwarded`` header confirms its class. Figures are
+median and p99 per round, then min / median / max over ``--rounds`` rounds,
+and ratios against the local median of the same run.
+
+    python bench/api_latency.py --contacts 2000 --requests 1000 --rounds 3
+
+Prints a table and writes bench/results/<date>-api-latency.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from common import progress, record_results, shown, spread
+from confluent_kafka import Producer
+
+from leadscore.config import Settings
+from leadscore.kafka_admin import create_topics
+
+ROOT = Path(__file__).resolve().parents[1]
+KAFKA_LOCAL = ROOT / "deploy" / "kafka-local" / "kafka-local"
+KINDS = ("healthz", "local", "forwarded")
+LOGS: list[Path] = []  # worker logs, shown when the bench gives up
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_broker() -> tuple[str, bool]:
+    """Bootstrap servers, and whether this bench started the broker."""
+    given = os.environ.get("LEADSCORE_BOOTSTRAP_SERVERS")
+    if given:
+        return given, False
+    running = subprocess.run([KAFKA_LOCAL, "status"], capture_output=True).returncode == 0
+    if not running:
+        subprocess.run([KAFKA_LOCAL, "start"], check=True)
+    return "127.0.0.1:9092", not running
+
+
+def deployment_env(bootstrap: str, root: Path) -> dict[str, str]:
+    name = f"bench{uuid.uuid4().hex[:8]}"
+    topics = {
+        kind: f"{name}.{kind.lower().replace('_', '-')}"
+        for kind in ("EVENTS", "ACTIONS", "LEAD_STATE", "SCORE_CHANGES", "DLQ", "ASSIGNMENTS")
+    }
+    topics["TICKS"] = f"{name}.ticks"
+    return {
+        "LEADSCORE_BOOTSTRAP_SERVERS": bootstrap,
+        "LEADSCORE_APP_ID": f"leadscore-{name}",
+        "LEADSCORE_PARTITIONS": "6",
+        "LEADSCORE_WEB_ENABLED": "true",
+        "LEADSCORE_LOG_LEVEL": "warn",
+        **{f"LEADSCORE_{kind}_TOPIC": topic for kind, topic in topics.items()},
+        "LEADSCORE_DATA_DIR": str(root),
+    }
+
+
+class Client:
+    """One keep-alive HTTP connection to a worker."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def get(self, path: str) -> tuple[int, Any, dict[str, str]]:
+        try:
+            self.conn.request("GET", path)
+            response = self.conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException):
+            self.conn.close()  # the next request connects afresh
+            raise
+        return response.status, body, dict(response.getheaders())
+
+    def timed(self, path: str) -> tuple[float, int, dict[str, str]]:
+        started = time.perf_counter_ns()
+        status, _, headers = self.get(path)
+        return (time.perf_counter_ns() - started) / 1e6, status, headers
+
+
+def wait_for(what: str, check: Any, timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except (OSError, http.client.HTTPException):
+            result = None
+        if result:
+            return result
+        time.sleep(0.5)
+    for log in LOGS:
+        print(f"--- {log.name}", *log.read_text().splitlines()[-15:], sep="\n", file=sys.stderr)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def handled(client: Client) -> float:
+    _, body, _ = client.get("/metrics")
+    return sum(
+        float(line.split()[-1])
+        for line in body.decode().splitlines()
+        if line.startswith("leadscore_events_total{")
+    )
+
+
+def load(bootstrap: str, topic: str, contacts: list[str]) -> int:
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 20}
+    )
+    now = int(time.time() * 1000)
+    sent = 0
+    for i, contact in enumerate(contacts):
+        for j, kind in enumerate(("signup", "page_view", "demo_request")[: 1 + i % 3]):
+            event = {
+                "event_id": f"{contact}-{j}",
+                "contact_id": contact,
+                "type": kind,
+                "occurred_at": now - 60_000 + j,
+            }
+            producer.produce(topic, key=contact.encode(), value=orjson.dumps(event))
+            producer.poll(0)
+            sent += 1
+    producer.flush(30)
+    return sent
+
+
+def percentile(xs: list[float], q: float) -> float:
+    ordered = sorted(xs)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def measure(
+    clients: list[Client], owner_of: dict[str, int], requests: int, rounds: int
+) -> dict[str, dict[str, list[float]]]:
+    """Per kind: the median and p99 (ms) of each round."""
+    contacts = sorted(owner_of)
+    per_round: dict[str, dict[str, list[float]]] = {k: {"median": [], "p99": []} for k in KINDS}
+    rng = random.Random(7)
+    warm = [(i, f"/leads/{c}") for i in (0, 1) for c in rng.sample(contacts, 100)]
+    for i, path in warm:
+        clients[i].get(path)
+    for r in range(rounds):
+        plan: list[tuple[str, int, str]] = []
+        for n in range(requests):
+            contact = contacts[rng.randrange(len(contacts))]
+            owner = owner_of[contact]
+            plan.append(("healthz", n % 2, "/healthz"))
+            plan.append(("local", owner, f"/leads/{contact}"))
+            plan.append(("forwarded", owner ^ 1, f"/leads/{contact}"))
+        rng.shuffle(plan)
+        samples: dict[str, list[float]] = {k: [] for k in KINDS}
+        for n, (kind, worker, path) in enumerate(plan, 1):
+            ms, status, headers = clients[worker].timed(path)
+            if status != 200:
+                raise SystemExit(f"{path} on worker {worker}: HTTP {status}")
+            was_forwarded = headers.get("X-Leadscore-Forwarded") == "1"
+            if was_forwarded != (kind == "forwarded"):
+                raise SystemExit(f"{path} on worker {worker}: expected {kind}")
+            samples[kind].append(ms)
+            progress(f"round {r + 1}/{rounds}", n, len(plan))
+        for kind in KINDS:
+            per_round[kind]["median"].append(statistics.median(samples[kind]))
+            per_round[kind]["p99"].append(percentile(samples[kind], 0.99))
+    return per_round
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--contacts", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=1000, help="per kind, per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--load-rate",
+        type=float,
+        default=0.0,
+        help="events/s simulated traffic the workers score while measured (0: idle)",
+    )
+    args = parser.parse_args()
+
+    bootstrap, started_broker = ensure_broker()
+    workers: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp:
+        env = deployment_env(bootstrap, Path(tmp))
+        settings = Settings(**{k.removeprefix("LEADSCORE_").lower(): v for k, v in env.items()})
+        try:
+            create_topics(settings)
+            ports = [free_port(), free_port()]
+            for i, port in enumerate(ports):
+                worker_env = {
+                    **os.environ,
+                    **env,
+                    "LEADSCORE_WEB_PORT": str(port),
+                    "LEADSCORE_DATA_DIR": f"{tmp}/w{i}",
+                }
+                LOGS.append(Path(f"{tmp}/w{i}.log"))
+                log = LOGS[-1].open("wb")
+                workers.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "leadscore.cli", "worker"],
+                        env=worker_env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+            clients = [Client(port) for port in ports]
+
+            def split() -> list[list[int]] | None:
+                owned = []
+                for client in clients:
+                    status, body, _ = client.get("/readyz")
+                    if status != 200:
+                        return None
+                    owned.append(orjson.loads(body)["partitions"])
+                return owned if all(owned) and len(owned[0]) + len(owned[1]) == 6 else None
+
+            print("bench: waiting for two ready workers ...", file=sys.stderr)
+            owned = wait_for("both workers ready with the partitions split", split)
+            contacts = [f"bench-{i:06d}" for i in range(args.contacts)]
+            sent = load(bootstrap, settings.events_topic, contacts)
+            print(f"bench: produced {sent} events for {len(contacts)} leads", file=sys.stderr)
+            wait_for("every event handled", lambda: sum(handled(c) for c in clients) >= sent, 300)
+            owned = wait_for("a stable split", split)
+            owner_of = {}
+            for contact in contacts:
+                _, _, headers = clients[0].get(f"/leads/{contact}")
+                owner_of[contact] = 1 if headers.get("X-Leadscore-Forwarded") == "1" else 0
+            if args.load_rate:
+                workers.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "leadscore.cli",
+                            "simulate",
+                            "--rate",
+                            str(args.load_rate),
+                            "--duration",
+                            "0",
+                            "--quiet",
+                            "--contacts",
+                            "5000",
+                            "--prefix",
+                            "load-",
+                        ],
+                        env={**os.environ, **env},
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+                time.sleep(3)
+            per_round = measure(clients, owner_of, args.requests, args.rounds)
+        finally:
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                try:
+                    worker.wait(60)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+            if started_broker:
+                subprocess.run([KAFKA_LOCAL, "stop"], check=False)
+
+    local = statistics.median(per_round["local"]["median"])
+    figures: dict[str, Any] = {
+        "contacts": args.contacts,
+        "requests_per_kind_per_round": args.requests,
+        "rounds": args.rounds,
+        "load_events_per_s": args.load_rate,
+        "partitions_owned": owned,
+        "ms": {k: {q: spread(v) for q, v in per_round[k].items()} for k in KINDS},
+    }
+    rows = [
+        "| request | median ms (min / median / max of rounds) | p99 ms (min / median / max) "
+        "| median vs local |",
+        "|---|---|---|---|",
+    ]
+    labels = {
+        "healthz": "`/healthz` (HTTP floor)",
+        "local": "`/leads/{id}` on the owner",
+        "forwarded": "`/leads/{id}` forwarded",
+    }
+    for kind in KINDS:
+        ms = figures["ms"][kind]
+        ratio = ms["median"]["median"] / local
+        figures["ms"][kind]["ratio_to_local"] = ratio
+        rows.append(
+            f"| {labels[kind]} | {shown(ms['median'], '.2f')} | {shown(ms['p99'], '.2f')} "
+            f"| {ratio:.2f}x |"
+        )
+    command = (
+        f"python bench/api_latency.py --contacts {args.contacts} "
+        f"--requests {args.requests} --rounds {args.rounds} --load-rate {args.load_rate:g}"
+    )
+    record_results(
+        "api-latency" if not args.load_rate else "api-latency-under-load",
+        "GET /leads/{id} latency, local and forwarded",
+        command,
+        figures,
+        "\n".join(rows),
+    )
+
+
+if __name__ == "__main__":
+    main()
