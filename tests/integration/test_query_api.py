@@ -31,7 +31,8 @@ def expected(contact: str) -> tuple[float, str]:
 
 def two_workers(
     deployment: Deployment, start_worker, root: Path
-) -> tuple[list[int], list[WorkerProcess]]:
+) -> tuple[list[int], list[WorkerProcess], list[list[int]]]:
+    """Two ready workers with the leads loaded: their ports, processes and partitions."""
     deployment.extra.update(LEADSCORE_WEB_ENABLED="true", LEADSCORE_API_TOKEN=TOKEN)
     ports = [free_port(), free_port()]
     workers = [
@@ -46,14 +47,13 @@ def two_workers(
         + [ev(f"{c}-2", c, "demo_request", at + 1) for c in sorted(HOT)],
     )
     consume(deployment.bootstrap, deployment.topic("lead-state"), 36)
-    return ports, workers
+    return ports, workers, [wait_ready(port) for port in ports]
 
 
 def test_every_lead_is_answered_through_either_worker(
     deployment: Deployment, start_worker, tmp_path
 ) -> None:
-    ports, _ = two_workers(deployment, start_worker, tmp_path)
-    owned = [wait_ready(port) for port in ports]
+    ports, _, owned = two_workers(deployment, start_worker, tmp_path)
     assert sorted(owned[0] + owned[1]) == [0, 1, 2]
     assert owned[0]
     assert owned[1]
@@ -101,9 +101,7 @@ def test_every_lead_is_answered_through_either_worker(
 def test_errors_auth_metrics_and_the_document(
     deployment: Deployment, start_worker, tmp_path
 ) -> None:
-    ports, _ = two_workers(deployment, start_worker, tmp_path)
-    for port in ports:
-        wait_ready(port)
+    ports, _, _ = two_workers(deployment, start_worker, tmp_path)
     errors = {
         "/leads/nobody": (404, "not_found"),
         "/leads/a%07b": (400, "invalid_contact_id"),
@@ -163,9 +161,7 @@ def poll(ports: list[int], stop: threading.Event, seen: list[tuple[str, Answer]]
 def test_a_query_during_a_restart_answers_503_then_the_right_state(
     deployment: Deployment, start_worker, tmp_path
 ) -> None:
-    ports, workers = two_workers(deployment, start_worker, tmp_path)
-    for port in ports:
-        wait_ready(port)
+    ports, workers, _ = two_workers(deployment, start_worker, tmp_path)
     seen: list[tuple[str, Answer]] = []
     stop = threading.Event()
     poller = threading.Thread(target=poll, args=(ports, stop, seen), daemon=True)
