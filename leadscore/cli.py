@@ -76,6 +76,42 @@ def worker() -> None:
 
 
 @main.group()
+def sink() -> None:
+    """Action sinks: separate processes that act on leadscore.actions."""
+
+
+@sink.command("notify")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="Endpoints file (default: LEADSCORE_NOTIFY_CONFIG).",
+)
+def sink_notify(config_path: Path | None) -> None:
+    """Deliver actions to Slack and signed webhooks until SIGTERM or Ctrl-C."""
+    import asyncio
+    import os
+
+    from leadscore.kafka_admin import require_sink_topics
+    from leadscore.sinks.config import load_notify_config
+    from leadscore.sinks.notify import NotifySink
+
+    settings = _settings()
+    setup_logging(settings.log_level)
+    path = config_path or settings.notify_config
+    if path is None:
+        raise click.ClickException("give the endpoints file: --config or LEADSCORE_NOTIFY_CONFIG")
+    try:
+        config = load_notify_config(path, os.environ)
+        require_sink_topics(settings, settings.actions_topic, settings.sink_dlq_topic)
+    except LeadscoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    endpoints = len(config.endpoints)
+    click.echo(f"leadscore sink notify: {endpoints} endpoint(s), from {path}", err=True)
+    sys.exit(asyncio.run(NotifySink(settings, config).run()))
+
+
+@main.group()
 def topics() -> None:
     """Manage leadscore's topics."""
 

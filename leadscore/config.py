@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     assignments_topic: str = Field(
         "leadscore.assignments", description="Output of the routing sink"
     )
+    sink_dlq_topic: str = Field(
+        "leadscore.sink-dlq",
+        description="Output of the sinks: actions they could not deliver, with the last error",
+    )
     ticks_topic: str = Field(
         "leadscore.ticks",
         description="Internal: timer ticks that drive decay re-assessment "
@@ -92,6 +96,33 @@ class Settings(BaseSettings):
         None,
         description="Bearer token the lead query API requires (all but /healthz, /readyz); "
         "unset: no authentication",
+    )
+    notify_config: Path | None = Field(
+        None, description="Endpoints file of `leadscore sink notify` (YAML)"
+    )
+    sink_data_dir: Path = Field(
+        Path("sink-data"), description="Where a sink keeps its delivery ledger (RocksDB)"
+    )
+    sink_metrics_port: int = Field(
+        9109, ge=0, le=65535, description="Port of a sink's /metrics (0: none)"
+    )
+    sink_max_in_flight: int = Field(
+        500, ge=1, le=100_000, description="Actions a sink works on at once; it pauses beyond"
+    )
+    sink_shutdown_grace_seconds: float = Field(
+        20.0, ge=0, le=600, description="On SIGTERM, how long a sink lets deliveries finish"
+    )
+    sink_session_timeout_seconds: float = Field(
+        10.0,
+        ge=6,
+        le=300,
+        description="A sink that stops answering loses its partitions to the others after this",
+    )
+    sink_dedupe_days: float = Field(
+        7.0, gt=0, le=365, description="How long a sink remembers a delivery to suppress repeats"
+    )
+    sink_dedupe_max_entries: int = Field(
+        1_000_000, ge=1000, description="At most this many deliveries remembered (oldest go)"
     )
     log_level: Literal["debug", "info", "warn", "error"] = Field("info", description="Log level")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(

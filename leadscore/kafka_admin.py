@@ -31,6 +31,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.score_changes_topic, {**delete, "retention.ms": str(30 * DAY_MS)}),
         TopicSpec(settings.dlq_topic, {**delete, "retention.ms": str(30 * DAY_MS)}),
         TopicSpec(settings.assignments_topic, {**delete, "retention.ms": str(30 * DAY_MS)}),
+        TopicSpec(settings.sink_dlq_topic, {**delete, "retention.ms": str(30 * DAY_MS)}),
         TopicSpec(settings.ticks_topic, {**delete, "retention.ms": str(HOUR_MS)}),
     ]
 
@@ -89,17 +90,27 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
     return outcome
 
 
-def require_topics(settings: Settings) -> tuple[str, dict[str, int]]:
-    """Check the worker's topics exist; return the cluster id and their partition counts."""
-    metadata = cluster_metadata(settings)
-    have = partition_counts(metadata)
-    needed = [s.name for s in topic_specs(settings) if s.name != settings.assignments_topic]
+def _check_present(settings: Settings, have: dict[str, int], needed: list[str]) -> None:
     missing = [name for name in needed if name not in have]
     if missing:
         raise TopicsMissing(
             f"topics missing on {settings.bootstrap_servers}: {', '.join(missing)}; "
             "create them with `leadscore topics create`"
         )
+
+
+def require_sink_topics(settings: Settings, *names: str) -> None:
+    """Check the topics a sink reads and writes exist."""
+    _check_present(settings, partition_counts(cluster_metadata(settings)), list(names))
+
+
+def require_topics(settings: Settings) -> tuple[str, dict[str, int]]:
+    """Check the worker's topics exist; return the cluster id and their partition counts."""
+    metadata = cluster_metadata(settings)
+    have = partition_counts(metadata)
+    sinks_only = {settings.assignments_topic, settings.sink_dlq_topic}
+    needed = [s.name for s in topic_specs(settings) if s.name not in sinks_only]
+    _check_present(settings, have, needed)
     events = have[settings.events_topic]
     if have[settings.ticks_topic] != events:
         raise TopicsMissing(

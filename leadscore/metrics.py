@@ -7,7 +7,7 @@ names), never from contact ids.
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, Counter, Histogram, Info, disable_created_metrics
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info, disable_created_metrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from leadscore import __version__
@@ -42,3 +42,33 @@ def set_build_info(rules_version: str) -> None:
 def exposition() -> tuple[bytes, str]:
     """The text format body and its content type."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+# The action sinks (`leadscore sink ...`), each process serving its own port.
+SINK_DELIVERIES = Counter(
+    "leadscore_sink_deliveries",
+    "Deliveries by outcome (delivered, dead_lettered, duplicate_suppressed)",
+    ["sink", "endpoint", "outcome"],
+)
+SINK_ATTEMPTS = Counter(
+    "leadscore_sink_delivery_attempts",
+    "HTTP requests made (or refused by an open circuit)",
+    ["sink", "endpoint"],
+)
+SINK_LATENCY = Histogram(
+    "leadscore_sink_action_to_delivery_seconds",
+    "From the action's emitted_at to its successful delivery",
+    ["sink", "endpoint"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+SINK_DEAD_LETTERS = Counter(
+    "leadscore_sink_dead_letters",
+    "Actions written to the sink dead-letter topic, by reason",
+    ["sink", "reason"],
+)
+SINK_CIRCUIT = Gauge(
+    "leadscore_sink_circuit_state",
+    "Circuit breaker per endpoint: 0 closed, 1 half-open, 2 open",
+    ["sink", "endpoint"],
+)
+SINK_IN_FLIGHT = Gauge("leadscore_sink_in_flight", "Actions consumed, not yet finished", ["sink"])

@@ -39,6 +39,10 @@ class Deployment:
             "LEADSCORE_DLQ_TOPIC": f"{self.name}.dlq",
             "LEADSCORE_ASSIGNMENTS_TOPIC": f"{self.name}.assignments",
             "LEADSCORE_TICKS_TOPIC": f"{self.name}.ticks",
+            "LEADSCORE_SINK_DLQ_TOPIC": f"{self.name}.sink-dlq",
+            "LEADSCORE_SINK_DATA_DIR": str(self.root / "sink-data"),
+            "LEADSCORE_SINK_METRICS_PORT": "0",
+            "LEADSCORE_SINK_SESSION_TIMEOUT_SECONDS": "6",
             "LEADSCORE_PARTITIONS": str(self.partitions),
             "LEADSCORE_DATA_DIR": str(self.root / "state"),
             "LEADSCORE_WEB_ENABLED": "false",
@@ -58,21 +62,38 @@ class Deployment:
         """A worker; ``env`` overrides settings for this worker only (port, data dir)."""
         return WorkerProcess(self, self.root / f"worker-{time.monotonic_ns()}.log", env)
 
+    def notify_sink(self, config: Path, **env: str) -> WorkerProcess:
+        """A `leadscore sink notify` process; ready once it has partitions assigned."""
+        return WorkerProcess(
+            self,
+            self.root / f"notify-{time.monotonic_ns()}.log",
+            env,
+            command=["sink", "notify", "--config", str(config)],
+            ready_line="notify: assigned partitions",
+        )
+
 
 class WorkerProcess:
     def __init__(
-        self, deployment: Deployment, log_path: Path, env: dict[str, str] | None = None
+        self,
+        deployment: Deployment,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+        ready_line: str = READY_LINE,
     ) -> None:
         self.deployment = deployment
         self.log_path = log_path
         self.own_env = env or {}
+        self.command = command or ["worker"]
+        self.ready_line = ready_line
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_timeout: float = 90.0) -> WorkerProcess:
         env = {**os.environ, **self.deployment.env, **self.own_env}
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "leadscore.cli", "worker"],
+                [sys.executable, "-m", "leadscore.cli", *self.command],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -81,9 +102,9 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(
-                    f"worker exited with {self.proc.returncode}:\n{self.log()[-4000:]}"
+                    f"{self.command[0]} exited with {self.proc.returncode}:\n{self.log()[-4000:]}"
                 )
-            if READY_LINE in self.log():
+            if self.ready_line in self.log():
                 return self
             time.sleep(0.25)
         raise AssertionError(f"worker not ready within {ready_timeout} s:\n{self.log()[-4000:]}")

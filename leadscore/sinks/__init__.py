@@ -1,0 +1,1 @@
+"""Action sinks: separate processes that consume leadscore.actions and act on them."""

@@ -1,0 +1,116 @@
+"""The notification sink's endpoints file (YAML), validated by pydantic.
+
+URLs and secrets can (and for Slack webhooks and signing secrets should) come
+from environment variables named in the file (``url_env``, ``secret_env``);
+they are resolved once, at start-up, from the environment given.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from leadscore.errors import ConfigError
+
+
+class EndpointSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    kind: Literal["slack", "webhook"]
+    url: str | None = None
+    url_env: str | None = None
+    secret_env: str | None = None
+    actions: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description='"kind:name" patterns, shell-style wildcards: "threshold_crossed:*", "*"',
+    )
+    max_attempts: int = Field(8, ge=1, le=100)
+    backoff_initial_seconds: float = Field(0.5, gt=0, le=60)
+    backoff_max_seconds: float = Field(60.0, gt=0, le=3600)
+    retry_after_max_seconds: float = Field(300.0, gt=0, le=3600)
+    timeout_seconds: float = Field(10.0, gt=0, le=300)
+    rate_per_second: float = Field(10.0, gt=0, le=10_000)
+    max_concurrency: int = Field(8, ge=1, le=1000)
+    breaker_failures: int = Field(5, ge=1, le=1000)
+    breaker_cooldown_seconds: float = Field(30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _one_url(self) -> EndpointSpec:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give exactly one of url and url_env")
+        if self.kind == "webhook" and self.secret_env is None:
+            raise ValueError("a webhook needs secret_env: its body is signed")
+        return self
+
+
+class NotifySpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    link_template: str | None = Field(
+        None, description="Link to a lead in messages, e.g. https://crm.example/leads/{contact_id}"
+    )
+    endpoints: list[EndpointSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> NotifySpec:
+        names = [e.name for e in self.endpoints]
+        if len(names) != len(set(names)):
+            raise ValueError("endpoint names must be unique")
+        return self
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An endpoint with its URL and secret resolved."""
+
+    spec: EndpointSpec
+    url: str
+    secret: bytes | None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def wants(self, kind: str, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(f"{kind}:{name}", p) for p in self.spec.actions)
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    link_template: str | None
+    endpoints: tuple[Endpoint, ...]
+
+
+def _resolve(spec: EndpointSpec, env: Mapping[str, str]) -> Endpoint:
+    def need(var: str) -> str:
+        value = env.get(var)
+        if not value:
+            raise ConfigError(f"endpoint {spec.name}: environment variable {var} is not set")
+        return value
+
+    url = spec.url if spec.url is not None else need(spec.url_env or "")
+    secret = need(spec.secret_env).encode() if spec.secret_env else None
+    return Endpoint(spec, url, secret)
+
+
+def load_notify_config(path: Path, env: Mapping[str, str]) -> NotifyConfig:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        spec = NotifySpec.model_validate(raw)
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from exc
+    return NotifyConfig(spec.link_template, tuple(_resolve(e, env) for e in spec.endpoints))

@@ -1,0 +1,49 @@
+"""What an endpoint receives for an action: a Slack message or the action as JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+
+def _escape(text: str) -> str:
+    """Slack's three control characters in message text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _why(action: dict[str, Any], top: int = 3) -> str:
+    reasons = sorted(action.get("reasons") or [], key=lambda r: -abs(r.get("points", 0)))[:top]
+    return ", ".join(f"{r['rule_id']} {r['points']:g}" for r in reasons) or "no scoring events"
+
+
+def slack_body(action: dict[str, Any], link_template: str | None) -> bytes:
+    """A Slack incoming-webhook message: who, score, why, and a link to the lead."""
+    contact = _escape(action["contact_id"])
+    kind, name = action["kind"], action["name"]
+    headline = {
+        "threshold_crossed": f"crossed *{name}*",
+        "stage_changed": f"moved to *{name}*",
+        "disqualified": f"was disqualified ({name})",
+    }.get(kind, f"{kind} {name}")
+    text = (
+        f"*{contact}* {headline}: score {action['score']:g} "
+        f"(was {action['previous_score']:g}), stage {action['previous_stage']} → "
+        f"{action['stage']}. Why: {_why(action)}."
+    )
+    if action.get("grade"):
+        text += f" Fit {action.get('fit', 0):g} (grade {action['grade']})."
+    if link_template:
+        url = link_template.format(contact_id=quote(action["contact_id"], safe=""))
+        text += f" <{url}|Open the lead>"
+    message = {
+        "text": text,
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+    }
+    return orjson.dumps(message)
+
+
+def webhook_body(action: dict[str, Any]) -> bytes:
+    """The action record as JSON (the same fields as on leadscore.actions)."""
+    return orjson.dumps(action)

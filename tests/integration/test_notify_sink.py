@@ -1,0 +1,252 @@
+"""`leadscore sink notify` against a real broker and a real local HTTP server."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+from confluent_kafka import Consumer, TopicPartition
+
+from leadscore.sinks.signing import verify
+from tests.integration.http import free_port
+from tests.integration.kafka import consume, produce
+from tests.integration.workers import Deployment
+from tests.webhook_server import Behaviour, WebhookServer, summary
+
+SECRET = "whsec-test-1"
+
+
+def action(i: int, kind: str = "threshold_crossed", name: str = "mql") -> dict[str, Any]:
+    contact = f"contact-{i % 50}"
+    return {
+        "action_id": f"act-{i:05d}",
+        "contact_id": contact,
+        "account_id": None,
+        "kind": kind,
+        "name": name,
+        "score": 61.0 + i % 7,
+        "previous_score": 55.0,
+        "stage": "qualified",
+        "previous_stage": "hot",
+        "occurred_at": int(time.time() * 1000),
+        "emitted_at": int(time.time() * 1000),
+        "cause_event_id": f"ev-{i}",
+        "reasons": [{"rule_id": "demo-request", "points": 30.0, "clipped": 0.0, "cap_id": None}],
+        "rules_version": "default-1",
+        "fit": 0.0,
+        "grade": None,
+        "fit_reasons": [],
+    }
+
+
+def send_actions(deployment: Deployment, actions: list[dict[str, Any]]) -> None:
+    produce(
+        deployment.bootstrap,
+        deployment.topic("actions"),
+        [(a["contact_id"].encode(), orjson.dumps(a)) for a in actions],
+    )
+
+
+def endpoints_file(root: Path, server: WebhookServer, endpoints: list[dict[str, Any]]) -> Path:
+    for e in endpoints:
+        e.setdefault("kind", "webhook")
+        if e["kind"] == "webhook":
+            e.setdefault("secret_env", "TEST_WEBHOOK_SECRET")
+        e["url"] = f"http://127.0.0.1:{server.port}{e.pop('path')}"
+    path = root / "notify.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"link_template": "https://crm.example/leads/{contact_id}", "endpoints": endpoints}
+        )
+    )
+    return path
+
+
+def committed(deployment: Deployment) -> int:
+    """Offsets the notify group has committed, summed over the actions partitions."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": deployment.bootstrap,
+            "group.id": f"leadscore-{deployment.name}-notify",
+        }
+    )
+    try:
+        parts = [
+            TopicPartition(deployment.topic("actions"), p) for p in range(deployment.partitions)
+        ]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+    finally:
+        consumer.close()
+
+
+def wait_committed(deployment: Deployment, count: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while committed(deployment) < count:
+        assert time.monotonic() < deadline, f"committed {committed(deployment)} of {count}"
+        time.sleep(0.3)
+
+
+def test_every_action_reaches_healthy_endpoints_once(deployment: Deployment, tmp_path) -> None:
+    server = WebhookServer(free_port()).start()
+    server.behave("/slack", Behaviour())
+    server.behave("/hook", Behaviour())
+    config = endpoints_file(
+        tmp_path,
+        server,
+        [
+            {
+                "name": "sales-slack",
+                "kind": "slack",
+                "path": "/slack",
+                "actions": ["threshold_crossed:*"],
+            },
+            {"name": "crm-hook", "path": "/hook", "actions": ["*"]},
+        ],
+    )
+    sink = deployment.notify_sink(config, TEST_WEBHOOK_SECRET=SECRET).start()
+    try:
+        actions = [action(i) for i in range(120)] + [
+            action(i, "stage_changed", "hot") for i in range(120, 180)
+        ]
+        send_actions(deployment, actions)
+        hook = server.wait_accepted("/hook", 180)
+        slack = server.wait_accepted("/slack", 120)
+        wait_committed(deployment, 180)
+        time.sleep(1.0)  # anything sent twice would arrive by now
+    finally:
+        assert sink.stop() == 0
+        server.stop()
+
+    hook, slack = server.accepted("/hook"), server.accepted("/slack")
+    print(f"webhook: {summary(hook)}, slack: {summary(slack)}")
+    # 20 per second after a burst of 20: 120 messages cannot arrive in under 5 s.
+    arrivals = [r.at for r in slack]
+    assert max(arrivals) - min(arrivals) >= 4.5, "the Slack endpoint's rate limit held"
+    assert sorted(r.key for r in hook) == sorted(a["action_id"] for a in actions)
+    assert sorted(r.key for r in slack) == [f"act-{i:05d}" for i in range(120)]
+    for r in hook:
+        sent = json.loads(r.body)
+        assert sent["action_id"] == r.key
+        assert verify(
+            SECRET.encode(),
+            r.headers["X-Leadscore-Timestamp"],
+            r.headers["X-Leadscore-Signature"],
+            r.body,
+            now=time.time(),
+        )
+        assert not verify(
+            b"another secret",
+            r.headers["X-Leadscore-Timestamp"],
+            r.headers["X-Leadscore-Signature"],
+            r.body,
+            now=time.time(),
+        )
+    by_id = {a["action_id"]: a for a in actions}
+    message = json.loads(slack[0].body)
+    sent = by_id[slack[0].key]
+    assert message["text"].startswith(
+        f"*{sent['contact_id']}* crossed *mql*: score {sent['score']:g} (was 55)"
+    )
+    assert "Why: demo-request 30" in message["text"]
+    assert "<https://crm.example/leads/contact-" in message["text"]
+
+
+def test_failures_are_retried_and_a_dead_endpoint_is_dead_lettered(
+    deployment: Deployment, tmp_path
+) -> None:
+    server = WebhookServer(free_port()).start()
+    server.behave("/flaky", Behaviour(fail_first=2))
+    server.behave("/limited", Behaviour(fail_first=1, fail_status=429, retry_after="2"))
+    server.behave("/stalls", Behaviour(stall_first=1, stall=3.0))
+    server.behave("/dead", Behaviour(status=500))
+    server.behave("/refuses", Behaviour(status=422))
+    fast = {"backoff_initial_seconds": 0.05, "backoff_max_seconds": 0.2, "breaker_failures": 1000}
+    config = endpoints_file(
+        tmp_path,
+        server,
+        [
+            {"name": "flaky", "path": "/flaky", **fast},
+            {"name": "limited", "path": "/limited", **fast},
+            {"name": "stalls", "path": "/stalls", "timeout_seconds": 1.0, **fast},
+            {"name": "dead", "path": "/dead", "max_attempts": 3, **fast},
+            {"name": "refuses", "path": "/refuses", **fast},
+        ],
+    )
+    sink = deployment.notify_sink(config, TEST_WEBHOOK_SECRET=SECRET).start()
+    actions = [action(i) for i in range(20)]
+    keys = sorted(a["action_id"] for a in actions)
+    try:
+        send_actions(deployment, actions)
+        for path in ("/flaky", "/limited", "/stalls"):
+            server.wait_accepted(path, len(actions))
+        dead_letters = consume(deployment.bootstrap, deployment.topic("sink-dlq"), 40)
+        wait_committed(deployment, len(actions))
+    finally:
+        assert sink.stop() == 0
+        server.stop()
+
+    for path, tries in (("/flaky", 3), ("/limited", 2), ("/stalls", 2)):
+        assert sorted(r.key for r in server.accepted(path)) == keys, path
+        for key, requests in server.attempts(path).items():
+            assert len(requests) == tries, (path, key)
+    for requests in server.attempts("/limited").values():
+        assert requests[1].at - requests[0].at >= 2.0, "Retry-After: 2 was honoured"
+    assert all(len(r) == 3 for r in server.attempts("/dead").values())
+    assert all(len(r) == 1 for r in server.attempts("/refuses").values()), "a 422 is final"
+
+    by_endpoint: dict[str, list[Any]] = {}
+    for record in dead_letters:
+        headers = {k: v.decode() for k, v in record.headers()}
+        by_endpoint.setdefault(headers["leadscore.endpoint"], []).append((record, headers))
+        assert json.loads(record.value())["action_id"] in keys, "the original action is kept"
+    assert sorted(by_endpoint) == ["dead", "refuses"]
+    dead = by_endpoint["dead"]
+    assert len(dead) == len(actions)
+    assert {h["leadscore.error.message"] for _, h in dead} == {"HTTP 500"}
+    assert {h["leadscore.attempts"] for _, h in dead} == {"3"}
+    assert {h["leadscore.error.message"] for _, h in by_endpoint["refuses"]} == {"HTTP 422"}
+
+
+def test_a_killed_sink_restarted_skips_nothing_and_repeats_nothing_it_recorded(
+    deployment: Deployment, tmp_path
+) -> None:
+    server = WebhookServer(free_port()).start()
+    server.behave("/hook", Behaviour(delay=0.02))
+    config = endpoints_file(
+        tmp_path, server, [{"name": "crm-hook", "path": "/hook", "max_concurrency": 4}]
+    )
+    actions = [action(i) for i in range(400)]
+    send_actions(deployment, actions)
+    kills: list[float] = []
+    try:
+        for _ in range(2):
+            sink = deployment.notify_sink(config, TEST_WEBHOOK_SECRET=SECRET).start()
+            target = len({r.key for r in server.accepted("/hook")}) + 80
+            server.wait_accepted("/hook", target)
+            sink.kill()
+            kills.append(time.time())
+        sink = deployment.notify_sink(config, TEST_WEBHOOK_SECRET=SECRET).start()
+        server.wait_accepted("/hook", len(actions), timeout=120)
+        wait_committed(deployment, len(actions))
+        time.sleep(1.0)
+    finally:
+        sink.stop()
+        server.stop()
+
+    accepted = server.accepted("/hook")
+    counts = summary(accepted)
+    print(f"after {len(kills)} SIGKILLs: {counts}")
+    assert {r.key for r in accepted} == {a["action_id"] for a in actions}, "nothing skipped"
+    # A delivery answered before a kill and recorded in the ledger is never sent again; only
+    # the ones in flight at the kill (at most max_concurrency) can be, with the same key.
+    first: dict[str | None, float] = {}
+    for r in sorted(accepted, key=lambda r: r.answered_at):
+        first.setdefault(r.key, r.answered_at)
+    repeated = [r for r in accepted if r.answered_at > first[r.key]]
+    for r in repeated:
+        assert any(0 <= kill - first[r.key] < 1.0 for kill in kills), "only in-flight ones repeat"
+    assert len(repeated) <= 4 * len(kills)
