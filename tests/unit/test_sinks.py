@@ -169,3 +169,14 @@ def test_the_ledger_is_bounded_and_survives_a_restart(tmp_path: Path) -> None:
     assert not reopened.seen("crm:a4")
     assert reopened.count == 3
     reopened.close()
+
+
+def test_the_example_endpoints_file_loads() -> None:
+    example = Path(__file__).parents[2] / "examples" / "notify.yaml"
+    env = {
+        "LEADSCORE_SLACK_WEBHOOK_URL": "https://hooks.example/x",
+        "LEADSCORE_CRM_WEBHOOK_SECRET": "k",
+    }
+    config = load_notify_config(example, env)
+    assert [e.name for e in config.endpoints] == ["sales-slack", "crm-webhook"]
+    assert config.endpoints[0].spec.rate_per_second == 1
