@@ -111,6 +111,35 @@ def sink_notify(config_path: Path | None) -> None:
     sys.exit(asyncio.run(NotifySink(settings, config).run()))
 
 
+@sink.command("routing")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="Teams and rules file (default: LEADSCORE_ROUTING_CONFIG).",
+)
+def sink_routing(config_path: Path | None) -> None:
+    """Assign owners to actions and write them to the assignments topic, until SIGTERM."""
+    from leadscore.kafka_admin import require_sink_topics
+    from leadscore.sinks.route import RoutingSink
+    from leadscore.sinks.routing import load_routing_config
+
+    settings = _settings()
+    setup_logging(settings.log_level)
+    path = config_path or settings.routing_config
+    if path is None:
+        raise click.ClickException("give the routing file: --config or LEADSCORE_ROUTING_CONFIG")
+    try:
+        config = load_routing_config(path)
+        require_sink_topics(
+            settings, settings.actions_topic, settings.assignments_topic, settings.sink_dlq_topic
+        )
+    except LeadscoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"leadscore sink routing: {len(config.teams)} team(s), from {path}", err=True)
+    sys.exit(RoutingSink(settings, config).run())
+
+
 @main.group()
 def topics() -> None:
     """Manage leadscore's topics."""

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     notify_config: Path | None = Field(
         None, description="Endpoints file of `leadscore sink notify` (YAML)"
     )
+    routing_config: Path | None = Field(
+        None, description="Teams and rules file of `leadscore sink routing` (YAML)"
+    )
     sink_data_dir: Path = Field(
         Path("sink-data"), description="Where a sink keeps its delivery ledger (RocksDB)"
     )

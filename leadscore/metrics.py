@@ -72,3 +72,8 @@ SINK_CIRCUIT = Gauge(
     ["sink", "endpoint"],
 )
 SINK_IN_FLIGHT = Gauge("leadscore_sink_in_flight", "Actions consumed, not yet finished", ["sink"])
+SINK_ASSIGNMENTS = Counter(
+    "leadscore_sink_assignments",
+    "Assignments written by the routing sink, by team and strategy (replayed: from the memo)",
+    ["team", "strategy"],
+)

@@ -25,6 +25,7 @@ SCHEMA_FILES = {
     "LeadAction": "lead_action.avsc",
     "LeadState": "lead_state.avsc",
     "ScoreChange": "score_change.avsc",
+    "Assignment": "assignment.avsc",
 }
 
 

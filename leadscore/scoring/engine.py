@@ -362,6 +362,7 @@ def _assess(
                 fit=updated.fit,
                 grade=grade,
                 fit_reasons=top_reasons(updated.fit_contributions),
+                traits=tuple(sorted((k, v) for k, (_, v) in updated.traits.items())),
             )
         )
 

@@ -160,6 +160,7 @@ class LeadAction:
     fit: float = 0.0
     grade: str | None = None
     fit_reasons: tuple[Reason, ...] = ()
+    traits: tuple[tuple[str, str], ...] = ()  # the profile traits fit rules read, for routing
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -180,6 +181,7 @@ class LeadAction:
             "fit": out(self.fit),
             "grade": self.grade,
             "fit_reasons": [r.to_dict() for r in self.fit_reasons],
+            "traits": dict(self.traits),
         }
 
 

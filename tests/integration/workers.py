@@ -62,6 +62,16 @@ class Deployment:
         """A worker; ``env`` overrides settings for this worker only (port, data dir)."""
         return WorkerProcess(self, self.root / f"worker-{time.monotonic_ns()}.log", env)
 
+    def routing_sink(self, config: Path, **env: str) -> WorkerProcess:
+        """A `leadscore sink routing` process; ready once it has partitions assigned."""
+        return WorkerProcess(
+            self,
+            self.root / f"routing-{time.monotonic_ns()}.log",
+            env,
+            command=["sink", "routing", "--config", str(config)],
+            ready_line="routing: assigned partitions",
+        )
+
     def notify_sink(self, config: Path, **env: str) -> WorkerProcess:
         """A `leadscore sink notify` process; ready once it has partitions assigned."""
         return WorkerProcess(

@@ -10,6 +10,7 @@ from leadscore.codecs.events import decode_event
 from leadscore.codecs.records import decode_output
 from leadscore.errors import InvalidEvent
 from leadscore.scoring import EngagementEvent, apply_event, load_rules
+from leadscore.sinks.routing import RoutingConfig, decide
 
 GOOD = {"event_id": "e1", "contact_id": "c1", "type": "signup", "occurred_at": 1_763_888_400_000}
 
@@ -47,9 +48,24 @@ def test_json_and_avro_decode_to_the_same_event() -> None:
     assert from_json == from_avro == EngagementEvent.model_validate(GOOD)
 
 
+ROUTING = RoutingConfig.model_validate(
+    {
+        "actions": ["*"],
+        "teams": [{"name": "t", "members": [{"id": "rep"}], "overflow_queue": "q"}],
+        "rules": [{"team": "t"}],
+    }
+)
+
+
 def test_every_schema_loads_and_outputs_round_trip_through_avro() -> None:
     schemas = load_all()
-    assert set(schemas) == {"EngagementEvent", "LeadAction", "LeadState", "ScoreChange"}
+    assert set(schemas) == {
+        "EngagementEvent",
+        "LeadAction",
+        "LeadState",
+        "ScoreChange",
+        "Assignment",
+    }
     event = EngagementEvent.model_validate({**GOOD, "type": "demo_request"})
     applied = apply_event(None, event, load_rules(), now_ms=GOOD["occurred_at"] + 3)
     action = applied.actions[0].to_dict()
@@ -57,3 +73,7 @@ def test_every_schema_loads_and_outputs_round_trip_through_avro() -> None:
     assert applied.change is not None
     change = applied.change.to_dict()
     assert decode_output(schemas["ScoreChange"].encode(change)) == change
+    assignment = decide({**action, "kind": "threshold_crossed"}, ROUTING, {})
+    assert assignment is not None
+    encoded = schemas["Assignment"].encode(assignment.assignment)
+    assert decode_output(encoded) == assignment.assignment
