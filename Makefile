@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 KAFKA_LOCAL := deploy/kafka-local/kafka-local
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint format bench-timer bench-wheel bench-api broker broker-stop broker-status clean
+.PHONY: help install demo test test-unit test-integration lint format bench-timer bench-wheel bench-api bench-notify broker broker-stop broker-status clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ bench-wheel: $(INSTALLED) ## Per-event cost of maintaining the timer wheel, with
 bench-api: $(INSTALLED) ## GET /leads/{id} latency on the owner and forwarded, idle and under load (bench/results/)
 	$(BIN)/python bench/api_latency.py --contacts 2000 --requests 1000 --rounds 3
 	$(BIN)/python bench/api_latency.py --contacts 2000 --requests 1000 --rounds 3 --load-rate 200
+
+bench-notify: $(INSTALLED) ## Notification sink: deliveries/s against a bare client, and action->delivery latency (bench/results/)
+	$(BIN)/python bench/notify_throughput.py --actions 5000 --load 0.5 --seconds 20 --repeat 3
 
 test: $(INSTALLED) ## Lint, type-check, unit tests and integration tests on a real Kafka broker
 	$(MAKE) --no-print-directory lint

@@ -30,58 +30,27 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
-from common import progress, record_results, shown, spread
+from common import (
+    deployment_env,
+    ensure_broker,
+    free_port,
+    progress,
+    record_results,
+    shown,
+    spread,
+    stop_broker,
+)
 from confluent_kafka import Producer
 
 from leadscore.config import Settings
 from leadscore.kafka_admin import create_topics
 
-ROOT = Path(__file__).resolve().parents[1]
-KAFKA_LOCAL = ROOT / "deploy" / "kafka-local" / "kafka-local"
 KINDS = ("healthz", "local", "forwarded")
 LOGS: list[Path] = []  # worker logs, shown when the bench gives up
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def ensure_broker() -> tuple[str, bool]:
-    """Bootstrap servers, and whether this bench started the broker."""
-    given = os.environ.get("LEADSCORE_BOOTSTRAP_SERVERS")
-    if given:
-        return given, False
-    running = subprocess.run([KAFKA_LOCAL, "status"], capture_output=True).returncode == 0
-    if not running:
-        subprocess.run([KAFKA_LOCAL, "start"], check=True)
-    return "127.0.0.1:9092", not running
-
-
-def deployment_env(bootstrap: str, root: Path) -> dict[str, str]:
-    name = f"bench{uuid.uuid4().hex[:8]}"
-    topics = {
-        kind: f"{name}.{kind.lower().replace('_', '-')}"
-        for kind in ("EVENTS", "ACTIONS", "LEAD_STATE", "SCORE_CHANGES", "DLQ", "ASSIGNMENTS")
-    }
-    topics["TICKS"] = f"{name}.ticks"
-    return {
-        "LEADSCORE_BOOTSTRAP_SERVERS": bootstrap,
-        "LEADSCORE_APP_ID": f"leadscore-{name}",
-        "LEADSCORE_PARTITIONS": "6",
-        "LEADSCORE_WEB_ENABLED": "true",
-        "LEADSCORE_LOG_LEVEL": "warn",
-        **{f"LEADSCORE_{kind}_TOPIC": topic for kind, topic in topics.items()},
-        "LEADSCORE_DATA_DIR": str(root),
-    }
 
 
 class Client:
@@ -286,7 +255,7 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     worker.kill()
             if started_broker:
-                subprocess.run([KAFKA_LOCAL, "stop"], check=False)
+                stop_broker()
 
     local = statistics.median(per_round["local"]["median"])
     figures: dict[str, Any] = {

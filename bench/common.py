@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 from rocksdict import Rdict
 
 RESULTS = Path(__file__).resolve().parent / "results"
+KAFKA_LOCAL = Path(__file__).resolve().parents[1] / "deploy" / "kafka-local" / "kafka-local"
 
 
 class Store:
@@ -78,3 +82,53 @@ def record_results(
         f"Python {machine['python']}\n\n{table}\n",
         encoding="utf-8",
     )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_broker() -> tuple[str, bool]:
+    """Bootstrap servers, and whether this bench started the broker."""
+    given = os.environ.get("LEADSCORE_BOOTSTRAP_SERVERS")
+    if given:
+        return given, False
+    running = subprocess.run([KAFKA_LOCAL, "status"], capture_output=True).returncode == 0
+    if not running:
+        subprocess.run([KAFKA_LOCAL, "start"], check=True)
+    return "127.0.0.1:9092", not running
+
+
+def deployment_env(bootstrap: str, root: Path) -> dict[str, str]:
+    """LEADSCORE_* settings of a fresh deployment: its own topics, app id and directories."""
+    name = f"bench{uuid.uuid4().hex[:8]}"
+    topics = {
+        kind: f"{name}.{kind.lower().replace('_', '-')}"
+        for kind in (
+            "EVENTS",
+            "ACTIONS",
+            "LEAD_STATE",
+            "SCORE_CHANGES",
+            "DLQ",
+            "ASSIGNMENTS",
+            "SINK_DLQ",
+        )
+    }
+    topics["TICKS"] = f"{name}.ticks"
+    return {
+        "LEADSCORE_BOOTSTRAP_SERVERS": bootstrap,
+        "LEADSCORE_APP_ID": f"leadscore-{name}",
+        "LEADSCORE_PARTITIONS": "6",
+        "LEADSCORE_WEB_ENABLED": "true",
+        "LEADSCORE_LOG_LEVEL": "warn",
+        **{f"LEADSCORE_{kind}_TOPIC": topic for kind, topic in topics.items()},
+        "LEADSCORE_DATA_DIR": str(root),
+        "LEADSCORE_SINK_DATA_DIR": str(root / "sink-data"),
+        "LEADSCORE_SINK_METRICS_PORT": "0",
+    }
+
+
+def stop_broker() -> None:
+    subprocess.run([KAFKA_LOCAL, "stop"], check=False)

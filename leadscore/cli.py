@@ -80,6 +80,25 @@ def sink() -> None:
     """Action sinks: separate processes that act on leadscore.actions."""
 
 
+def _sink_setup(
+    given: Path | None, setting: str, load: Any, *topic_names: str
+) -> tuple[Settings, Any, Path]:
+    """Settings, the sink's loaded file (--config, else the setting) and its path."""
+    from leadscore.kafka_admin import require_sink_topics
+
+    settings = _settings()
+    setup_logging(settings.log_level)
+    path = given or getattr(settings, setting)
+    if path is None:
+        raise click.ClickException(f"give the file: --config or LEADSCORE_{setting.upper()}")
+    try:
+        config = load(path)
+        require_sink_topics(settings, *(getattr(settings, name) for name in topic_names))
+    except LeadscoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return settings, config, path
+
+
 @sink.command("notify")
 @click.option(
     "--config",
@@ -92,20 +111,16 @@ def sink_notify(config_path: Path | None) -> None:
     import asyncio
     import os
 
-    from leadscore.kafka_admin import require_sink_topics
     from leadscore.sinks.config import load_notify_config
     from leadscore.sinks.notify import NotifySink
 
-    settings = _settings()
-    setup_logging(settings.log_level)
-    path = config_path or settings.notify_config
-    if path is None:
-        raise click.ClickException("give the endpoints file: --config or LEADSCORE_NOTIFY_CONFIG")
-    try:
-        config = load_notify_config(path, os.environ)
-        require_sink_topics(settings, settings.actions_topic, settings.sink_dlq_topic)
-    except LeadscoreError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings, config, path = _sink_setup(
+        config_path,
+        "notify_config",
+        lambda p: load_notify_config(p, os.environ),
+        "actions_topic",
+        "sink_dlq_topic",
+    )
     endpoints = len(config.endpoints)
     click.echo(f"leadscore sink notify: {endpoints} endpoint(s), from {path}", err=True)
     sys.exit(asyncio.run(NotifySink(settings, config).run()))
@@ -120,22 +135,17 @@ def sink_notify(config_path: Path | None) -> None:
 )
 def sink_routing(config_path: Path | None) -> None:
     """Assign owners to actions and write them to the assignments topic, until SIGTERM."""
-    from leadscore.kafka_admin import require_sink_topics
     from leadscore.sinks.route import RoutingSink
     from leadscore.sinks.routing import load_routing_config
 
-    settings = _settings()
-    setup_logging(settings.log_level)
-    path = config_path or settings.routing_config
-    if path is None:
-        raise click.ClickException("give the routing file: --config or LEADSCORE_ROUTING_CONFIG")
-    try:
-        config = load_routing_config(path)
-        require_sink_topics(
-            settings, settings.actions_topic, settings.assignments_topic, settings.sink_dlq_topic
-        )
-    except LeadscoreError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings, config, path = _sink_setup(
+        config_path,
+        "routing_config",
+        load_routing_config,
+        "actions_topic",
+        "assignments_topic",
+        "sink_dlq_topic",
+    )
     click.echo(f"leadscore sink routing: {len(config.teams)} team(s), from {path}", err=True)
     sys.exit(RoutingSink(settings, config).run())
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from leadscore.errors import ConfigError
+from leadscore.sinks.files import load_model
 
 
 class EndpointSpec(BaseModel):
@@ -101,16 +101,5 @@ def _resolve(spec: EndpointSpec, env: Mapping[str, str]) -> Endpoint:
 
 
 def load_notify_config(path: Path, env: Mapping[str, str]) -> NotifyConfig:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        spec = NotifySpec.model_validate(raw)
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from exc
+    spec = load_model(path, NotifySpec)
     return NotifyConfig(spec.link_template, tuple(_resolve(e, env) for e in spec.endpoints))

@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from leadscore.errors import ConfigError
 from leadscore.scoring.rules import Condition
+from leadscore.sinks.files import load_model
 
 
 class Member(BaseModel):
@@ -92,17 +91,7 @@ class RoutingConfig(BaseModel):
 
 
 def load_routing_config(path: Path) -> RoutingConfig:
-    try:
-        return RoutingConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from exc
+    return load_model(path, RoutingConfig)
 
 
 # -- state keys ---------------------------------------------------------------------------
