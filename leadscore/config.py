@@ -66,8 +66,10 @@ class Settings(BaseSettings):
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once", description="Faust processing guarantee"
     )
-    output_format: Literal["json", "avro"] = Field(
-        "json", description="Encoding of output records (avro: single-object encoding)"
+    output_format: Literal["json", "avro", "json_schema"] = Field(
+        "json",
+        description="Encoding of output records (avro: single-object encoding; json_schema: "
+        "JSON in Kafka Connect's schema envelope, for JsonConverter with schemas.enable)",
     )
     max_event_bytes: int = Field(
         1_000_000, ge=1_000, description="Larger input records are dead-lettered"

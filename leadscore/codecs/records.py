@@ -9,11 +9,12 @@ from typing import Any
 import orjson
 
 from leadscore.codecs.avro import SCHEMA_FILES, SOE_MAGIC, schema
+from leadscore.codecs.connect import is_envelope
 from leadscore.codecs.dlq import HEADER_PREFIX
 
 
 def decode_output(value: bytes | None) -> Any:
-    """Decode a JSON or Avro single-object record written by leadscore (None for a tombstone)."""
+    """Decode a record leadscore wrote, in any output format (None for a tombstone)."""
     if value is None:
         return None
     if value.startswith(SOE_MAGIC):
@@ -23,7 +24,8 @@ def decode_output(value: bytes | None) -> Any:
                 record = schema(name).decode_body(value[10:])
                 return {k: _ms(v) for k, v in record.items()}
         raise ValueError(f"unknown Avro fingerprint {fp.hex()}")
-    return orjson.loads(value)
+    decoded = orjson.loads(value)
+    return decoded["payload"] if is_envelope(decoded) else decoded
 
 
 def _ms(value: Any) -> Any:

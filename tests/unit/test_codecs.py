@@ -6,10 +6,12 @@ import orjson
 import pytest
 
 from leadscore.codecs.avro import SOE_MAGIC, load_all, schema
+from leadscore.codecs.connect import connect_schema
 from leadscore.codecs.events import decode_event
+from leadscore.codecs.outputs import encoder
 from leadscore.codecs.records import decode_output
 from leadscore.errors import InvalidEvent
-from leadscore.scoring import EngagementEvent, apply_event, load_rules
+from leadscore.scoring import EngagementEvent, apply_event, load_rules, snapshot
 from leadscore.sinks.routing import RoutingConfig, decide
 
 GOOD = {"event_id": "e1", "contact_id": "c1", "type": "signup", "occurred_at": 1_763_888_400_000}
@@ -77,3 +79,47 @@ def test_every_schema_loads_and_outputs_round_trip_through_avro() -> None:
     assert assignment is not None
     encoded = schemas["Assignment"].encode(assignment.assignment)
     assert decode_output(encoded) == assignment.assignment
+
+
+CONNECT_TYPES = {
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "float",
+    "double",
+    "boolean",
+    "string",
+    "bytes",
+    "array",
+    "map",
+    "struct",
+}
+
+
+def _connect_types(schema: dict) -> set[str]:
+    found = {schema["type"]}
+    for field in schema.get("fields", []):
+        found |= _connect_types(field)
+    for part in ("items", "keys", "values"):
+        if part in schema:
+            found |= _connect_types(schema[part])
+    return found
+
+
+def test_json_schema_output_is_connects_envelope_and_reads_back() -> None:
+    event = EngagementEvent.model_validate({**GOOD, "type": "demo_request"})
+    applied = apply_event(None, event, load_rules(), now_ms=GOOD["occurred_at"] + 3)
+    state = snapshot(applied.record, load_rules(), GOOD["occurred_at"] + 3).to_dict()
+    for name, record in [("LeadState", state), ("LeadAction", applied.actions[0].to_dict())]:
+        encoded = encoder(name, "json_schema")(record)
+        envelope = orjson.loads(encoded)
+        assert set(envelope) == {"schema", "payload"}
+        assert envelope["schema"]["type"] == "struct"
+        assert _connect_types(envelope["schema"]) <= CONNECT_TYPES, "JsonConverter's type names"
+        assert [f["field"] for f in envelope["schema"]["fields"]] == list(record)
+        assert decode_output(encoded) == record
+    fields = {f["field"]: f for f in connect_schema("LeadState")["fields"]}
+    assert fields["account_id"]["optional"] is True
+    assert fields["last_event_at"]["name"] == "org.apache.kafka.connect.data.Timestamp"
+    assert fields["risk"]["type"] == "string", "an Avro enum is a Connect string"
