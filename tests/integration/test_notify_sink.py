@@ -12,7 +12,7 @@ import yaml
 from confluent_kafka import Consumer, TopicPartition
 
 from leadscore.sinks.signing import verify
-from tests.integration.http import free_port
+from tests.integration.http import free_port, get
 from tests.integration.kafka import consume, produce
 from tests.integration.workers import Deployment
 from tests.webhook_server import Behaviour, WebhookServer, summary
@@ -176,7 +176,10 @@ def test_failures_are_retried_and_a_dead_endpoint_is_dead_lettered(
             {"name": "refuses", "path": "/refuses", **fast},
         ],
     )
-    sink = deployment.notify_sink(config, TEST_WEBHOOK_SECRET=SECRET).start()
+    metrics_port = free_port()
+    sink = deployment.notify_sink(
+        config, TEST_WEBHOOK_SECRET=SECRET, LEADSCORE_SINK_METRICS_PORT=str(metrics_port)
+    ).start()
     actions = [action(i) for i in range(20)]
     keys = sorted(a["action_id"] for a in actions)
     try:
@@ -185,6 +188,8 @@ def test_failures_are_retried_and_a_dead_endpoint_is_dead_lettered(
             server.wait_accepted(path, len(actions))
         dead_letters = consume(deployment.bootstrap, deployment.topic("sink-dlq"), 40)
         wait_committed(deployment, len(actions))
+        time.sleep(1.0)  # the circuit gauges are refreshed with each commit
+        metrics = get(metrics_port, "/metrics").body
     finally:
         assert sink.stop() == 0
         server.stop()
@@ -209,6 +214,64 @@ def test_failures_are_retried_and_a_dead_endpoint_is_dead_lettered(
     assert {h["leadscore.error.message"] for _, h in dead} == {"HTTP 500"}
     assert {h["leadscore.attempts"] for _, h in dead} == {"3"}
     assert {h["leadscore.error.message"] for _, h in by_endpoint["refuses"]} == {"HTTP 422"}
+
+    def metric(name: str, **labels: str) -> float:
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in metrics.splitlines():
+            if line.startswith(f"{name}{{") and line.split("}")[0][len(name) + 1 :] == wanted:
+                return float(line.split()[-1])
+        raise AssertionError(f"{name}{{{wanted}}} not exported")
+
+    delivered = "leadscore_sink_deliveries_total"
+    assert metric(delivered, endpoint="flaky", outcome="delivered", sink="notify") == 20
+    assert metric(delivered, endpoint="dead", outcome="dead_lettered", sink="notify") == 20
+    assert metric("leadscore_sink_delivery_attempts_total", endpoint="flaky", sink="notify") == 60
+    assert (
+        metric("leadscore_sink_dead_letters_total", reason="delivery_failed", sink="notify") == 40
+    )
+    assert metric("leadscore_sink_circuit_state", endpoint="flaky", sink="notify") == 0
+    assert metric("leadscore_sink_in_flight", sink="notify") == 0
+    latency = "leadscore_sink_action_to_delivery_seconds_count"
+    assert metric(latency, endpoint="limited", sink="notify") == 20
+
+
+def test_an_endpoint_that_goes_away_and_comes_back_gets_everything_once(
+    deployment: Deployment, tmp_path
+) -> None:
+    server = WebhookServer(free_port()).start()
+    server.behave("/hook", Behaviour())
+    config = endpoints_file(
+        tmp_path,
+        server,
+        [
+            {
+                "name": "crm-hook",
+                "path": "/hook",
+                "max_attempts": 30,
+                "backoff_initial_seconds": 0.1,
+                "backoff_max_seconds": 0.5,
+                "breaker_failures": 3,
+                "breaker_cooldown_seconds": 0.5,
+            }
+        ],
+    )
+    server.stop()  # gone: connections are refused
+    sink = deployment.notify_sink(config, TEST_WEBHOOK_SECRET=SECRET).start()
+    actions = [action(i) for i in range(30)]
+    try:
+        send_actions(deployment, actions)
+        time.sleep(3.0)
+        assert committed(deployment) == 0, "nothing is committed while the endpoint is away"
+        server.start()  # back on the same port
+        server.wait_accepted("/hook", len(actions))
+        wait_committed(deployment, len(actions))
+        time.sleep(1.0)
+    finally:
+        assert sink.stop() == 0
+        server.stop()
+    accepted = server.accepted("/hook")
+    assert sorted(r.key for r in accepted) == sorted(a["action_id"] for a in actions)
+    assert summary(accepted)["repeated"] == 0
 
 
 def test_a_killed_sink_restarted_skips_nothing_and_repeats_nothing_it_recorded(
