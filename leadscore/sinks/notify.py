@@ -218,11 +218,13 @@ class NotifySink:
     # -- the loop ------------------------------------------------------------------------------
 
     def _flow_control(self) -> None:
+        """Pause every assigned partition while over the in-flight limit (newly assigned
+        ones included), resume when below it."""
         over = self.progress.in_flight >= self.settings.sink_max_in_flight
-        if over and not self.paused:
+        if over:
             self.consumer.pause(self.consumer.assignment())
             self.paused = True
-        elif not over and self.paused:
+        elif self.paused:
             self.consumer.resume(self.consumer.assignment())
             self.paused = False
 

@@ -27,7 +27,14 @@ import signal
 import time
 from types import FrameType
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from prometheus_client import start_http_server
 from rocksdict import Options, Rdict, WriteBatch
 
@@ -233,12 +240,15 @@ class RoutingSink:
             if left or self.failed:
                 log.error("routing: stopping: assignments not acknowledged: %s", self.failed[:3])
                 return 1  # nothing of this batch is committed; it is redone on restart
-            self.consumer.commit(
-                offsets=[
-                    TopicPartition(self.settings.actions_topic, p, o) for p, o in ends.items()
-                ],
-                asynchronous=False,
-            )
+            try:
+                self.consumer.commit(
+                    offsets=[
+                        TopicPartition(self.settings.actions_topic, p, o) for p, o in ends.items()
+                    ],
+                    asynchronous=False,
+                )
+            except KafkaException as exc:  # e.g. partitions moved away in a rebalance
+                log.warning("routing: commit failed, the batch will be consumed again: %s", exc)
             if time.monotonic() - pruned_at > 3600:
                 self.prune(int(time.time() * 1000))
                 pruned_at = time.monotonic()

@@ -107,7 +107,10 @@ def test_every_action_reaches_healthy_endpoints_once(deployment: Deployment, tmp
             {"name": "crm-hook", "path": "/hook", "actions": ["*"]},
         ],
     )
-    sink = deployment.notify_sink(config, TEST_WEBHOOK_SECRET=SECRET).start()
+    # A small in-flight limit: the sink pauses and resumes its partitions all along.
+    sink = deployment.notify_sink(
+        config, TEST_WEBHOOK_SECRET=SECRET, LEADSCORE_SINK_MAX_IN_FLIGHT="10"
+    ).start()
     try:
         actions = [action(i) for i in range(120)] + [
             action(i, "stage_changed", "hot") for i in range(120, 180)
