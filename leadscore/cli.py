@@ -265,6 +265,8 @@ TAILS = {
     "score-changes": "score_changes_topic",
     "dlq": "dlq_topic",
     "events": "events_topic",
+    "assignments": "assignments_topic",
+    "sink-dlq": "sink_dlq_topic",
 }
 
 
@@ -300,7 +302,7 @@ def tail(what: str, from_beginning: bool, limit: int, raw: bool) -> None:
             if msg is None or msg.error():
                 continue
             seen += 1
-            if what == "dlq":
+            if what in ("dlq", "sink-dlq"):
                 headers = msg.headers() or []
                 click.echo(
                     describe_dead_letter(headers.items() if isinstance(headers, dict) else headers)

@@ -55,6 +55,11 @@ def describe(kind: str, r: dict[str, Any]) -> str:
             f"{r['old_score']:6.1f} -> {r['new_score']:6.1f} "
             f"(+{r['delta']:g}, decay -{r['decay_applied']:g})"
         )
+    if kind == "assignments":
+        return (
+            f"{_clock(r['assigned_at'])} {r['contact_id']:<18} -> {r['owner']:<16} "
+            f"team {r['team']:<12} {r['strategy']:<15} ({r['action_kind']}:{r['action_name']})"
+        )
     return orjson.dumps(r).decode()
 
 
@@ -62,8 +67,9 @@ def describe_dead_letter(headers: Iterable[tuple[str, str | bytes | None]]) -> s
     """One line per dead-lettered record: why, and where it came from."""
     h = {k: v.decode(errors="replace") if isinstance(v, bytes) else (v or "") for k, v in headers}
     p = HEADER_PREFIX
+    endpoint = f"[{h[p + 'endpoint']}] " if p + "endpoint" in h else ""
     return (
-        f"{h.get(p + 'error.reason')}: {h.get(p + 'error.message')} "
+        f"{endpoint}{h.get(p + 'error.reason')}: {h.get(p + 'error.message')} "
         f"(from {h.get(p + 'source.topic')}/{h.get(p + 'source.partition')}"
         f"@{h.get(p + 'source.offset')})"
     )

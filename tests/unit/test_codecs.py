@@ -123,3 +123,28 @@ def test_json_schema_output_is_connects_envelope_and_reads_back() -> None:
     assert fields["account_id"]["optional"] is True
     assert fields["last_event_at"]["name"] == "org.apache.kafka.connect.data.Timestamp"
     assert fields["risk"]["type"] == "string", "an Avro enum is a Connect string"
+
+
+def test_tail_lines_for_assignments_and_sink_dead_letters() -> None:
+    from leadscore.codecs.records import describe, describe_dead_letter
+
+    event = EngagementEvent.model_validate({**GOOD, "type": "demo_request"})
+    action = apply_event(None, event, load_rules(), now_ms=GOOD["occurred_at"] + 3).actions[0]
+    decision = decide({**action.to_dict(), "kind": "threshold_crossed"}, ROUTING, {})
+    assert decision is not None
+    line = describe("assignments", decision.assignment)
+    assert f"{action.contact_id} " in line
+    assert "-> rep" in line
+    assert "team t" in line
+    assert "round_robin" in line
+    headers = [
+        ("leadscore.endpoint", b"crm"),
+        ("leadscore.error.reason", b"delivery_failed"),
+        ("leadscore.error.message", b"HTTP 500"),
+        ("leadscore.source.topic", b"leadscore.actions"),
+        ("leadscore.source.partition", b"2"),
+        ("leadscore.source.offset", b"41"),
+    ]
+    assert describe_dead_letter(headers) == (
+        "[crm] delivery_failed: HTTP 500 (from leadscore.actions/2@41)"
+    )
