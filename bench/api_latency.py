@@ -38,6 +38,7 @@ from common import (
     deployment_env,
     ensure_broker,
     free_port,
+    percentile,
     progress,
     record_results,
     shown,
@@ -119,11 +120,6 @@ def load(bootstrap: str, topic: str, contacts: list[str]) -> int:
             sent += 1
     producer.flush(30)
     return sent
-
-
-def percentile(xs: list[float], q: float) -> float:
-    ordered = sorted(xs)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def measure(

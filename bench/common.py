@@ -56,6 +56,12 @@ def spread(xs: list[float]) -> dict[str, float]:
     return {"min": min(xs), "median": statistics.median(xs), "max": max(xs)}
 
 
+def percentile(xs: list[float], q: float) -> float:
+    """The q-quantile by nearest rank."""
+    ordered = sorted(xs)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
 def shown(s: dict[str, float], spec: str) -> str:
     """min / median / max of a spread, each formatted with ``spec``."""
     return " / ".join(format(s[k], spec) for k in ("min", "median", "max"))

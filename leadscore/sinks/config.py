@@ -7,7 +7,6 @@ they are resolved once, at start-up, from the environment given.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from leadscore.errors import ConfigError
-from leadscore.sinks.files import load_model
+from leadscore.sinks.files import load_model, wants_action
 
 
 class EndpointSpec(BaseModel):
@@ -79,7 +78,7 @@ class Endpoint:
         return self.spec.name
 
     def wants(self, kind: str, name: str) -> bool:
-        return any(fnmatch.fnmatchcase(f"{kind}:{name}", p) for p in self.spec.actions)
+        return wants_action(self.spec.actions, kind, name)
 
 
 @dataclass(frozen=True)

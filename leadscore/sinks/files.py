@@ -1,7 +1,9 @@
-"""Reading a sink's YAML file into its pydantic model, with problems said plainly."""
+"""What the sinks' files share: reading YAML into a pydantic model, and action patterns."""
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,3 +28,8 @@ def load_model(path: Path, model: type[M]) -> M:
             f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in exc.errors()
         )
         raise ConfigError(f"{path}: {problems}") from exc
+
+
+def wants_action(patterns: Iterable[str], kind: str, name: str) -> bool:
+    """Whether ``kind:name`` matches one of the shell-style patterns ("threshold_crossed:*")."""
+    return any(fnmatch.fnmatchcase(f"{kind}:{name}", p) for p in patterns)

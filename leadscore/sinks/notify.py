@@ -26,10 +26,9 @@ import time
 from typing import Any
 
 import aiohttp
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import start_http_server
 
-from leadscore.codecs.records import decode_output
 from leadscore.config import Settings
 from leadscore.logs import redact
 from leadscore.metrics import (
@@ -40,9 +39,18 @@ from leadscore.metrics import (
     SINK_IN_FLIGHT,
     SINK_LATENCY,
 )
+from leadscore.scoring.rules import MS_PER_DAY
 from leadscore.sinks.breaker import STATE_VALUES
 from leadscore.sinks.config import NotifyConfig
 from leadscore.sinks.delivery import EndpointClient
+from leadscore.sinks.kafka import (
+    dead_letter_headers,
+    decode_action,
+    position,
+    records,
+    sink_consumer,
+    sink_producer,
+)
 from leadscore.sinks.ledger import Ledger
 from leadscore.sinks.offsets import Progress
 
@@ -52,17 +60,6 @@ SINK = "notify"
 COMMIT_EVERY_S = 0.5
 BATCH = 200
 REQUIRED = ("action_id", "contact_id", "kind", "name", "score", "stage")
-
-
-def _header(name: str, value: object) -> tuple[str, str | bytes | None]:
-    return (f"leadscore.{name}", str(value).encode()[:1000])
-
-
-def _position(message: Message) -> tuple[int, int]:
-    partition, offset = message.partition(), message.offset()
-    assert partition is not None, "a consumed record has a partition"
-    assert offset is not None, "a consumed record has an offset"
-    return partition, offset
 
 
 class NotifySink:
@@ -76,23 +73,13 @@ class NotifySink:
         self.paused = False
         self.ledger = Ledger(
             settings.sink_data_dir / "notify",
-            ttl_ms=int(settings.sink_dedupe_days * 86_400_000),
+            ttl_ms=int(settings.sink_dedupe_days * MS_PER_DAY),
             max_entries=settings.sink_dedupe_max_entries,
         )
-        self.consumer = Consumer(
-            {
-                **settings.confluent_config(),
-                "group.id": self.group,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": int(settings.sink_session_timeout_seconds * 1000),
-            }
+        self.consumer = sink_consumer(
+            settings, self.group, **{"partition.assignment.strategy": "cooperative-sticky"}
         )
-        self.producer = Producer(
-            {**settings.confluent_config(), "enable.idempotence": True, "linger.ms": 5}
-        )
+        self.producer = sink_producer(settings)
         self.clients: list[EndpointClient] = []
         self.failure: BaseException | None = None
 
@@ -139,14 +126,7 @@ class NotifySink:
             else:
                 acked.set_result(None)
 
-        headers = [
-            _header("sink", SINK),
-            _header("error.reason", reason),
-            _header("source.topic", message.topic()),
-            _header("source.partition", message.partition()),
-            _header("source.offset", message.offset()),
-            *(_header(k, v) for k, v in details.items()),
-        ]
+        headers = dead_letter_headers(SINK, reason, message, **details)
         while True:
             try:
                 self.producer.produce(
@@ -204,15 +184,13 @@ class NotifySink:
         A cancelled or failed delivery leaves the offset pending: it is never committed.
         """
         try:
-            action = decode_output(message.value())
-            if not isinstance(action, dict) or any(k not in action for k in REQUIRED):
-                raise ValueError("not a LeadAction")
+            action = decode_action(message.value(), REQUIRED)
         except Exception as exc:
             await self._dead_letter(message, "undecodable", **{"error.message": str(exc)})
         else:
             wanted = [c for c in self.clients if c.endpoint.wants(action["kind"], action["name"])]
             await asyncio.gather(*(self._deliver(c, action, message) for c in wanted))
-        partition, offset = _position(message)
+        partition, offset = position(message)
         self.progress.of(partition).finished(offset)
 
     # -- the loop ------------------------------------------------------------------------------
@@ -234,13 +212,7 @@ class NotifySink:
             self._flow_control()
             messages = self.consumer.consume(num_messages=BATCH, timeout=0)
             self.producer.poll(0)  # serve DLQ delivery callbacks in this thread
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        log.warning("notify: consumer error: %s", error)
-                    continue
-                partition, offset = _position(message)
+            for message, partition, offset in records(messages, SINK):
                 self.progress.of(partition).started(offset)
                 task = asyncio.create_task(self._handle(message))
                 self.tasks.add(task)

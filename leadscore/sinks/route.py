@@ -27,14 +27,7 @@ import signal
 import time
 from types import FrameType
 
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import start_http_server
 from rocksdict import Options, Rdict, WriteBatch
 
@@ -43,14 +36,21 @@ from leadscore.codecs.records import decode_output
 from leadscore.config import Settings
 from leadscore.logs import redact
 from leadscore.metrics import SINK_ASSIGNMENTS, SINK_DEAD_LETTERS
-from leadscore.sinks.routing import RoutingConfig, absorb, decide, memo_key
+from leadscore.scoring.rules import MS_PER_DAY
+from leadscore.sinks.kafka import (
+    dead_letter_headers,
+    decode_action,
+    records,
+    sink_consumer,
+    sink_producer,
+)
+from leadscore.sinks.routing import RoutingConfig, absorb, day_of, decide, memo_key
 
 log = logging.getLogger("leadscore.sink")
 
 SINK = "routing"
 BATCH = 500
 REQUIRED = ("action_id", "contact_id", "kind", "name", "score", "emitted_at")
-DAY_MS = 86_400_000
 
 
 class RoutingSink:
@@ -64,19 +64,8 @@ class RoutingSink:
         self.encode = encoder("Assignment", settings.output_format)
         self.stopping = False
         self.failed: list[str] = []
-        self.consumer = Consumer(
-            {
-                **settings.confluent_config(),
-                "group.id": self.group,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                "session.timeout.ms": int(settings.sink_session_timeout_seconds * 1000),
-            }
-        )
-        self.producer = Producer(
-            {**settings.confluent_config(), "enable.idempotence": True, "linger.ms": 5}
-        )
+        self.consumer = sink_consumer(settings, self.group)
+        self.producer = sink_producer(settings)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -91,14 +80,7 @@ class RoutingSink:
 
     def rebuild(self) -> int:
         """Fill an empty store from the assignments topic; how many records it read."""
-        reader = Consumer(
-            {
-                **self.settings.confluent_config(),
-                "group.id": f"{self.group}-rebuild",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-            }
-        )
+        reader = sink_consumer(self.settings, f"{self.group}-rebuild")
         topic = self.settings.assignments_topic
         metadata = reader.list_topics(topic, timeout=10)
         ends: dict[int, int] = {}
@@ -111,12 +93,7 @@ class RoutingSink:
         read = 0
         reader.assign(starts)
         while ends:
-            for message in reader.consume(num_messages=BATCH, timeout=1.0):
-                if message.error() is not None:
-                    continue
-                partition, offset = message.partition(), message.offset()
-                assert partition is not None
-                assert offset is not None
+            for message, partition, offset in records(reader.consume(BATCH, 1.0), "rebuild"):
                 if partition in ends and offset >= ends[partition] - 1:
                     del ends[partition]
                 assignment = decode_output(message.value())
@@ -134,14 +111,14 @@ class RoutingSink:
 
     def prune(self, now_ms: int) -> int:
         """Forget assignments older than the dedupe horizon, and past days' loads."""
-        cutoff = now_ms - int(self.settings.sink_dedupe_days * DAY_MS)
+        cutoff = now_ms - int(self.settings.sink_dedupe_days * MS_PER_DAY)
         doomed: list[bytes] = []
         for key in self.store.keys(from_key=b"t:"):
             assert isinstance(key, bytes)
             if not key.startswith(b"t:") or int(key[2:15]) >= cutoff:
                 break
             doomed += [key, b"m:" + key[16:]]
-        oldest_day = time.strftime("%Y-%m-%d", time.gmtime(now_ms / 1000 - 2 * 86_400))
+        oldest_day = day_of(now_ms - 2 * MS_PER_DAY)
         for key in self.store.keys(from_key=b"l:"):
             assert isinstance(key, bytes)
             if not key.startswith(b"l:") or key[2:12].decode() >= oldest_day:
@@ -156,14 +133,7 @@ class RoutingSink:
     # -- the loop ------------------------------------------------------------------------------
 
     def _dead_letter(self, message: Message, error: str) -> None:
-        headers: list[tuple[str, str | bytes | None]] = [
-            ("leadscore.sink", SINK.encode()),
-            ("leadscore.error.reason", b"undecodable"),
-            ("leadscore.error.message", error.encode()[:1000]),
-            ("leadscore.source.topic", str(message.topic()).encode()),
-            ("leadscore.source.partition", str(message.partition()).encode()),
-            ("leadscore.source.offset", str(message.offset()).encode()),
-        ]
+        headers = dead_letter_headers(SINK, "undecodable", message, **{"error.message": error})
         self.producer.produce(
             self.settings.sink_dlq_topic,
             key=message.key(),
@@ -179,9 +149,7 @@ class RoutingSink:
 
     def _handle(self, message: Message) -> None:
         try:
-            action = decode_output(message.value())
-            if not isinstance(action, dict) or any(k not in action for k in REQUIRED):
-                raise ValueError("not a LeadAction")
+            action = decode_action(message.value(), REQUIRED)
         except Exception as exc:
             self._dead_letter(message, str(exc))
             return
@@ -223,16 +191,8 @@ class RoutingSink:
         while not self.stopping:
             messages = self.consumer.consume(num_messages=BATCH, timeout=0.5)
             ends: dict[int, int] = {}
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        log.warning("routing: consumer error: %s", error)
-                    continue
+            for message, partition, offset in records(messages, SINK):
                 self._handle(message)
-                partition, offset = message.partition(), message.offset()
-                assert partition is not None
-                assert offset is not None
                 ends[partition] = offset + 1
             if not ends:
                 continue

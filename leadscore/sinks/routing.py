@@ -18,7 +18,6 @@ the same owner. The state is also rebuilt from Assignment records alone
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +27,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from leadscore.scoring.rules import Condition
-from leadscore.sinks.files import load_model
+from leadscore.sinks.files import load_model, wants_action
 
 
 class Member(BaseModel):
@@ -84,7 +83,7 @@ class RoutingConfig(BaseModel):
         return self
 
     def wants(self, kind: str, name: str) -> bool:
-        return any(fnmatch.fnmatchcase(f"{kind}:{name}", p) for p in self.actions)
+        return wants_action(self.actions, kind, name)
 
     def team(self, name: str) -> Team:
         return next(t for t in self.teams if t.name == name)
@@ -136,7 +135,8 @@ class Decision:
     replayed: bool  # found in the memo: assigned before
 
 
-def _day(ms: int) -> str:
+def day_of(ms: int) -> str:
+    """The UTC day (YYYY-MM-DD) an epoch-ms time falls in: the day capacity is counted in."""
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
 
 
@@ -166,7 +166,7 @@ def decide(action: dict[str, Any], config: RoutingConfig, state: State) -> Decis
     if recorded is not None:
         return Decision(orjson.loads(recorded), {}, replayed=True)
 
-    day = _day(int(action["emitted_at"]))
+    day = day_of(int(action["emitted_at"]))
     traits: dict[str, str] = dict(action.get("traits") or {})
     if action.get("account_id"):
         traits.setdefault("account_id", action["account_id"])

@@ -33,7 +33,7 @@ from leadscore.scoring import Rules, apply_event, apply_tick, snapshot
 from leadscore.scoring.engine import Applied
 from leadscore.stream.history import History
 from leadscore.stream.ticks import Ticker
-from leadscore.stream.web import api_middleware, install_web
+from leadscore.stream.web import api_middleware, install_web, owned_partitions
 from leadscore.stream.wheel import TimerWheel
 
 log = logging.getLogger("leadscore.stream")
@@ -232,7 +232,6 @@ def build_app(
     @app.timer(settings.timer_interval_seconds)  # type: ignore[untyped-decorator]
     async def send_ticks() -> None:
         """Ask every partition this worker owns to visit its due leads (one record each)."""
-        assigned = app.consumer.assignment()
-        ticker.send({tp.partition for tp in assigned if tp.topic == settings.ticks_topic}, clock())
+        ticker.send(owned_partitions(app, settings.ticks_topic), clock())
 
     return app

@@ -57,6 +57,11 @@ HTTP_ERRORS = {
 Handler = Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]
 
 
+def owned_partitions(app: faust.App, topic: str) -> list[int]:
+    """The partitions of ``topic`` assigned to this worker."""
+    return sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topic)
+
+
 def error_response(error: ApiError) -> aioweb.Response:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
     return aioweb.json_response(error.body(), status=error.status, headers=headers)
@@ -111,9 +116,7 @@ def install_web(
     me = _ident(URL(settings.canonical_web_url()))
 
     def owned() -> list[int]:
-        """The events partitions assigned to this worker."""
-        assigned = app.consumer.assignment()
-        return sorted(tp.partition for tp in assigned if tp.topic == settings.events_topic)
+        return owned_partitions(app, settings.events_topic)
 
     def not_ready() -> str | None:
         if app.should_stop:

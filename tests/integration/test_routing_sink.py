@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import orjson
 import yaml
 
-from tests.integration.kafka import consume, produce
+from tests.integration.kafka import consume, count_now, produce
 from tests.integration.test_pipeline import values
 from tests.integration.workers import Deployment
 
@@ -118,8 +118,18 @@ def test_assignments_follow_the_strategies_and_survive_kill_and_state_loss(
     sink = deployment.routing_sink(config).start()
     assert "rebuilt from" in sink.log()
     send(deployment, routed)
-    time.sleep(1)
-    everything = values(consume(deployment.bootstrap, deployment.topic("assignments"), 120))
+    # Every routed action ends with at least two records: its first assignment and the
+    # replay's. A SIGKILL can add repeats, so read the whole topic until that holds.
+    topic = deployment.topic("assignments")
+    deadline = time.monotonic() + 60
+    while True:
+        everything = values(
+            consume(deployment.bootstrap, topic, count_now(deployment.bootstrap, topic, 1.0))
+        )
+        per_id = Counter(a["assignment_id"] for a in everything)
+        if all(per_id[a["action_id"]] >= 2 for a in routed):
+            break
+        assert time.monotonic() < deadline, f"{len(everything)} records: {per_id}"
     sink.stop()
 
     check_strategies(everything, routed)

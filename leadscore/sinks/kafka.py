@@ -1,0 +1,76 @@
+"""What both sinks do with Kafka: their consumer and producer, reading records, decoding
+actions, and the headers of the sink dead-letter topic."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer
+
+from leadscore.codecs.dlq import HEADER_PREFIX
+from leadscore.codecs.records import decode_output
+from leadscore.config import Settings
+
+log = logging.getLogger("leadscore.sink")
+
+Headers = list[tuple[str, str | bytes | None]]
+
+
+def sink_consumer(settings: Settings, group: str, **extra: Any) -> Consumer:
+    """A consumer that commits only what the sink says it finished."""
+    return Consumer(
+        {
+            **settings.confluent_config(),
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "session.timeout.ms": int(settings.sink_session_timeout_seconds * 1000),
+            **extra,
+        }
+    )
+
+
+def sink_producer(settings: Settings) -> Producer:
+    return Producer({**settings.confluent_config(), "enable.idempotence": True, "linger.ms": 5})
+
+
+def position(message: Message) -> tuple[int, int]:
+    partition, offset = message.partition(), message.offset()
+    assert partition is not None, "a consumed record has a partition"
+    assert offset is not None, "a consumed record has an offset"
+    return partition, offset
+
+
+def records(messages: Iterable[Message], sink: str) -> Iterator[tuple[Message, int, int]]:
+    """The records among consumed messages, with partition and offset; errors are logged."""
+    for message in messages:
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("%s: consumer error: %s", sink, error)
+            continue
+        yield (message, *position(message))
+
+
+def decode_action(value: bytes | None, required: Iterable[str]) -> dict[str, Any]:
+    """A LeadAction from leadscore.actions (any output format), or ValueError."""
+    action = decode_output(value)
+    if not isinstance(action, dict) or any(k not in action for k in required):
+        raise ValueError("not a LeadAction")
+    return action
+
+
+def dead_letter_headers(sink: str, reason: str, message: Message, **details: object) -> Headers:
+    """Why a sink could not act on a record, and where the record came from."""
+    fields: dict[str, object] = {
+        "sink": sink,
+        "error.reason": reason,
+        "source.topic": message.topic(),
+        "source.partition": message.partition(),
+        "source.offset": message.offset(),
+        **details,
+    }
+    return [(HEADER_PREFIX + name, str(value).encode()[:1000]) for name, value in fields.items()]
