@@ -46,13 +46,13 @@ test-integration: $(INSTALLED) ## Integration tests only (starts the local broke
 	$(BIN)/pytest tests/integration
 
 lint: $(INSTALLED) ## ruff (lint and format check) and mypy --strict
-	$(BIN)/ruff check leadscore tests bench
-	$(BIN)/ruff format --check leadscore tests bench
+	$(BIN)/ruff check leadscore tests bench deploy
+	$(BIN)/ruff format --check leadscore tests bench deploy
 	$(BIN)/mypy
 
 format: $(INSTALLED) ## Apply ruff's formatting and safe fixes
-	$(BIN)/ruff format leadscore tests bench
-	$(BIN)/ruff check --fix leadscore tests bench
+	$(BIN)/ruff format leadscore tests bench deploy
+	$(BIN)/ruff check --fix leadscore tests bench deploy
 
 broker: ## Start the local Kafka broker on 127.0.0.1:9092
 	$(KAFKA_LOCAL) start

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
         "unset: http://<web host>:<web port>, with this machine's host name when the "
         "web host is 0.0.0.0 or ::",
     )
+    metrics_enabled: bool = Field(
+        True,
+        description="Per-event metrics: counters, latency histograms and the leads-by-stage "
+        "census (false only to measure their cost)",
+    )
     history_size: int = Field(
         20,
         ge=0,

@@ -12,14 +12,29 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer
 from leadscore.codecs.dlq import HEADER_PREFIX
 from leadscore.codecs.records import decode_output
 from leadscore.config import Settings
+from leadscore.metrics import sink_lag_stats
 
 log = logging.getLogger("leadscore.sink")
 
 Headers = list[tuple[str, str | bytes | None]]
 
 
-def sink_consumer(settings: Settings, group: str, **extra: Any) -> Consumer:
-    """A consumer that commits only what the sink says it finished."""
+STATS_INTERVAL_MS = 5000
+
+
+def sink_consumer(
+    settings: Settings, group: str, lag_of: str | None = None, **extra: Any
+) -> Consumer:
+    """A consumer that commits only what the sink says it finished.
+
+    With ``lag_of`` (a sink name) it reports its lag as ``leadscore_sink_consumer_lag``.
+    """
+    if lag_of is not None:
+        extra = {
+            "statistics.interval.ms": STATS_INTERVAL_MS,
+            "stats_cb": sink_lag_stats(lag_of),
+            **extra,
+        }
     return Consumer(
         {
             **settings.confluent_config(),

@@ -77,7 +77,10 @@ class NotifySink:
             max_entries=settings.sink_dedupe_max_entries,
         )
         self.consumer = sink_consumer(
-            settings, self.group, **{"partition.assignment.strategy": "cooperative-sticky"}
+            settings,
+            self.group,
+            lag_of=SINK,
+            **{"partition.assignment.strategy": "cooperative-sticky"},
         )
         self.producer = sink_producer(settings)
         self.clients: list[EndpointClient] = []

@@ -35,7 +35,7 @@ from leadscore.codecs.outputs import encoder
 from leadscore.codecs.records import decode_output
 from leadscore.config import Settings
 from leadscore.logs import redact
-from leadscore.metrics import SINK_ASSIGNMENTS, SINK_DEAD_LETTERS
+from leadscore.metrics import SINK_ASSIGNMENTS, SINK_DEAD_LETTERS, SINK_LATENCY
 from leadscore.scoring.rules import MS_PER_DAY
 from leadscore.sinks.kafka import (
     dead_letter_headers,
@@ -64,7 +64,7 @@ class RoutingSink:
         self.encode = encoder("Assignment", settings.output_format)
         self.stopping = False
         self.failed: list[str] = []
-        self.consumer = sink_consumer(settings, self.group)
+        self.consumer = sink_consumer(settings, self.group, lag_of=SINK)
         self.producer = sink_producer(settings)
 
     # -- state ---------------------------------------------------------------------------------
@@ -147,15 +147,16 @@ class RoutingSink:
         if err is not None:
             self.failed.append(str(err))
 
-    def _handle(self, message: Message) -> None:
+    def _handle(self, message: Message) -> int | None:
+        """Route one action; its emitted_at when an assignment was produced."""
         try:
             action = decode_action(message.value(), REQUIRED)
         except Exception as exc:
             self._dead_letter(message, str(exc))
-            return
+            return None
         decision = decide(action, self.config, self.store)
         if decision is None:
-            return
+            return None
         if decision.writes:
             self._apply(decision.writes)
         assignment = decision.assignment
@@ -168,6 +169,8 @@ class RoutingSink:
         strategy = "replayed" if decision.replayed else assignment["strategy"]
         SINK_ASSIGNMENTS.labels(assignment["team"], strategy).inc()
         log.debug("routing: %s -> team %s", redact(assignment["contact_id"]), assignment["team"])
+        emitted: int = action["emitted_at"]
+        return emitted
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
         self.stopping = True
@@ -191,8 +194,11 @@ class RoutingSink:
         while not self.stopping:
             messages = self.consumer.consume(num_messages=BATCH, timeout=0.5)
             ends: dict[int, int] = {}
+            emitted = []
             for message, partition, offset in records(messages, SINK):
-                self._handle(message)
+                emitted_at = self._handle(message)
+                if emitted_at is not None:
+                    emitted.append(emitted_at)
                 ends[partition] = offset + 1
             if not ends:
                 continue
@@ -200,6 +206,10 @@ class RoutingSink:
             if left or self.failed:
                 log.error("routing: stopping: assignments not acknowledged: %s", self.failed[:3])
                 return 1  # nothing of this batch is committed; it is redone on restart
+            acked = time.time()
+            latency = SINK_LATENCY.labels(SINK, self.settings.assignments_topic)
+            for emitted_at in emitted:
+                latency.observe(max(0.0, acked - emitted_at / 1000))
             try:
                 self.consumer.commit(
                     offsets=[

@@ -28,12 +28,24 @@ from leadscore.codecs.outputs import encoder
 from leadscore.config import Settings
 from leadscore.errors import InvalidEvent
 from leadscore.logs import redact
-from leadscore.metrics import ACTIONS, DEAD_LETTERS, EVENTS, set_build_info
+from leadscore.metrics import (
+    ACTIONS,
+    DEAD_LETTERS,
+    EVENT_TO_ACTION,
+    EVENTS,
+    INGEST_TO_SCORE,
+    PROCESSING,
+    TIME_TO_THRESHOLD,
+    WorkerView,
+    set_build_info,
+    watch_worker,
+)
 from leadscore.scoring import Rules, apply_event, apply_tick, snapshot
 from leadscore.scoring.engine import Applied
+from leadscore.stream.census import Census
 from leadscore.stream.history import History
 from leadscore.stream.ticks import Ticker
-from leadscore.stream.web import api_middleware, install_web, owned_partitions
+from leadscore.stream.web import api_middleware, install_web, not_ready, owned_partitions
 from leadscore.stream.wheel import TimerWheel
 
 log = logging.getLogger("leadscore.stream")
@@ -62,6 +74,22 @@ def _credentials(settings: Settings) -> Any:
             ssl_context=context if settings.security_protocol == "SASL_SSL" else None,
         )
     return faust.SSLCredentials(context)
+
+
+def consumer_lag(app: faust.App, topic: str) -> dict[tuple[str, int], int]:
+    """Per assigned partition of ``topic``: the high watermark minus the committed offset.
+
+    The high watermark is the one the consumer last fetched (Faust's monitor); the
+    committed offset is Faust's own record of it (set at assignment and at each commit).
+    """
+    ends = app.monitor.tp_end_offsets
+    committed = app.consumer._committed_offset  # type: ignore[attr-defined]
+    lag = {}
+    for tp in app.consumer.assignment():
+        if tp.topic != topic or tp not in ends:
+            continue
+        lag[(tp.topic, tp.partition)] = max(0, ends[tp] - (committed.get(tp) or 0))
+    return lag
 
 
 def build_app(
@@ -115,7 +143,13 @@ def build_app(
         raw_table("history", "each lead's latest score changes (a bounded ring per lead)"),
         settings.history_size,
     )
+    census = Census(raw_table("census", "leads by stage, one key per partition"))
     slot_ms = max(1, int(settings.timer_interval_seconds * 1000))
+    metrics_on = settings.metrics_enabled
+    since_event, since_ingest = EVENT_TO_ACTION.labels("event"), EVENT_TO_ACTION.labels("ingest")
+    for threshold in rules.thresholds:  # series from the start, so dashboards show 0
+        ACTIONS.labels("threshold_crossed", threshold.name)
+        TIME_TO_THRESHOLD.labels(threshold.name)
 
     encode_action = encoder("LeadAction", settings.output_format)
     encode_change = encoder("ScoreChange", settings.output_format)
@@ -142,9 +176,16 @@ def build_app(
         )
 
     async def emit(key: bytes, applied: Applied, now: int) -> None:
+        record = applied.record
         for action in applied.actions:
             await actions.send(key=key, value=encode_action(action.to_dict()))
+            if not metrics_on:
+                continue
             ACTIONS.labels(action.kind, action.name).inc()
+            if action.kind == "threshold_crossed":
+                TIME_TO_THRESHOLD.labels(action.name).observe(
+                    (record.ref_ms - record.first_event_ms) / 1000
+                )
         if applied.change is not None:
             change = applied.change.to_dict()
             await score_changes.send(key=key, value=encode_change(change))
@@ -154,6 +195,7 @@ def build_app(
         )
 
     async def score_event(message: Any, wheel: TimerWheel) -> None:
+        started = time.perf_counter()
         try:
             engagement = decode_event(message.key, message.value, max_bytes)
         except InvalidEvent as error:
@@ -165,7 +207,8 @@ def build_app(
         now = clock()
         applied = apply_event(record, engagement, rules, now)
         if applied.status == "duplicate":
-            EVENTS.labels("duplicate").inc()
+            if metrics_on:
+                EVENTS.labels("duplicate").inc()
             return
         if applied.status == TOO_LATE:
             await dead_letter(
@@ -183,7 +226,20 @@ def build_app(
         )
         await emit(key, applied, now)
         leads[key] = encode_lead(updated)
+        if not metrics_on:
+            return
+        census.move(message.partition, record.stage if record else None, updated.stage)
         EVENTS.labels("scored").inc()
+        sent = time.time()
+        if message.timestamp:  # the record's Kafka timestamp, in seconds
+            INGEST_TO_SCORE.observe(max(0.0, sent - message.timestamp))
+        if applied.actions:
+            occurred = max(0.0, sent - engagement.occurred_at / 1000)
+            for _ in applied.actions:
+                since_event.observe(occurred)
+                if message.timestamp:
+                    since_ingest.observe(max(0.0, sent - message.timestamp))
+        PROCESSING.observe(time.perf_counter() - started)
 
     async def tick(wheel: TimerWheel) -> None:
         """Re-assess the leads of this partition whose decay crossing time has come."""
@@ -205,6 +261,8 @@ def build_app(
                 if applied.actions:
                     changed += 1
                     await emit(key, applied, now)
+                if metrics_on:
+                    census.move(wheel.partition, record.stage, updated.stage)
                 leads[key] = encode_lead(updated)
         if visited:
             log.info(
@@ -227,6 +285,24 @@ def build_app(
     if settings.web_enabled:
         install_web(app, leads, history, rules, settings, clock)
 
+    stage_names = [stage.name for stage in rules.stages]
+
+    def worker_view() -> WorkerView | None:
+        """The worker's state for a scrape (see leadscore.metrics.WorkerCollector)."""
+        if not app.started:
+            return None
+        owned = owned_partitions(app, settings.events_topic)
+        recovery = app.tables.recovery  # type: ignore[attr-defined]
+        return WorkerView(
+            ready=not_ready(app, settings) is None,
+            stages=census.total(owned, stage_names),
+            partitions=len(owned),
+            lag=consumer_lag(app, settings.events_topic),
+            recovery_remaining=recovery.active_remaining_total() if recovery.in_recovery else 0,
+            rebalances=app.rebalancing_count,
+        )
+
+    watch_worker(worker_view)
     ticker = Ticker(settings)
 
     @app.timer(settings.timer_interval_seconds)  # type: ignore[untyped-decorator]

@@ -62,6 +62,20 @@ def owned_partitions(app: faust.App, topic: str) -> list[int]:
     return sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topic)
 
 
+def not_ready(app: faust.App, settings: Settings) -> str | None:
+    """Why this worker cannot answer lead queries now (None when it can)."""
+    if app.should_stop:
+        return "the worker is stopping"
+    # Faust keeps ``rebalancing`` set until table recovery after the rebalance ends.
+    if app.rebalancing:
+        return "the consumer group is rebalancing or tables are being recovered"
+    if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
+        return "tables are being recovered from their changelogs"
+    if not owned_partitions(app, settings.events_topic):
+        return "no partitions of the events topic are assigned to this worker"
+    return None
+
+
 def error_response(error: ApiError) -> aioweb.Response:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
     return aioweb.json_response(error.body(), status=error.status, headers=headers)
@@ -118,18 +132,6 @@ def install_web(
     def owned() -> list[int]:
         return owned_partitions(app, settings.events_topic)
 
-    def not_ready() -> str | None:
-        if app.should_stop:
-            return "the worker is stopping"
-        # Faust keeps ``rebalancing`` set until table recovery after the rebalance ends.
-        if app.rebalancing:
-            return "the consumer group is rebalancing or tables are being recovered"
-        if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
-            return "tables are being recovered from their changelogs"
-        if not owned():
-            return "no partitions of the events topic are assigned to this worker"
-        return None
-
     def unavailable(reason: str) -> ApiError:
         return ApiError(503, "unavailable", reason, retry_after=RETRY_AFTER_S)
 
@@ -163,7 +165,7 @@ def install_web(
     ) -> Response:
         """Answer on this worker if it owns the lead, else forward to the owner."""
         check_contact_id(contact_id)
-        reason = not_ready()
+        reason = not_ready(app, settings)
         if reason is not None:
             raise unavailable(reason)
         try:
@@ -218,7 +220,7 @@ def install_web(
 
     @app.page("/readyz")
     async def readyz(web: View, request: Request) -> Response:
-        reason = not_ready()
+        reason = not_ready(app, settings)
         if reason is not None:
             raise ApiError(503, "not_ready", reason, retry_after=RETRY_AFTER_S)
         return web.json({"status": "ready", "partitions": owned()})
