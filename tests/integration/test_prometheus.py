@@ -369,4 +369,3 @@ def test_the_worker_metrics_agree_with_the_query_api(stack: Stack) -> None:
     assert stack.query("leadscore_assigned_partitions")[0]["value"][1] == str(
         len(ready.body["partitions"])
     )
-
