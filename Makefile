@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 KAFKA_LOCAL := deploy/kafka-local/kafka-local
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint format bench-timer bench-wheel bench-api bench-notify broker broker-stop broker-status clean
+.PHONY: help install demo test test-unit test-integration lint format bench-timer bench-wheel bench-api bench-notify bench-metrics ops-plot broker broker-stop broker-status clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -34,6 +34,12 @@ bench-api: $(INSTALLED) ## GET /leads/{id} latency on the owner and forwarded, i
 
 bench-notify: $(INSTALLED) ## Notification sink: deliveries/s against a bare client, and action->delivery latency (bench/results/)
 	$(BIN)/python bench/notify_throughput.py --actions 5000 --load 0.5 --seconds 20 --repeat 3
+
+bench-metrics: $(INSTALLED) ## Drain throughput of one worker with per-event metrics on vs off (bench/results/)
+	$(BIN)/python bench/metrics_overhead.py --events 100000 --contacts 10000 --repeat 3
+
+ops-plot: $(INSTALLED) ## docs/operations-latency.png: event->action latency from Prometheus over a stepped-rate run
+	$(BIN)/python bench/ops_plot.py --rates 50,100,200,400 --step-seconds 45
 
 test: $(INSTALLED) ## Lint, type-check, unit tests and integration tests on a real Kafka broker
 	$(MAKE) --no-print-directory lint

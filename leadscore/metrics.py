@@ -94,11 +94,10 @@ class WorkerCollector(Collector):
         view = self.read()
         if view is None:
             return
-        ready = GaugeMetricFamily(
-            "leadscore_ready", "1 when the worker answers /readyz with 200, else 0"
-        )
-        ready.add_metric([], 1.0 if view.ready else 0.0)
-        yield ready
+        yield GaugeMetricFamily(
+            "leadscore_ready", "1 when the worker answers /readyz with 200, else 0",
+            value=1.0 if view.ready else 0.0,
+        )  # fmt: skip
         leads = GaugeMetricFamily(
             "leadscore_leads",
             "Leads by stage in the partitions this worker owns (sum over workers for the total)",
@@ -107,12 +106,11 @@ class WorkerCollector(Collector):
         for stage, count in view.stages.items():
             leads.add_metric([stage], float(count))
         yield leads
-        assigned = GaugeMetricFamily(
+        yield GaugeMetricFamily(
             "leadscore_assigned_partitions",
             "Partitions of the events topic assigned to this worker",
+            value=float(view.partitions),
         )
-        assigned.add_metric([], float(view.partitions))
-        yield assigned
         lag = GaugeMetricFamily(
             "leadscore_consumer_lag",
             "Records in an assigned input partition past the committed offset",
@@ -121,17 +119,16 @@ class WorkerCollector(Collector):
         for (topic, partition), records in sorted(view.lag.items()):
             lag.add_metric([topic, str(partition)], float(records))
         yield lag
-        recovering = GaugeMetricFamily(
+        yield GaugeMetricFamily(
             "leadscore_recovery_remaining_records",
             "Changelog records still to apply before the worker's tables are recovered",
+            value=float(view.recovery_remaining),
         )
-        recovering.add_metric([], float(view.recovery_remaining))
-        yield recovering
-        rebalances = CounterMetricFamily(
-            "leadscore_rebalances", "Consumer group rebalances this worker has taken part in"
+        yield CounterMetricFamily(
+            "leadscore_rebalances",
+            "Consumer group rebalances this worker has taken part in",
+            value=float(view.rebalances),
         )
-        rebalances.add_metric([], float(view.rebalances))
-        yield rebalances
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
