@@ -174,7 +174,7 @@ def main() -> None:
     workers: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp:
         env = deployment_env(bootstrap, Path(tmp))
-        settings = Settings(**{k.removeprefix("LEADSCORE_").lower(): v for k, v in env.items()})
+        settings = Settings.from_variables(env)
         try:
             create_topics(settings)
             ports = [free_port(), free_port()]

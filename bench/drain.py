@@ -27,14 +27,10 @@ from leadscore.simulate import TrafficModel
 PARTITIONS = 6
 
 
-def settings_of(env: dict[str, str]) -> Settings:
-    return Settings(**{k.removeprefix("LEADSCORE_").lower(): v for k, v in env.items()})
-
-
 def produce_workload(bootstrap: str, root: Path, events: int, contacts: int, seed: int) -> str:
     """A fresh events topic holding ``events`` seeded events; its name."""
     env = deployment_env(bootstrap, root / "workload")
-    create_topics(settings_of(env))
+    create_topics(Settings.from_variables(env))
     topic = env["LEADSCORE_EVENTS_TOPIC"]
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1_000_000})
     model = TrafficModel(contacts, seed=seed, prefix="drain-")
@@ -103,7 +99,7 @@ def drain_once(
         "LEADSCORE_DATA_DIR": str(root / "state"),
         **settings,
     }
-    create_topics(settings_of(env))
+    create_topics(Settings.from_variables(env))
     log = (root / "worker.log").open("wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "leadscore.cli", "worker"],

@@ -161,9 +161,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp:
                 env = deployment_env(bootstrap, Path(tmp))
                 env["LEADSCORE_BENCH_SECRET"] = "bench"
-                settings = Settings(
-                    **{k.removeprefix("LEADSCORE_").lower(): v for k, v in env.items()}
-                )
+                settings = Settings.from_variables(env)
                 create_topics(settings)
                 config = Path(tmp) / "notify.yaml"
                 endpoint = {

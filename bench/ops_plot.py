@@ -26,8 +26,8 @@ from pathlib import Path
 import matplotlib
 import yaml
 from common import deployment_env, ensure_broker, free_port, progress, record_results, stop_broker
-from drain import settings_of
 
+from leadscore.config import Settings
 from leadscore.kafka_admin import create_topics
 
 matplotlib.use("Agg")
@@ -89,7 +89,7 @@ def main() -> None:
             deployment = deployment_env(bootstrap, root / "state") | {
                 "LEADSCORE_WEB_PORT": str(web)
             }
-            create_topics(settings_of(deployment))
+            create_topics(Settings.from_variables(deployment))
             env = {**os.environ, **deployment}
             log = (root / "worker.log").open("wb")
             processes.append(

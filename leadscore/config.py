@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -144,6 +145,14 @@ class Settings(BaseSettings):
     sasl_username: str | None = Field(None, description="SASL user name")
     sasl_password: SecretStr | None = Field(None, description="SASL password")
     ssl_cafile: Path | None = Field(None, description="CA bundle for SSL/SASL_SSL")
+
+    @classmethod
+    def from_variables(cls, variables: Mapping[str, str]) -> Settings:
+        """Settings from ``LEADSCORE_*`` variables given as a mapping (a child's environment)."""
+        values: dict[str, Any] = {
+            k.removeprefix(ENV_PREFIX).lower(): v for k, v in variables.items()
+        }
+        return cls(**values)
 
     def canonical_web_url(self) -> str:
         """How other workers reach this worker's HTTP endpoints."""

@@ -53,7 +53,7 @@ INGEST_TO_SCORE = Histogram(
 )
 PROCESSING = Histogram(
     "leadscore_event_processing_seconds",
-    "Time the worker spends on one input record (decode, score, sends, table writes)",
+    "Time the worker spends on one scored input record (decode, score, sends, table writes)",
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0),
 )
 DAY = 86400.0
@@ -143,14 +143,13 @@ class WorkerView:
     rebalances: int
 
 
-_worker_view: list[Callable[[], WorkerView | None]] = []
+WORKER = WorkerCollector(lambda: None)  # reports nothing until a worker is built
+REGISTRY.register(WORKER)
 
 
 def watch_worker(read: Callable[[], WorkerView | None]) -> None:
     """Report the worker state ``read`` returns (the latest worker built in this process)."""
-    if not _worker_view:
-        REGISTRY.register(WorkerCollector(lambda: _worker_view[-1]() if _worker_view else None))
-    _worker_view[:] = [read]
+    WORKER.read = read
 
 
 def exposition() -> tuple[bytes, str]:

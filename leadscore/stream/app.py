@@ -231,14 +231,16 @@ def build_app(
         census.move(message.partition, record.stage if record else None, updated.stage)
         EVENTS.labels("scored").inc()
         sent = time.time()
-        if message.timestamp:  # the record's Kafka timestamp, in seconds
-            INGEST_TO_SCORE.observe(max(0.0, sent - message.timestamp))
+        # The record's Kafka timestamp, in seconds (None when the record has none).
+        ingested = max(0.0, sent - message.timestamp) if message.timestamp else None
+        if ingested is not None:
+            INGEST_TO_SCORE.observe(ingested)
         if applied.actions:
             occurred = max(0.0, sent - engagement.occurred_at / 1000)
             for _ in applied.actions:
                 since_event.observe(occurred)
-                if message.timestamp:
-                    since_ingest.observe(max(0.0, sent - message.timestamp))
+                if ingested is not None:
+                    since_ingest.observe(ingested)
         PROCESSING.observe(time.perf_counter() - started)
 
     async def tick(wheel: TimerWheel) -> None:

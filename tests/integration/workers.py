@@ -53,7 +53,7 @@ class Deployment:
         return f"{self.name}.{kind}"
 
     def settings(self) -> Settings:
-        return Settings(**{k.removeprefix("LEADSCORE_").lower(): v for k, v in self.env.items()})
+        return Settings.from_variables(self.env)
 
     def create_topics(self) -> None:
         create_topics(self.settings())
