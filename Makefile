@@ -4,9 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 KAFKA_LOCAL := deploy/kafka-local/kafka-local
+PEER_VENV := .venv-peer
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint format bench-timer bench-wheel bench-api bench-notify bench-metrics ops-plot broker broker-stop broker-status clean
+PHONY_BENCH := bench bench-smoke bench-large peer-venv
+.PHONY: $(PHONY_BENCH) help install demo test test-unit test-integration lint format bench-timer bench-wheel bench-api bench-notify bench-metrics ops-plot broker broker-stop broker-status clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -21,6 +23,24 @@ install: $(INSTALLED) ## Create .venv with leadscore and its dev tools
 
 demo: $(INSTALLED) ## Local broker, topics, worker and simulated traffic; prints actions until Ctrl-C
 	deploy/demo.sh
+
+$(PEER_VENV)/.installed: bench/peer-requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEER_VENV)/bin/pip install --quiet -r bench/peer-requirements.txt
+	$(PEER_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+peer-venv: $(PEER_VENV)/.installed ## The Quix Streams peer's own virtualenv (.venv-peer)
+
+bench: $(INSTALLED) $(PEER_VENV)/.installed ## leadscore vs the limit loop and the Quix Streams peer, ~1M events (about an hour; bench/results/)
+	$(BIN)/python bench/bench.py --size standard
+
+bench-smoke: $(INSTALLED) $(PEER_VENV)/.installed ## The same benchmark at a size of seconds (runs in CI)
+	$(BIN)/python bench/bench.py --size smoke
+
+bench-large: $(INSTALLED) $(PEER_VENV)/.installed ## 10M events, 1M contacts: memory, state bytes per lead, recovery (hours)
+	$(BIN)/python bench/bench.py --size large
 
 bench-timer: $(INSTALLED) ## Timer tick cost: 100k leads, 1% due, against a full scan (bench/results/)
 	$(BIN)/python bench/timer_tick.py --leads 100000 --due 0.01 --repeat 5
@@ -71,4 +91,4 @@ broker-status: ## Is the local Kafka broker running?
 
 clean: ## Remove the venv, caches and local broker/demo data (not the jar cache)
 	-$(KAFKA_LOCAL) stop
-	rm -rf $(VENV) .kafka-local .kafka-local-test .demo .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(PEER_VENV) .kafka-local .kafka-local-test .demo .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -44,22 +44,31 @@ class Contact:
     account_id: str
     intent: str
     weight: float  # how often this contact shows up relative to others
+    hot: bool = False  # a buyer who bursts: many events, close together
 
 
 class TrafficModel:
     """Draws engagement events for a population of contacts."""
 
     def __init__(
-        self, contacts: int, seed: int = 7, hot_share: float = 0.02, prefix: str = "contact-"
+        self,
+        contacts: int,
+        seed: int = 7,
+        hot_share: float = 0.02,
+        prefix: str = "contact-",
+        seeded_ids: bool = False,
     ) -> None:
         self.rng = random.Random(seed)  # noqa: S311 -- synthetic traffic, not security
+        # Seeded ids make the whole stream reproducible (benchmarks); otherwise ids are
+        # fresh every run, so a repeated run is new traffic, not duplicates.
+        self.seeded_ids = seeded_ids
         self.contacts: list[Contact] = []
         for i in range(contacts):
             hot = self.rng.random() < hot_share  # a few buyers burst: many events, fast
             intent = "buying" if hot else self._pick(INTENT_SHARE)
             weight = self.rng.paretovariate(2.0) * (20.0 if hot else 1.0)
             self.contacts.append(
-                Contact(f"{prefix}{i:07d}", f"account-{i // 5:06d}", intent, weight)
+                Contact(f"{prefix}{i:07d}", f"account-{i // 5:06d}", intent, weight, hot)
             )
         self._cum: list[float] = []
         total = 0.0
@@ -72,8 +81,13 @@ class TrafficModel:
         weights = [weight for _, weight in choices]
         return self.rng.choices(values, weights=weights)[0]
 
+    def pick_contact(self) -> Contact:
+        return self.rng.choices(self.contacts, cum_weights=self._cum)[0]
+
     def next_event(self, occurred_at_ms: int) -> dict[str, Any]:
-        contact = self.rng.choices(self.contacts, cum_weights=self._cum)[0]
+        return self.event_for(self.pick_contact(), occurred_at_ms)
+
+    def event_for(self, contact: Contact, occurred_at_ms: int) -> dict[str, Any]:
         kind = self._pick(MIXES[contact.intent])
         properties = {
             "campaign": self.rng.choice(["q4-webinar", "newsletter", "paid-search", "organic"])
@@ -83,8 +97,11 @@ class TrafficModel:
                 "/pricing" if kind == "pricing_page_view" else self.rng.choice(PAGES)
             )
         return {
-            # Ids are unique across runs, so a repeated run is new traffic, not duplicates.
-            "event_id": str(uuid.uuid4()),
+            "event_id": str(
+                uuid.UUID(int=self.rng.getrandbits(128), version=4)
+                if self.seeded_ids
+                else uuid.uuid4()
+            ),
             "contact_id": contact.contact_id,
             "account_id": contact.account_id,
             "type": kind,

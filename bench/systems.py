@@ -1,0 +1,399 @@
+"""The three systems the benchmark runs side by side, and how each is measured.
+
+- leadscore: one worker (``leadscore worker``), default settings.
+- limit: bench/limit_loop.py, the least a Python consumer-producer can do per event.
+- peer: bench/peer_quix.py, the same rules on Quix Streams (in .venv-peer).
+
+Every run is a fresh deployment (own topics, group and state directory). The
+topics a run is measured on are created with ``message.timestamp.type=LogAppendTime``,
+so record timestamps are the broker's append times whichever client wrote
+them (Quix Streams forwards the input's timestamp by default).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from common import deployment_env, free_port, percentile, progress
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+)
+from workload import Workload
+
+from leadscore.config import Settings
+from leadscore.kafka_admin import create_topics
+
+HERE = Path(__file__).resolve().parent
+PEER_PYTHON = HERE.parent / ".venv-peer" / "bin" / "python"
+PARTITIONS = 6
+SYSTEMS = ("leadscore", "limit", "peer")
+
+
+@dataclass
+class Deployment:
+    """One run's names: LEADSCORE_* settings (topics, app id, data dir)."""
+
+    bootstrap: str
+    root: Path
+    env: dict[str, str]
+
+    @classmethod
+    def fresh(cls, bootstrap: str, root: Path, events_topic: str | None = None) -> Deployment:
+        root.mkdir(parents=True)
+        env = {
+            **deployment_env(bootstrap, root),
+            "LEADSCORE_PARTITIONS": str(PARTITIONS),
+            "LEADSCORE_DATA_DIR": str(root / "state"),
+            "LEADSCORE_WEB_ENABLED": "false",
+        }
+        if events_topic:
+            env["LEADSCORE_EVENTS_TOPIC"] = events_topic
+        create_topics(Settings.from_variables(env))
+        deployment = cls(bootstrap, root, env)
+        deployment.append_time(deployment.counted, deployment.actions)
+        return deployment
+
+    def topic(self, kind: str) -> str:
+        return self.env[f"LEADSCORE_{kind}_TOPIC"]
+
+    @property
+    def events(self) -> str:
+        return self.topic("EVENTS")
+
+    @property
+    def counted(self) -> str:
+        """One record per scored event: the lead-state topic (the limit loop's output too)."""
+        return self.topic("LEAD_STATE")
+
+    @property
+    def actions(self) -> str:
+        return self.topic("ACTIONS")
+
+    @property
+    def group(self) -> str:
+        return self.env["LEADSCORE_APP_ID"]
+
+    def append_time(self, *topics: str) -> None:
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        resources = [
+            ConfigResource(
+                ConfigResource.Type.TOPIC,
+                topic,
+                incremental_configs=[
+                    ConfigEntry(
+                        "message.timestamp.type",
+                        "LogAppendTime",
+                        incremental_operation=AlterConfigOpType.SET,
+                    )
+                ],
+            )
+            for topic in topics
+        ]
+        for future in admin.incremental_alter_configs(resources).values():
+            future.result(30)
+
+    def delete_topics(self) -> None:
+        """Drop this run's topics, Faust's and Quix Streams' changelogs included."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 3})
+        names = admin.list_topics(timeout=30).topics
+        prefix = self.env["LEADSCORE_APP_ID"].removeprefix("leadscore-")
+        mine = [
+            n
+            for n in names
+            if n.startswith(prefix) or self.group in n or n.startswith(f"changelog__{self.group}")
+        ]
+        if mine:
+            for future in admin.delete_topics(mine, operation_timeout=60).values():
+                try:
+                    future.result(60)
+                except Exception as exc:
+                    print(f"bench: could not delete a topic: {exc}", file=sys.stderr)
+
+
+@dataclass
+class Running:
+    name: str
+    process: subprocess.Popen[bytes]
+    state_dir: Path | None
+    web_port: int | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    def peak_rss(self) -> int:
+        """The process's peak resident set so far (VmHWM), in bytes."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmHWM in /proc status")
+
+    def stop(self) -> int:
+        """Stop it (SIGTERM, wait); its peak RSS in bytes."""
+        rss = self.peak_rss()
+        self.process.terminate()
+        try:
+            self.process.wait(90)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(30)
+        return rss
+
+
+def start(system: str, deployment: Deployment, web: bool = False) -> Running:
+    env = dict(deployment.env)
+    log = (deployment.root / f"{system}.log").open("ab")
+    state_dir: Path | None = None
+    port = None
+    if system == "leadscore":
+        state_dir = Path(env["LEADSCORE_DATA_DIR"])
+        if web:
+            port = free_port()
+            env.update(LEADSCORE_WEB_ENABLED="true", LEADSCORE_WEB_PORT=str(port))
+        command = [sys.executable, "-m", "leadscore.cli", "worker"]
+    elif system == "limit":
+        command = [
+            sys.executable,
+            str(HERE / "limit_loop.py"),
+            deployment.bootstrap,
+            deployment.group,
+            deployment.events,
+            deployment.counted,
+        ]
+    elif system == "peer":
+        state_dir = deployment.root / "quix-state"
+        command = [
+            str(PEER_PYTHON),
+            str(HERE / "peer_quix.py"),
+            deployment.bootstrap,
+            deployment.group,
+            str(state_dir),
+            deployment.events,
+            deployment.counted,
+            deployment.topic("SCORE_CHANGES"),
+            deployment.actions,
+        ]
+    else:
+        raise ValueError(system)
+    process = subprocess.Popen(
+        command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+    )
+    return Running(system, process, state_dir, port)
+
+
+def end_offsets(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=30).topics[topic]
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            for p in metadata.partitions
+        )
+    finally:
+        consumer.close()
+
+
+def changelog_records(bootstrap: str, app_id: str) -> int:
+    """Records in the app's changelog topics (what a recovery from scratch reads)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = [
+        n
+        for n in admin.list_topics(timeout=30).topics
+        if n.startswith(app_id) and n.endswith("-changelog")
+    ]
+    return sum(end_offsets(bootstrap, n) for n in names)
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+@dataclass(frozen=True)
+class Drain:
+    records: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds
+
+
+def drain(
+    bootstrap: str, topic: str, expected: int, timeout: float, running: Running | None = None
+) -> Drain:
+    """Read ``expected`` records of ``topic``: their count over the first-to-last append span."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-reader-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    first, last, count = None, None, 0
+    deadline = time.monotonic() + timeout
+    try:
+        while count < expected:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} of {expected} records on {topic} within {timeout} s")
+            if running is not None and running.process.poll() is not None:
+                raise RuntimeError(f"{running.name} exited with {running.process.returncode}")
+            for message in consumer.consume(10_000, timeout=1.0):
+                if message.error():
+                    continue
+                _, ts = message.timestamp()
+                first = ts if first is None else min(first, ts)
+                last = ts if last is None else max(last, ts)
+                count += 1
+            if count:
+                progress("drain", min(count, expected), expected)
+    finally:
+        consumer.close()
+    assert first is not None
+    assert last is not None
+    return Drain(count, max(0.001, (last - first) / 1000))
+
+
+def wait_ready(running: Running, deployment: Deployment, warmup: int = 30) -> float:
+    """Seconds until the system answers: warm-up events in, their records out."""
+    producer = Producer({"bootstrap.servers": deployment.bootstrap})
+    now = int(time.time() * 1000)
+    for i, event in enumerate(Workload(10, seed=1, prefix="warmup-").events(warmup, now, 1)):
+        event["event_id"] = f"warmup-{i}"
+        producer.produce(
+            deployment.events, key=event["contact_id"].encode(), value=orjson.dumps(event)
+        )
+    producer.flush(30)
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if end_offsets(deployment.bootstrap, deployment.counted) >= warmup:
+                break
+        except KafkaException:  # a new topic's leaders are still being elected
+            pass
+        if running.process.poll() is not None:
+            raise RuntimeError(f"{running.name} exited with {running.process.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{running.name} did not process warm-up events in 180 s")
+        time.sleep(0.5)
+    return time.monotonic() - running.started
+
+
+def wait_http_ready(running: Running, timeout: float) -> float:
+    """Seconds from start until the worker's /readyz answers 200 (recovery done)."""
+    deadline = running.started + timeout
+    url = f"http://127.0.0.1:{running.web_port}/readyz"
+    while time.monotonic() < deadline:
+        if running.process.poll() is not None:
+            raise RuntimeError(f"{running.name} exited with {running.process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return time.monotonic() - running.started
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"not ready within {timeout} s")
+
+
+@dataclass(frozen=True)
+class Latency:
+    offered: float  # events/s actually sent
+    samples: list[float]  # seconds, event sent -> its output consumed
+
+    def summary(self) -> dict[str, float]:
+        s = self.samples
+        return {
+            "offered": self.offered,
+            "n": len(s),
+            "p50": percentile(s, 0.50),
+            "p95": percentile(s, 0.95),
+            "p99": percentile(s, 0.99),
+            "max": max(s),
+        }
+
+
+class OutputClock(threading.Thread):
+    """Consumes a topic as it is written: the first time each event id's output is seen."""
+
+    def __init__(self, bootstrap: str, topic: str, key_of: Callable[[dict[str, object]], object]):
+        super().__init__(daemon=True)
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bench-clock-{time.monotonic_ns()}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 5,
+            }
+        )
+        self.consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+        self.key_of = key_of
+        self.seen: dict[str, float] = {}
+        self.last_seen = time.monotonic()
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            for message in self.consumer.consume(1000, timeout=0.05):
+                if message.error():
+                    continue
+                at = time.time()
+                key = self.key_of(orjson.loads(message.value()))
+                if isinstance(key, str) and key not in self.seen:
+                    self.seen[key] = at
+                    self.last_seen = time.monotonic()
+        self.consumer.close()
+
+
+def offer(system: str, deployment: Deployment, rate: float, seconds: float, seed: int) -> Latency:
+    """Produce live at ``rate`` events/s for ``seconds``; event -> output latency.
+
+    The output is the action record (leadscore, peer: by ``cause_event_id``) or, for
+    the limit loop, its one record per event (by ``event_id``).
+    """
+    if system == "limit":
+        clock = OutputClock(deployment.bootstrap, deployment.counted, lambda v: v.get("event_id"))
+    else:
+        clock = OutputClock(
+            deployment.bootstrap, deployment.actions, lambda v: v.get("cause_event_id")
+        )
+    clock.start()
+    producer = Producer({"bootstrap.servers": deployment.bootstrap, "linger.ms": 1})
+    total = max(1, int(rate * seconds))
+    # About 10 events per contact, so leads climb through the stages and cross thresholds.
+    workload = Workload(max(50, total // 10), seed=seed, prefix="live-")
+    sent: dict[str, float] = {}
+    begin = time.monotonic()
+    for i, event in enumerate(workload.events(total, int(time.time() * 1000), 0), start=1):
+        due = begin + (i - 1) / rate
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        event["occurred_at"] = int(time.time() * 1000)
+        value = orjson.dumps(event)
+        sent[event["event_id"]] = time.time()
+        producer.produce(deployment.events, key=event["contact_id"].encode(), value=value)
+        producer.poll(0)
+        progress(f"{system} {rate:,.0f}/s", i, total)
+    elapsed = time.monotonic() - begin
+    producer.flush(30)
+    # Outputs of the last events: wait until none has come for 3 s (at most 60 s).
+    deadline = time.monotonic() + 60
+    while time.monotonic() - clock.last_seen < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    clock.halt.set()
+    clock.join(10)
+    samples = [at - sent[key] for key, at in clock.seen.items() if key in sent]
+    if not samples:
+        raise RuntimeError(f"{system}: no outputs for the {total} events offered at {rate}/s")
+    return Latency(total / elapsed, samples)
