@@ -46,6 +46,7 @@ from systems import (
     drain,
     offer,
     start,
+    table_bytes,
     wait_http_ready,
     wait_ready,
 )
@@ -134,9 +135,10 @@ def drain_runs(
             result = drain(bootstrap, deployment.counted, expected, timeout, running)
             rss = running.stop()
             state = dir_bytes(running.state_dir) if running.state_dir else 0
-            runs[system].append(
-                {"rate": result.rate, "seconds": result.seconds, "rss": rss, "state": state}
-            )
+            run = {"rate": result.rate, "seconds": result.seconds, "rss": rss, "state": state}
+            if system == "leadscore" and running.state_dir:
+                run["tables"] = table_bytes(running.state_dir)
+            runs[system].append(run)
             say(f"{system}: {result.rate:,.0f} events/s, peak RSS {rss / 2**20:,.0f} MiB")
             if system == "leadscore" and i == repeat - 1:
                 recovery = recover(deployment, leads)
@@ -233,9 +235,14 @@ def report(size: str, command: str, figures: dict[str, Any], results: Path, star
             + (shown(per_lead[s], ",.0f") if s in per_lead else "no state")
             + " |"
         )
+    tables = runs["leadscore"][-1].get("tables", {})
     lines += [
         f"| {SEED['system']} (documented, not run) | {SEED['rate']:,.0f} (rate limit) | "
         f"{SEED['rate'] / rates['limit']['median']:.3f} | | |",
+        "",
+        "leadscore's state by table after its last run, bytes per lead: "
+        + ", ".join(f"{t} {b / leads:,.0f}" for t, b in sorted(tables.items(), key=lambda x: -x[1]))
+        + " (RocksDB directories after a clean stop: SST files, logs, manifests).",
         "",
         "## Latency: event sent -> action seen by a consumer (ms)",
         "",

@@ -43,13 +43,20 @@ class Store:
         del self.db[key]
 
 
+_drawn: dict[str, int] = {}
+
+
 def progress(label: str, done: int, total: int) -> None:
-    """A progress bar on stderr, redrawn about 50 times over ``total``."""
-    if done % max(1, total // 50) == 0 or done == total:
-        bar = "#" * (30 * done // total)
-        print(f"\r{label:14} [{bar:<30}] {done}/{total}", end="", file=sys.stderr, flush=True)
-        if done == total:
-            print(file=sys.stderr)
+    """A progress bar on stderr, redrawn at each 2% of ``total`` (``done`` may jump)."""
+    step = 50 * done // max(1, total)
+    if step == _drawn.get(label) and done != total:
+        return
+    _drawn[label] = step
+    bar = "#" * (30 * done // max(1, total))
+    print(f"\r{label:14} [{bar:<30}] {done}/{total}", end="", file=sys.stderr, flush=True)
+    if done >= total:
+        print(file=sys.stderr)
+        _drawn.pop(label, None)
 
 
 def spread(xs: list[float]) -> dict[str, float]:

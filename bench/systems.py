@@ -218,6 +218,15 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def table_bytes(state_dir: Path) -> dict[str, int]:
+    """A Faust state directory's bytes by table (``v*/tables/<table>-<partition>.db``)."""
+    sizes: dict[str, int] = {}
+    for store in state_dir.glob("v*/tables/*.db"):
+        table = store.name.rsplit("-", 1)[0]
+        sizes[table] = sizes.get(table, 0) + dir_bytes(store)
+    return sizes
+
+
 @dataclass(frozen=True)
 class Drain:
     records: int

@@ -2,8 +2,9 @@
 
 Contacts come from leadscore's traffic model: most browse (page views, email
 opens), some are curious, a few buy (signups, pricing, demo requests), and
-contacts' activity is Pareto-distributed. Hot contacts (2%, 20x the weight)
-burst: each draw of one is 2 to 8 events within a minute of event time. Event
+contacts' activity is Pareto-distributed. Hot contacts (1%, 4x the weight)
+burst: each draw of one is 2 to 8 events within a minute of event time, so
+they bring about a fifth of the events. Event
 ids are drawn from the seed too, so the same seed gives byte-identical records.
 """
 
@@ -42,7 +43,9 @@ class Workload:
     """Seeded events; ``contacts`` ids are ``<prefix><n>``."""
 
     def __init__(self, contacts: int, seed: int, prefix: str) -> None:
-        self.model = TrafficModel(contacts, seed=seed, prefix=prefix, seeded_ids=True)
+        self.model = TrafficModel(
+            contacts, seed=seed, prefix=prefix, seeded_ids=True, hot_share=0.01, hot_weight=4.0
+        )
         self.rng = self.model.rng
 
     def events(self, count: int, start_ms: int, span_ms: int) -> Iterator[dict[str, Any]]:

@@ -89,6 +89,18 @@ class Settings(BaseSettings):
         description="Per-event metrics: counters, latency histograms and the leads-by-stage "
         "census (false only to measure their cost)",
     )
+    rocksdb_write_buffer_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=64 * 1024,
+        description="RocksDB memtable size of each table partition's store (two per store; "
+        "Faust's default is 64 MiB, three per store)",
+    )
+    rocksdb_block_cache_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=0,
+        description="RocksDB block cache of each table partition's store (Faust's default "
+        "is 2 GiB each)",
+    )
     history_size: int = Field(
         20,
         ge=0,

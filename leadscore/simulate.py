@@ -57,6 +57,7 @@ class TrafficModel:
         hot_share: float = 0.02,
         prefix: str = "contact-",
         seeded_ids: bool = False,
+        hot_weight: float = 20.0,
     ) -> None:
         self.rng = random.Random(seed)  # noqa: S311 -- synthetic traffic, not security
         # Seeded ids make the whole stream reproducible (benchmarks); otherwise ids are
@@ -66,7 +67,7 @@ class TrafficModel:
         for i in range(contacts):
             hot = self.rng.random() < hot_share  # a few buyers burst: many events, fast
             intent = "buying" if hot else self._pick(INTENT_SHARE)
-            weight = self.rng.paretovariate(2.0) * (20.0 if hot else 1.0)
+            weight = self.rng.paretovariate(2.0) * (hot_weight if hot else 1.0)
             self.contacts.append(
                 Contact(f"{prefix}{i:07d}", f"account-{i // 5:06d}", intent, weight, hot)
             )
