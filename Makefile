@@ -7,7 +7,7 @@ KAFKA_LOCAL := deploy/kafka-local/kafka-local
 PEER_VENV := .venv-peer
 
 .DEFAULT_GOAL := help
-PHONY_BENCH := bench bench-smoke bench-large peer-venv
+PHONY_BENCH := bench bench-smoke bench-large bench-profile peer-venv
 .PHONY: $(PHONY_BENCH) help install demo test test-unit test-integration lint format bench-timer bench-wheel bench-api bench-notify bench-metrics ops-plot broker broker-stop broker-status clean
 
 help: ## List the targets
@@ -41,6 +41,9 @@ bench-smoke: $(INSTALLED) $(PEER_VENV)/.installed ## The same benchmark at a siz
 
 bench-large: $(INSTALLED) $(PEER_VENV)/.installed ## 10M events, 1M contacts: memory, state bytes per lead, recovery (hours)
 	$(BIN)/python bench/bench.py --size large
+
+bench-profile: $(INSTALLED) ## Where a worker's time goes per event: one drain under py-spy, samples by cost (bench/results/)
+	$(BIN)/python bench/profile_worker.py --events 60000 --contacts 10000
 
 bench-timer: $(INSTALLED) ## Timer tick cost: 100k leads, 1% due, against a full scan (bench/results/)
 	$(BIN)/python bench/timer_tick.py --leads 100000 --due 0.01 --repeat 5
