@@ -75,7 +75,7 @@ def worker() -> None:
     runner = faust.Worker(app, loglevel=settings.log_level)
     # At log level warn or error Faust's terminal spinner sets the root logger to DEBUG
     # and spins on every record: each debug call in Faust and aiokafka (two per record
-    # sent) then builds a LogRecord, about 11% of a worker's CPU in bench/throughput.py's
+    # sent) then builds a LogRecord, about 11% of a worker's CPU in bench/profile_worker.py's
     # profile. Without the spinner the level given is the level used.
     runner.spinner = None
     runner.execute_from_commandline()
