@@ -128,6 +128,7 @@ class Running:
     name: str
     process: subprocess.Popen[bytes]
     state_dir: Path | None
+    log: Path
     web_port: int | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -137,6 +138,10 @@ class Running:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
         raise RuntimeError("no VmHWM in /proc status")
+
+    def log_tail(self, lines: int = 40) -> str:
+        log = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
+        return "\n".join(log[-lines:])
 
     def stop(self) -> int:
         """Stop it (SIGTERM, wait); its peak RSS in bytes."""
@@ -152,7 +157,8 @@ class Running:
 
 def start(system: str, deployment: Deployment, web: bool = False) -> Running:
     env = dict(deployment.env)
-    log = (deployment.root / f"{system}.log").open("ab")
+    log_path = deployment.root / f"{system}.log"
+    log = log_path.open("ab")
     state_dir: Path | None = None
     port = None
     if system == "leadscore":
@@ -188,7 +194,7 @@ def start(system: str, deployment: Deployment, web: bool = False) -> Running:
     process = subprocess.Popen(
         command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
     )
-    return Running(system, process, state_dir, port)
+    return Running(system, process, state_dir, log_path, port)
 
 
 def end_offsets(bootstrap: str, topic: str) -> int:
@@ -246,6 +252,8 @@ def drain(
             "bootstrap.servers": bootstrap,
             "group.id": f"bench-reader-{time.monotonic_ns()}",
             "enable.auto.commit": False,
+            # If a fetch is ever out of range, read again rather than skip to the end.
+            "auto.offset.reset": "earliest",
         }
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
@@ -254,7 +262,11 @@ def drain(
     try:
         while count < expected:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{count} of {expected} records on {topic} within {timeout} s")
+                raise TimeoutError(
+                    f"{count} of {expected} records read from {topic} within {timeout} s; "
+                    f"the topic holds {end_offsets(bootstrap, topic)}"
+                    + (f"; {running.name}'s log: {running.log_tail()}" if running else "")
+                )
             if running is not None and running.process.poll() is not None:
                 raise RuntimeError(f"{running.name} exited with {running.process.returncode}")
             for message in consumer.consume(10_000, timeout=1.0):
@@ -343,6 +355,7 @@ class OutputClock(threading.Thread):
                 "group.id": f"bench-clock-{time.monotonic_ns()}",
                 "enable.auto.commit": False,
                 "fetch.wait.max.ms": 5,
+                "auto.offset.reset": "earliest",
             }
         )
         self.consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
