@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import ensure_broker, progress, shown, spread, stop_broker
+from common import ensure_broker, shown, spread, stop_broker
 from systems import (
     PEER_PYTHON,
     SYSTEMS,
@@ -351,7 +351,6 @@ def main() -> None:
                 Workload(size.contacts, args.seed, "bench-"),
                 size.events,
                 30 * DAY_MS,
-                progress,
             )
             figures["workload"] = {
                 "events": size.events,

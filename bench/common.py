@@ -12,7 +12,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import time
+import urllib.request
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,6 +98,23 @@ def record_results(
         f"Python {machine['python']}\n\n{table}\n",
         encoding="utf-8",
     )
+
+
+def wait_http(url: str, timeout: float, alive: Callable[[], None] | None = None) -> None:
+    """Poll ``url`` until it answers 200; ``alive`` may raise when what should answer died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if alive is not None:
+            alive()
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def free_port() -> int:

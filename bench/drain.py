@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common import progress
 from systems import Deployment, Drain, drain, start
 from workload import DAY_MS, Workload, produce
 
@@ -19,7 +18,7 @@ from workload import DAY_MS, Workload, produce
 def produce_workload(bootstrap: str, root: Path, events: int, contacts: int, seed: int) -> str:
     """A fresh events topic holding ``events`` seeded events; its name."""
     topic = Deployment.fresh(bootstrap, root / "workload").events
-    produce(bootstrap, topic, Workload(contacts, seed, "drain-"), events, 7 * DAY_MS, progress)
+    produce(bootstrap, topic, Workload(contacts, seed, "drain-"), events, 7 * DAY_MS)
     return topic
 
 

@@ -25,10 +25,9 @@ from pathlib import Path
 
 import matplotlib
 import yaml
-from common import deployment_env, ensure_broker, free_port, progress, record_results, stop_broker
-
-from leadscore.config import Settings
-from leadscore.kafka_admin import create_topics
+from common import ensure_broker, free_port, progress, record_results, stop_broker, wait_http
+from systems import Deployment, wait_http_ready
+from systems import start as start_system
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the file backend
@@ -55,20 +54,6 @@ def query_range(base: str, expr: str, start: float, end: float) -> list[tuple[fl
     return [(float(t), float(v)) for t, v in data[0]["values"]]
 
 
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(url)
-        time.sleep(0.5)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="50,100,200,400", help="events/s, one step each")
@@ -85,22 +70,12 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="leadscore-ops-") as tmp:
             root = Path(tmp)
-            web = free_port()
-            deployment = deployment_env(bootstrap, root / "state") | {
-                "LEADSCORE_WEB_PORT": str(web)
-            }
-            create_topics(Settings.from_variables(deployment))
-            env = {**os.environ, **deployment}
-            log = (root / "worker.log").open("wb")
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "leadscore.cli", "worker"],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-            wait_http(f"http://127.0.0.1:{web}/readyz", 120)
+            deployment = Deployment.fresh(bootstrap, root / "run")
+            worker = start_system("leadscore", deployment, web=True)
+            processes.append(worker.process)
+            wait_http_ready(worker, 120)
+            web = worker.web_port
+            env = {**os.environ, **deployment.env}
             config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
             config["global"].update(scrape_interval="2s", evaluation_interval="2s")
             config["rule_files"] = [
@@ -126,7 +101,7 @@ def main() -> None:
                 )
             )
             base = f"http://127.0.0.1:{port}"
-            wait_http(f"{base}/-/ready")
+            wait_http(f"{base}/-/ready", 60)
             time.sleep(8)  # the first scrapes
             start = time.time()
             steps = []

@@ -20,7 +20,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from common import ensure_broker, progress, record_results, stop_broker
+from common import ensure_broker, record_results, stop_broker
 from systems import Deployment, drain, start
 from workload import DAY_MS, Workload, produce
 
@@ -80,7 +80,6 @@ def main() -> None:
                 Workload(args.contacts, args.seed, "prof-"),
                 args.events,
                 7 * DAY_MS,
-                progress,
             )
             deployment = Deployment.fresh(bootstrap, root / "worker", workload.events)
             running = start("leadscore", deployment)

@@ -17,13 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from common import deployment_env, free_port, percentile, progress
+from common import deployment_env, free_port, percentile, progress, wait_http
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
@@ -109,12 +108,10 @@ class Deployment:
         """Drop this run's topics, Faust's and Quix Streams' changelogs included."""
         admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 3})
         names = admin.list_topics(timeout=30).topics
-        prefix = self.env["LEADSCORE_APP_ID"].removeprefix("leadscore-")
-        mine = [
-            n
-            for n in names
-            if n.startswith(prefix) or self.group in n or n.startswith(f"changelog__{self.group}")
-        ]
+        # The run's name is in each: <name>.events, leadscore-<name>-leads-changelog,
+        # changelog__leadscore-<name>--... (Quix Streams).
+        name = self.group.removeprefix("leadscore-")
+        mine = [n for n in names if name in n]
         if mine:
             for future in admin.delete_topics(mine, operation_timeout=60).values():
                 try:
@@ -312,19 +309,14 @@ def wait_ready(running: Running, deployment: Deployment, warmup: int = 30) -> fl
 
 def wait_http_ready(running: Running, timeout: float) -> float:
     """Seconds from start until the worker's /readyz answers 200 (recovery done)."""
-    deadline = running.started + timeout
-    url = f"http://127.0.0.1:{running.web_port}/readyz"
-    while time.monotonic() < deadline:
+
+    def alive() -> None:
         if running.process.poll() is not None:
             raise RuntimeError(f"{running.name} exited with {running.process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return time.monotonic() - running.started
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"not ready within {timeout} s")
+
+    remaining = timeout - (time.monotonic() - running.started)
+    wait_http(f"http://127.0.0.1:{running.web_port}/readyz", remaining, alive)
+    return time.monotonic() - running.started
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from common import progress
 from confluent_kafka import Producer
 
 from leadscore.simulate import TrafficModel
@@ -62,9 +63,7 @@ class Workload:
                 made += 1
 
 
-def produce(
-    bootstrap: str, topic: str, workload: Workload, count: int, span_ms: int, progress: Any
-) -> set[str]:
+def produce(bootstrap: str, topic: str, workload: Workload, count: int, span_ms: int) -> set[str]:
     """Pre-produce ``count`` events ending now, keyed by contact; the contact ids seen."""
     producer = Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1_000_000, "acks": "all"}
