@@ -8,7 +8,7 @@ PEER_VENV := .venv-peer
 
 .DEFAULT_GOAL := help
 PHONY_BENCH := bench bench-smoke bench-large bench-profile peer-venv
-.PHONY: $(PHONY_BENCH) help install demo test test-unit test-integration lint format bench-timer bench-wheel bench-api bench-notify bench-metrics ops-plot broker broker-stop broker-status clean
+.PHONY: $(PHONY_BENCH) help install demo test test-unit test-integration test-faults lint format bench-timer bench-wheel bench-api bench-notify bench-metrics ops-plot broker broker-stop broker-status clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -64,15 +64,19 @@ bench-metrics: $(INSTALLED) ## Drain throughput of one worker with per-event met
 ops-plot: $(INSTALLED) ## docs/operations-latency.png: event->action latency from Prometheus over a stepped-rate run
 	$(BIN)/python bench/ops_plot.py --rates 50,100,200,400 --step-seconds 45
 
-test: $(INSTALLED) ## Lint, type-check, unit tests and integration tests on a real Kafka broker
+test: $(INSTALLED) ## Lint, type-check, unit, integration and fault tests on real Kafka brokers
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest tests/unit tests/integration
+	$(BIN)/pytest -rxX tests/faults
 
 test-unit: $(INSTALLED) ## Unit tests only (no broker)
 	$(BIN)/pytest tests/unit
 
 test-integration: $(INSTALLED) ## Integration tests only (starts the local broker if none is given)
 	$(BIN)/pytest tests/integration
+
+test-faults: $(INSTALLED) ## Fault tier: SIGKILLs mid-stream on a broker of its own, compared with the scoring core
+	$(BIN)/pytest -rxX tests/faults
 
 lint: $(INSTALLED) ## ruff (lint and format check) and mypy --strict
 	$(BIN)/ruff check leadscore tests bench deploy
@@ -94,4 +98,4 @@ broker-status: ## Is the local Kafka broker running?
 
 clean: ## Remove the venv, caches and local broker/demo data (not the jar cache)
 	-$(KAFKA_LOCAL) stop
-	rm -rf $(VENV) $(PEER_VENV) .kafka-local .kafka-local-test .demo .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(PEER_VENV) .kafka-local .kafka-local-test .kafka-local-faults .demo .mypy_cache .ruff_cache .pytest_cache .hypothesis

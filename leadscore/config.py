@@ -75,6 +75,18 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(
         1_000_000, ge=1_000, description="Larger input records are dead-lettered"
     )
+    max_properties_bytes: int = Field(
+        65_536,
+        ge=100,
+        description="Events whose properties (keys and values, UTF-8) are larger are dead-lettered",
+    )
+    session_timeout_seconds: float = Field(
+        30.0,
+        ge=6,
+        le=300,
+        description="A worker that stops answering (killed, hung) loses its partitions to "
+        "the others after this; a restarted one waits out its old session",
+    )
     web_enabled: bool = Field(True, description="Serve the worker's HTTP endpoints")
     web_host: str = Field("127.0.0.1", description="Address the HTTP endpoints bind to")
     web_port: int = Field(6066, ge=1, le=65535, description="Port of the HTTP endpoints")

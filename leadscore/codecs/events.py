@@ -12,11 +12,18 @@ from leadscore.errors import InvalidEvent
 from leadscore.scoring import EngagementEvent
 
 
-def decode_event(key: bytes | None, value: bytes | None, max_bytes: int) -> EngagementEvent:
+def decode_event(
+    key: bytes | None,
+    value: bytes | None,
+    max_bytes: int,
+    max_properties_bytes: int | None = None,
+) -> EngagementEvent:
     """Decode a JSON or Avro single-object record and check it belongs to its key.
 
     A record whose Kafka key is missing or differs from ``contact_id`` is refused
-    rather than scored on a partition that does not own the contact.
+    rather than scored on a partition that does not own the contact. Properties
+    whose keys and values add up to more than ``max_properties_bytes`` (UTF-8) are
+    refused too: rules match on them, and a huge one costs every rule that reads it.
     """
     if not value:
         raise InvalidEvent("empty_value", "record has no value")
@@ -27,6 +34,15 @@ def decode_event(key: bytes | None, value: bytes | None, max_bytes: int) -> Enga
         event = EngagementEvent.model_validate(data)
     except ValidationError as exc:
         raise InvalidEvent("schema_violation", _describe(exc)) from exc
+    if max_properties_bytes is not None and event.properties:
+        size = sum(len(k.encode("utf-8", "surrogatepass")) for k in event.properties) + sum(
+            len(v.encode("utf-8", "surrogatepass")) for v in event.properties.values()
+        )
+        if size > max_properties_bytes:
+            raise InvalidEvent(
+                "properties_too_large",
+                f"properties are {size} bytes; the limit is {max_properties_bytes}",
+            )
     if key is None:
         raise InvalidEvent("key_missing", "record has no key; the key must be the contact_id")
     if key != event.contact_id.encode("utf-8"):

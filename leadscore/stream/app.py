@@ -13,11 +13,13 @@ in a normal processing step (and in its transaction under exactly_once).
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 
@@ -42,6 +44,7 @@ from leadscore.metrics import (
 )
 from leadscore.scoring import Rules, apply_event, apply_tick, snapshot
 from leadscore.scoring.engine import Applied
+from leadscore.stream import faust_fixes
 from leadscore.stream.census import Census
 from leadscore.stream.history import History
 from leadscore.stream.ticks import Ticker
@@ -76,6 +79,40 @@ def _credentials(settings: Settings) -> Any:
     return faust.SSLCredentials(context)
 
 
+EXIT_PROCESSING_FAILED = 70  # EX_SOFTWARE
+
+
+def stop_unprocessed(message: Any, error: Exception, settings: Settings) -> NoReturn:
+    """Stop the worker at once, without acknowledging ``message``.
+
+    Faust acknowledges a record whose agent raised (the stream's ``finally`` acks
+    it) and restarts the agent at the next record, so an error would commit an
+    offset that was never processed: the event would be lost. Exiting here, before
+    control returns to the stream, leaves the record and everything after it
+    uncommitted; local state is discarded at the next start (the clean-stop
+    marker is missing) and rebuilt from the changelog, and the record is
+    processed again. A supervisor restarts the worker; while the cause remains
+    (a full disk, say) it stops again, having committed nothing it did not process.
+    """
+    cause = f"{type(error).__name__}: {error}"
+    if getattr(error, "errno", None) == errno.ENOSPC or "No space left" in str(error):
+        cause += (
+            f" -- the state directory LEADSCORE_DATA_DIR={settings.data_dir} is full; "
+            "free space there, then restart the worker"
+        )
+    log.critical(
+        "processing %s[%s] offset %s failed, stopping without committing it "
+        "(it is processed again after a restart): %s",
+        message.topic,
+        message.partition,
+        message.offset,
+        cause,
+        exc_info=error,
+    )
+    logging.shutdown()
+    os._exit(EXIT_PROCESSING_FAILED)
+
+
 def consumer_lag(app: faust.App, topic: str) -> dict[tuple[str, int], int]:
     """Per assigned partition of ``topic``: the high watermark minus the committed offset.
 
@@ -99,6 +136,7 @@ def build_app(
     clock: Callable[[], int] = wall_clock_ms,
 ) -> faust.App:
     """The worker's Faust app. ``partitions`` is the input topic's partition count."""
+    faust_fixes.apply()
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{host.strip()}" for host in settings.bootstrap_servers.split(",")],
@@ -121,6 +159,8 @@ def build_app(
         web_stats_enabled=False,
         web_metrics_enabled=False,
         producer_acks=-1,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
     )
     set_build_info(rules.version)
     # The agent reads events and timer ticks: the two topics have the same partition
@@ -172,6 +212,7 @@ def build_app(
     encode_change = encoder("ScoreChange", settings.output_format)
     encode_state = encoder("LeadState", settings.output_format)
     max_bytes = settings.max_event_bytes
+    max_properties = settings.max_properties_bytes
 
     async def dead_letter(message: Any, error: InvalidEvent) -> None:
         headers = dlq_headers(
@@ -214,7 +255,7 @@ def build_app(
     async def score_event(message: Any, wheel: TimerWheel) -> None:
         started = time.perf_counter()
         try:
-            engagement = decode_event(message.key, message.value, max_bytes)
+            engagement = decode_event(message.key, message.value, max_bytes, max_properties)
         except InvalidEvent as error:
             await dead_letter(message, error)
             return
@@ -296,13 +337,17 @@ def build_app(
         async for event in stream.events():
             message = event.message
             wheel = TimerWheel(timers, message.partition, slot_ms)
-            if message.topic == settings.ticks_topic:
-                await tick(wheel)
-            else:
-                await score_event(message, wheel)
+            try:
+                if message.topic == settings.ticks_topic:
+                    await tick(wheel)
+                else:
+                    await score_event(message, wheel)
+            except Exception as error:  # any failure must stop the worker, never skip
+                stop_unprocessed(message, error, settings)
 
+    ticker = Ticker(settings)
     if settings.web_enabled:
-        install_web(app, leads, history, rules, settings, clock)
+        install_web(app, leads, history, rules, settings, clock, ticker.broker_problem)
 
     stage_names = [stage.name for stage in rules.stages]
 
@@ -313,7 +358,7 @@ def build_app(
         owned = owned_partitions(app, settings.events_topic)
         recovery = app.tables.recovery  # type: ignore[attr-defined]
         return WorkerView(
-            ready=not_ready(app, settings) is None,
+            ready=not_ready(app, settings, ticker.broker_problem) is None,
             stages=census.total(owned, stage_names),
             partitions=len(owned),
             lag=consumer_lag(app, settings.events_topic),
@@ -322,7 +367,6 @@ def build_app(
         )
 
     watch_worker(worker_view)
-    ticker = Ticker(settings)
 
     @app.timer(settings.timer_interval_seconds)  # type: ignore[untyped-decorator]
     async def send_ticks() -> None:

@@ -6,14 +6,24 @@ and recovery stops with a ConsistencyError. The state is only a cache of the
 changelog, so state that belongs elsewhere is cleared and rebuilt. Only
 Faust's own table directories (``v1``, ``v2``, ...) are ever removed; a
 directory holding anything else is refused, never emptied.
+
+A worker that did not stop cleanly (SIGKILL, a crash, a full disk) leaves
+RocksDB holding writes whose changelog records, outputs and input offsets may
+never have reached Kafka: a replayed event would then be taken for a duplicate
+and its actions never sent. ``RUNNING.json`` is written at start and removed
+only after a clean stop; found at start, it means the local tables are
+discarded and rebuilt from the changelog, which holds only what Kafka has
+(under exactly_once, only committed transactions).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 from leadscore.errors import ConfigError
@@ -22,7 +32,8 @@ log = logging.getLogger("leadscore.state")
 
 OWNER_FILE = "OWNER.json"
 RULES_FILE = "RULES.json"
-OURS = {OWNER_FILE, RULES_FILE}
+RUNNING_FILE = "RUNNING.json"
+OURS = {OWNER_FILE, RULES_FILE, RUNNING_FILE}
 FAUST_TABLE_DIR = re.compile(r"^v\d+$")
 
 
@@ -55,6 +66,32 @@ def claim_state_dir(data_dir: Path, cluster_id: str, app_id: str, events_topic: 
         cleared = True
     marker.write_text(json.dumps(owner), encoding="utf-8")
     return cleared
+
+
+def begin_run(data_dir: Path) -> bool:
+    """Mark ``data_dir`` in use; True when the last run had not stopped cleanly and
+    its tables were discarded (they are rebuilt from the changelog)."""
+    marker = data_dir / RUNNING_FILE
+    discarded = False
+    if marker.exists():
+        tables = [p for p in data_dir.iterdir() if FAUST_TABLE_DIR.match(p.name)]
+        if tables:
+            log.warning(
+                "the last worker on %s did not stop cleanly (killed or crashed): its local "
+                "state may hold writes Kafka never got; discarding it, tables are rebuilt "
+                "from the changelog",
+                data_dir,
+            )
+            for table_dir in tables:
+                shutil.rmtree(table_dir)
+            discarded = True
+    marker.write_text(json.dumps({"pid": os.getpid(), "started": time.time()}), encoding="utf-8")
+    return discarded
+
+
+def end_run(data_dir: Path) -> None:
+    """After a clean stop: the tables were closed with every write committed."""
+    (data_dir / RUNNING_FILE).unlink(missing_ok=True)
 
 
 def note_rules(data_dir: Path, version: str, digest: str) -> dict[str, str] | None:

@@ -62,8 +62,15 @@ def owned_partitions(app: faust.App, topic: str) -> list[int]:
     return sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topic)
 
 
-def not_ready(app: faust.App, settings: Settings) -> str | None:
-    """Why this worker cannot answer lead queries now (None when it can)."""
+def not_ready(
+    app: faust.App, settings: Settings, broker_problem: Callable[[], str | None] | None = None
+) -> str | None:
+    """Why this worker is not ready (None when it is).
+
+    Lead queries are answered from local state, so they leave out ``broker_problem``:
+    during an outage a worker still answers what it knows, while /readyz says it is
+    not processing.
+    """
     if app.should_stop:
         return "the worker is stopping"
     # Faust keeps ``rebalancing`` set until table recovery after the rebalance ends.
@@ -73,7 +80,7 @@ def not_ready(app: faust.App, settings: Settings) -> str | None:
         return "tables are being recovered from their changelogs"
     if not owned_partitions(app, settings.events_topic):
         return "no partitions of the events topic are assigned to this worker"
-    return None
+    return broker_problem() if broker_problem is not None else None
 
 
 def error_response(error: ApiError) -> aioweb.Response:
@@ -126,6 +133,7 @@ def install_web(
     rules: Rules,
     settings: Settings,
     clock: Callable[[], int],
+    broker_problem: Callable[[], str | None] | None = None,
 ) -> None:
     me = _ident(URL(settings.canonical_web_url()))
 
@@ -220,7 +228,7 @@ def install_web(
 
     @app.page("/readyz")
     async def readyz(web: View, request: Request) -> Response:
-        reason = not_ready(app, settings)
+        reason = not_ready(app, settings, broker_problem)
         if reason is not None:
             raise ApiError(503, "not_ready", reason, retry_after=RETRY_AFTER_S)
         return web.json({"status": "ready", "partitions": owned()})

@@ -23,9 +23,11 @@ from tests.unit.test_codecs import GOOD, avro_event
 
 RULES = load_rules()
 LIMIT = 1_000_000
+PROPERTIES_LIMIT = 65_536  # the defaults of LEADSCORE_MAX_EVENT_BYTES and _MAX_PROPERTIES_BYTES
 REASONS = {
     "empty_value",
     "too_large",
+    "properties_too_large",
     "bad_json",
     "bad_avro",
     "unknown_schema",
@@ -52,7 +54,7 @@ fields = st.sampled_from(sorted({*GOOD, "properties", "account_id", "source"}))
 def scored_or_refused(key: bytes | None, value: bytes) -> str:
     """'scored', or the reason it was refused; anything else raised fails the test."""
     try:
-        event = decode_event(key, value, LIMIT)
+        event = decode_event(key, value, LIMIT, PROPERTIES_LIMIT)
     except InvalidEvent as error:
         refused = error
     else:
@@ -115,6 +117,25 @@ def test_deep_nesting_is_refused_not_a_recursion_error() -> None:
 def test_ten_megabyte_properties_are_refused_by_size() -> None:
     value = orjson.dumps({**GOOD, "properties": {"blob": "x" * 10_000_000}})
     assert scored_or_refused(b"c1", value) == "too_large"
+
+
+def test_large_properties_in_a_record_under_the_size_limit_are_refused() -> None:
+    for properties in ({"blob": "x" * 500_000}, {f"k{i}": "é" * 100 for i in range(400)}):
+        value = orjson.dumps({**GOOD, "properties": properties})
+        assert len(value) < LIMIT
+        assert scored_or_refused(b"c1", value) == "properties_too_large"
+        avro = schema("EngagementEvent").encode(
+            {
+                **GOOD,
+                "account_id": None,
+                "anonymous_id": None,
+                "source": None,
+                "properties": properties,
+            }
+        )
+        assert scored_or_refused(b"c1", avro) == "properties_too_large"
+    just_under = {"b": "x" * (PROPERTIES_LIMIT - 1)}
+    assert scored_or_refused(b"c1", orjson.dumps({**GOOD, "properties": just_under})) == "scored"
 
 
 @given(st.integers(min_value=-(2**63), max_value=2**63 - 1))

@@ -1,0 +1,301 @@
+"""The fault tier's workload, its reference and the end-state comparison.
+
+A seeded workload (leadscore's traffic model, plus re-delivered duplicates and
+unreadable records) is produced at a steady rate while a scenario injects its
+faults. The reference is the pure scoring core folded over the same records in
+each contact's order, which is the order Kafka keeps them in. At the end the
+published topics are read (read_committed) and compared with it.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from leadscore.codecs.events import decode_event
+from leadscore.errors import InvalidEvent
+from leadscore.scoring import Rules, apply_event, snapshot
+from leadscore.scoring.records import LeadAction, LeadRecord
+from leadscore.simulate import TrafficModel
+from leadscore.verify import Report, Topic, check, read_topic
+from tests.integration.workers import Deployment
+
+MAX_BYTES = 1_000_000
+COMPARED = ("score", "stage", "event_count", "last_event_at", "fit", "disqualified")
+
+
+@dataclass
+class Workload:
+    """Records in produce order, and what the scoring core makes of them."""
+
+    records: list[tuple[bytes, bytes]]
+    duplicates: int
+    unreadable: int
+    leads: dict[str, LeadRecord] = field(default_factory=dict)
+    actions: dict[str, LeadAction] = field(default_factory=dict)
+    scored: set[str] = field(default_factory=set)
+
+
+def workload(seed: int, events: int, contacts: int, rules: Rules) -> Workload:
+    """``events`` records over the last few minutes of event time: about 2% are
+    re-deliveries of an earlier record and 0.5% are unreadable."""
+    model = TrafficModel(contacts, seed=seed, prefix=f"f{seed}-", seeded_ids=True, hot_share=0.05)
+    rng = random.Random(seed)
+    start = int(time.time() * 1000) - events * 20
+    records: list[tuple[bytes, bytes]] = []
+    duplicates = unreadable = 0
+    for i in range(events):
+        roll = rng.random()
+        if roll < 0.02 and records:
+            records.append(rng.choice(records))
+            duplicates += 1
+        elif roll < 0.025:
+            contact = model.pick_contact().contact_id.encode()
+            records.append((contact, b'{"event_id": "broken", "contact_id": '))
+            unreadable += 1
+        else:
+            event = model.next_event(start + i * 20)
+            records.append((event["contact_id"].encode(), orjson.dumps(event)))
+    made = Workload(records, duplicates, unreadable)
+    made.unreadable = 0  # re-delivered copies of unreadable records are dead-lettered too
+    for key, value in records:
+        try:
+            event = decode_event(key, value, MAX_BYTES)
+        except InvalidEvent:
+            made.unreadable += 1
+            continue
+        applied = apply_event(made.leads.get(event.contact_id), event, rules, 0)
+        if applied.status != "scored":
+            continue
+        made.leads[event.contact_id] = applied.record
+        made.scored.add(event.event_id)
+        for action in applied.actions:
+            made.actions[action.action_id] = action
+    return made
+
+
+class PacedProducer(threading.Thread):
+    """Produces the records at ``rate`` per second in the background, through broker
+    outages too (librdkafka keeps them queued and retries)."""
+
+    def __init__(self, bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], rate: float):
+        super().__init__(daemon=True)
+        self.producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                # as the README asks of producers: Kafka's (and Faust's) key partitioner
+                "partitioner": "murmur2_random",
+                "linger.ms": 5,
+                "message.timeout.ms": 300_000,
+            }
+        )
+        self.topic, self.records, self.rate = topic, records, rate
+        self.sent = 0
+        self.failed: list[str] = []
+
+    def run(self) -> None:
+        started = time.monotonic()
+        for key, value in self.records:
+            lag = started + self.sent / self.rate - time.monotonic()
+            if lag > 0:
+                time.sleep(lag)
+            self.producer.produce(self.topic, key=key, value=value, on_delivery=self._delivered)
+            self.producer.poll(0)
+            self.sent += 1
+        left = self.producer.flush(300)
+        if left:
+            self.failed.append(f"{left} record(s) not delivered")
+
+    def _delivered(self, error: Any, _message: Any) -> None:
+        if error is not None:
+            self.failed.append(str(error))
+
+    def finish(self, timeout: float = 360) -> None:
+        self.join(timeout)
+        assert not self.is_alive(), "the producer did not finish"
+        assert not self.failed, f"events not delivered: {self.failed[:3]}"
+
+
+def committed_behind(deployment: Deployment) -> int:
+    """How many events records the worker group has not committed yet."""
+    settings = deployment.settings()
+    consumer = Consumer({"bootstrap.servers": deployment.bootstrap, "group.id": settings.app_id})
+    try:
+        topic = settings.events_topic
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+        behind = 0
+        for tp in committed:
+            _, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, tp.partition), timeout=10
+            )
+            behind += high - max(tp.offset, 0)
+        return behind
+    finally:
+        consumer.close()
+
+
+def wait_committed(deployment: Deployment, timeout: float = 240.0, alive: Any = None) -> None:
+    """Until the group's committed offsets reach the end of the events topic."""
+    deadline = time.monotonic() + timeout
+    behind = -1
+    while time.monotonic() < deadline:
+        behind = committed_behind(deployment)
+        if behind == 0:
+            return
+        if alive is not None:
+            alive()
+        time.sleep(1.0)
+    raise AssertionError(f"{behind} events records still uncommitted after {timeout} s")
+
+
+@dataclass
+class Outcome:
+    """One scenario's figures, printed in the session summary."""
+
+    scenario: str
+    guarantee: str
+    events_in: int
+    duplicates_in: int
+    unreadable_in: int
+    faults: int
+    leads_checked: int = 0
+    mismatches: int = 0
+    actions_expected: int = 0
+    actions_lost: int = 0
+    actions_unexpected: int = 0
+    action_duplicates: int = 0
+    changes_missing: int = 0
+    change_duplicates: int = 0
+    dead_letters: int = 0
+    verify: Report | None = None
+    examples: list[str] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        found = []
+        for name in ("mismatches", "actions_lost", "actions_unexpected", "changes_missing"):
+            if getattr(self, name):
+                found.append(f"{name}={getattr(self, name)}")
+        if self.dead_letters != self.unreadable_in:
+            found.append(f"dead_letters={self.dead_letters} (expected {self.unreadable_in})")
+        if self.verify is not None and not self.verify.ok:
+            found.append(f"verify: {self.verify.counts()}")
+        return found
+
+
+def compare(deployment: Deployment, made: Workload, rules: Rules, outcome: Outcome) -> Outcome:
+    """Read the published topics and fill ``outcome`` against the reference."""
+    settings = deployment.settings()
+    lead_state = read_topic(settings, settings.lead_state_topic)
+    changes = read_topic(settings, settings.score_changes_topic)
+    actions = read_topic(settings, settings.actions_topic)
+    dlq = read_topic_raw(deployment, settings.dlq_topic)
+    outcome.verify = check(
+        lead_state, changes, actions, rules, settings.processing_guarantee == "exactly_once"
+    )
+
+    outcome.leads_checked = len(made.leads)
+    for contact, record in made.leads.items():
+        states = lead_state.by_key.get(contact)
+        expected = snapshot(record, rules, 0).to_dict()
+        if not states or any(states[-1][k] != expected[k] for k in COMPARED):
+            outcome.mismatches += 1
+            if len(outcome.examples) < 3:
+                got = {k: states[-1][k] for k in COMPARED} if states else None
+                want = {k: expected[k] for k in COMPARED}
+                outcome.examples.append(f"{contact}: got {got}, want {want}")
+    outcome.mismatches += len(set(lead_state.by_key) - set(made.leads))
+
+    got_actions = _ids(actions, "action_id")
+    caused = {i for i, a in _first(actions, "action_id").items() if a["cause_event_id"] is not None}
+    outcome.actions_expected = len(made.actions)
+    outcome.actions_lost = len(set(made.actions) - set(got_actions))
+    outcome.actions_unexpected = len(caused - set(made.actions))
+    outcome.action_duplicates = sum(n - 1 for n in got_actions.values())
+
+    got_changes = _ids(changes, "event_id")
+    outcome.changes_missing = len(made.scored - set(got_changes))
+    outcome.change_duplicates = sum(n - 1 for n in got_changes.values())
+    outcome.dead_letters = dlq
+    return outcome
+
+
+def _ids(topic: Topic, name: str) -> Counter[str]:
+    return Counter(r[name] for records in topic.by_key.values() for r in records)
+
+
+def _first(topic: Topic, name: str) -> dict[str, dict[str, Any]]:
+    first: dict[str, dict[str, Any]] = {}
+    for records in topic.by_key.values():
+        for r in records:
+            first.setdefault(r[name], r)
+    return first
+
+
+def read_topic_raw(deployment: Deployment, topic: str) -> int:
+    """Distinct source records in a dead-letter topic (by their source partition and offset)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": deployment.bootstrap,
+            "group.id": "faults-dlq",
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        pending, sources = set(parts), set()
+        deadline = time.monotonic() + 60
+        while pending and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None:
+                continue
+            if message.error():
+                pending.discard(message.partition())
+                continue
+            headers = dict(message.headers() or [])
+            sources.add(
+                (headers.get("leadscore.source.partition"), headers.get("leadscore.source.offset"))
+            )
+        return len(sources)
+    finally:
+        consumer.close()
+
+
+def describe(outcome: Outcome) -> list[str]:
+    return [
+        f"{outcome.scenario} [{outcome.guarantee}]",
+        str(outcome.faults),
+        f"{outcome.events_in:,}",
+        f"{outcome.leads_checked:,}",
+        str(outcome.mismatches),
+        f"{outcome.actions_expected:,}",
+        str(outcome.actions_lost),
+        str(outcome.action_duplicates),
+        str(outcome.change_duplicates),
+        "ok" if outcome.verify is not None and outcome.verify.ok else "FAILED",
+    ]
+
+
+HEADERS = [
+    "scenario",
+    "faults",
+    "events in",
+    "leads checked",
+    "mismatches",
+    "actions expected",
+    "actions lost",
+    "duplicate actions",
+    "duplicate changes",
+    "verify",
+]

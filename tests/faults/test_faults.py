@@ -1,0 +1,82 @@
+"""Faults on a real broker and real workers; the end state must equal the reference.
+
+Each scenario produces a seeded workload at a steady rate while it kills workers,
+rebalances, stops the broker or deletes state, then waits until every event's
+offset is committed, stops the workers cleanly, and compares what the topics
+hold with the pure scoring core's result over the same records.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from leadscore.scoring import Rules
+from tests.faults.harness import Outcome, PacedProducer, compare, wait_committed, workload
+from tests.integration.workers import Deployment
+
+EXACTLY_ONCE_BROKEN = pytest.mark.xfail(
+    reason="faust-streaming's exactly_once publishes records twice after a SIGKILL: "
+    "3,213 repeated score-change or action records read_committed in 8,000 events "
+    "with 3 kills (2026-11-24); at_least_once is the default until that is fixed",
+    strict=False,
+)
+GUARANTEES = ("at_least_once", pytest.param("exactly_once", marks=EXACTLY_ONCE_BROKEN))
+
+
+def deploy(bootstrap: str, root: Path, guarantee: str, **extra: str) -> Deployment:
+    d = Deployment(
+        bootstrap,
+        root,
+        partitions=3,
+        extra={
+            "LEADSCORE_PROCESSING_GUARANTEE": guarantee,
+            # a killed worker's partitions move after 6 s instead of 30
+            "LEADSCORE_SESSION_TIMEOUT_SECONDS": "6",
+            **extra,
+        },
+    )
+    d.create_topics()
+    return d
+
+
+def check(outcome: Outcome) -> None:
+    problems = outcome.problems()
+    assert not problems, f"{outcome.scenario}: {problems}; e.g. {outcome.examples}"
+    if outcome.guarantee == "exactly_once":
+        assert outcome.action_duplicates == 0, outcome
+        assert outcome.change_duplicates == 0, outcome
+
+
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_sigkill_at_random_points_loses_and_doubles_nothing(
+    broker, rules: Rules, tmp_path: Path, guarantee: str, record: list[Outcome]
+) -> None:
+    d = deploy(broker.bootstrap, tmp_path, guarantee)
+    made = workload(seed=11, events=8_000, contacts=400, rules=rules)
+    rng = random.Random(7)
+    worker = d.worker().start()
+    producer = PacedProducer(d.bootstrap, d.topic("events"), made.records, rate=300)
+    producer.start()
+    kills = 0
+    while producer.is_alive() and kills < 3:
+        time.sleep(rng.uniform(0.5, 3.0))
+        worker.kill()
+        kills += 1
+        worker = d.worker().start()
+    producer.finish()
+    wait_committed(d)
+    assert worker.stop() == 0
+    outcome = Outcome(
+        "SIGKILL x3 mid-stream",
+        guarantee,
+        len(made.records),
+        made.duplicates,
+        made.unreadable,
+        kills,
+    )
+    record.append(compare(d, made, rules, outcome))
+    check(outcome)
