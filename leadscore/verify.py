@@ -255,10 +255,16 @@ def _check_audit(
         linked = previous is None or _close(change["old_score"], previous["new_score"])
         if not _close(change["new_score"], expected, 3) or (exactly_once and not linked):
             report.violate("audit chain broken", contact)
+        scored.pop(event, None)  # re-insert: the dict's last entry is the log's last record
         scored[event] = change
         previous = change
     report.audited_events += len(scored)
     return scored
+
+
+def previous_change(scored: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The lead's last change record in log order (the state it published last)."""
+    return next(reversed(scored.values()))
 
 
 def _check_state(
@@ -269,7 +275,7 @@ def _check_state(
     report: Report,
 ) -> None:
     if scored:
-        last = max(scored.values(), key=lambda c: c["processed_at"])
+        last = previous_change(scored)
         if not _close(state["score"], last["new_score"]):
             report.violate("score differs from the audit", contact)
     elif state["score"] != 0 and not audit_truncated:

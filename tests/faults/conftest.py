@@ -95,6 +95,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for o in OUTCOMES:
         extra = [f"{o.duplicates_in} re-delivered and {o.unreadable_in} unreadable records in"]
         extra.append(f"{o.dead_letters} dead-lettered")
+        extra.append(f"{o.timer_actions} actions from decay timers")
         if o.verify is not None:
             extra.append(
                 f"verify: {o.verify.audited_events:,} audited events, "

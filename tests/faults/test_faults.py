@@ -9,7 +9,10 @@ hold with the pure scoring core's result over the same records.
 from __future__ import annotations
 
 import random
+import socket
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -77,6 +80,68 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(
         made.duplicates,
         made.unreadable,
         kills,
+    )
+    record.append(compare(d, made, rules, outcome))
+    check(outcome)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def readiness(port: int) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError as error:
+        return 0, str(error)
+
+
+def wait_readiness(port: int, status: int, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    seen = (0, "")
+    while time.monotonic() < deadline:
+        seen = readiness(port)
+        if seen[0] == status:
+            return seen[1]
+        time.sleep(0.5)
+    raise AssertionError(f"/readyz did not answer {status} within {timeout} s: {seen}")
+
+
+def test_broker_stopped_for_30_s_mid_stream(
+    broker, rules: Rules, tmp_path: Path, record: list[Outcome]
+) -> None:
+    d = deploy(broker.bootstrap, tmp_path, "at_least_once")
+    made = workload(seed=23, events=6_000, contacts=300, rules=rules)
+    port = free_port()
+    worker = d.worker(LEADSCORE_WEB_ENABLED="true", LEADSCORE_WEB_PORT=str(port)).start()
+    wait_readiness(port, 200, 60)
+    producer = PacedProducer(d.bootstrap, d.topic("events"), made.records, rate=200)
+    producer.start()
+    time.sleep(3)
+    broker.stop()
+    stopped = time.monotonic()
+    try:
+        reason = wait_readiness(port, 503, 30)
+        assert "Kafka cluster has not answered" in reason, reason
+        time.sleep(max(0.0, 30 - (time.monotonic() - stopped)))
+    finally:
+        broker.start()
+    wait_readiness(port, 200, 120)
+    producer.finish()
+    wait_committed(d, alive=lambda: worker.proc is not None and worker.proc.poll() is None)
+    assert worker.stop() == 0
+    outcome = Outcome(
+        "broker down 30 s mid-stream",
+        "at_least_once",
+        len(made.records),
+        made.duplicates,
+        made.unreadable,
+        1,
     )
     record.append(compare(d, made, rules, outcome))
     check(outcome)
