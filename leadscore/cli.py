@@ -367,19 +367,7 @@ def verify(rules_path: Path | None, as_json: bool) -> None:
     report = run_verify(settings, rules, progress)
     click.echo(f"\rread in {time.monotonic() - started:.1f} s" + " " * 30, err=True)
     if as_json:
-        summary = {
-            "ok": report.ok,
-            "leads": report.leads,
-            "lead_state_records": report.lead_state_records,
-            "score_change_records": report.changes,
-            "audited_events": report.audited_events,
-            "action_records": report.actions,
-            "repeated_changes": report.repeated_changes,
-            "repeated_actions": report.repeated_actions,
-            "truncated": report.truncated,
-            "violations": report.counts(),
-        }
-        click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+        click.echo(orjson.dumps(report.summary(), option=orjson.OPT_INDENT_2).decode())
     else:
         click.echo(report.render())
     if not report.ok:

@@ -139,20 +139,35 @@ class Report:
     def counts(self) -> dict[str, int]:
         return {kind: len(leads) for kind, leads in sorted(self.violations.items())}
 
-    def render(self) -> str:
-        rows = [
-            ("leads (lead-state keys)", self.leads),
-            ("lead-state records", self.lead_state_records),
-            ("score-change records", self.changes),
-            ("audited events (distinct)", self.audited_events),
-            ("action records", self.actions),
-            ("repeated score-change records", self.repeated_changes),
-            ("repeated action records", self.repeated_actions),
-            ("replayed score-change records (at_least_once)", self.replayed_changes),
-            ("replayed action records (at_least_once)", self.replayed_actions),
+    def figures(self) -> list[tuple[str, str, int]]:
+        """(key, label, count) of everything counted, for the table and for --json."""
+        return [
+            ("leads", "leads (lead-state keys)", self.leads),
+            ("lead_state_records", "lead-state records", self.lead_state_records),
+            ("score_change_records", "score-change records", self.changes),
+            ("audited_events", "audited events (distinct)", self.audited_events),
+            ("action_records", "action records", self.actions),
+            ("repeated_changes", "repeated score-change records", self.repeated_changes),
+            ("repeated_actions", "repeated action records", self.repeated_actions),
+            (
+                "replayed_changes",
+                "replayed score-change records (at_least_once)",
+                self.replayed_changes,
+            ),
+            ("replayed_actions", "replayed action records (at_least_once)", self.replayed_actions),
         ]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            **{key: value for key, _, value in self.figures()},
+            "truncated": self.truncated,
+            "violations": self.counts(),
+        }
+
+    def render(self) -> str:
         lines = ["| checked | count |", "|---|---|"]
-        lines += [f"| {name} | {value:,} |" for name, value in rows]
+        lines += [f"| {label} | {value:,} |" for _, label, value in self.figures()]
         lines += ["", "| invariant | violations | leads (redacted) |", "|---|---|---|"]
         for kind in INVARIANTS:
             leads = self.violations.get(kind, [])
@@ -212,10 +227,11 @@ def check(
     contacts = set(lead_state.by_key) | set(changes.by_key) | set(actions.by_key)
     report.leads = len(lead_state.by_key)
     for contact in sorted(contacts):
-        scored = _check_audit(contact, changes.by_key.get(contact, []), exactly_once, report)
+        records = changes.by_key.get(contact, [])
+        scored = _check_audit(contact, records, exactly_once, report)
         states = lead_state.by_key.get(contact)
         if states:
-            _check_state(contact, states[-1], scored, changes.truncated, report)
+            _check_state(contact, states[-1], records, scored, changes.truncated, report)
         _check_actions(
             contact,
             actions.by_key.get(contact, []),
@@ -255,28 +271,24 @@ def _check_audit(
         linked = previous is None or _close(change["old_score"], previous["new_score"])
         if not _close(change["new_score"], expected, 3) or (exactly_once and not linked):
             report.violate("audit chain broken", contact)
-        scored.pop(event, None)  # re-insert: the dict's last entry is the log's last record
         scored[event] = change
         previous = change
     report.audited_events += len(scored)
     return scored
 
 
-def previous_change(scored: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The lead's last change record in log order (the state it published last)."""
-    return next(reversed(scored.values()))
-
-
 def _check_state(
     contact: str,
     state: dict[str, Any],
+    records: list[dict[str, Any]],
     scored: dict[str, dict[str, Any]],
     audit_truncated: bool,
     report: Report,
 ) -> None:
-    if scored:
-        last = previous_change(scored)
-        if not _close(state["score"], last["new_score"]):
+    """``records`` are the lead's change records in log order: the last one is the state
+    it published last (under at_least_once, of the latest replay)."""
+    if records:
+        if not _close(state["score"], records[-1]["new_score"]):
             report.violate("score differs from the audit", contact)
     elif state["score"] != 0 and not audit_truncated:
         report.violate("score differs from the audit", contact)
@@ -330,13 +342,12 @@ def _check_actions(
 
 def _has_gap(contact: str, seen: dict[str, dict[str, Any]]) -> bool:
     """Whether some (kind, name) sequence skips a number below the highest one seen."""
-    by_series: dict[tuple[str, str], int] = defaultdict(int)
+    by_series: dict[tuple[str, str], set[str]] = defaultdict(set)
     for action in seen.values():
-        by_series[(action["kind"], action["name"])] += 1
-    for (kind, name), count in by_series.items():
-        # ids 0..count-1 must all be present; any other id means one below it is missing
-        expected = {action_id(contact, kind, name, n) for n in range(count)}
-        present = {a["action_id"] for a in seen.values() if (a["kind"], a["name"]) == (kind, name)}
+        by_series[(action["kind"], action["name"])].add(action["action_id"])
+    for (kind, name), present in by_series.items():
+        # ids 0..n-1 must all be present; any other id means one below it is missing
+        expected = {action_id(contact, kind, name, n) for n in range(len(present))}
         if present != expected:
             return True
     return False

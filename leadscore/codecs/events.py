@@ -35,8 +35,9 @@ def decode_event(
     except ValidationError as exc:
         raise InvalidEvent("schema_violation", _describe(exc)) from exc
     if max_properties_bytes is not None and event.properties:
-        size = sum(len(k.encode("utf-8", "surrogatepass")) for k in event.properties) + sum(
-            len(v.encode("utf-8", "surrogatepass")) for v in event.properties.values()
+        size = sum(
+            len(k.encode("utf-8", "surrogatepass")) + len(v.encode("utf-8", "surrogatepass"))
+            for k, v in event.properties.items()
         )
         if size > max_properties_bytes:
             raise InvalidEvent(

@@ -33,12 +33,15 @@ _IN_HAND = "_leadscore_in_hand"
 _applied = False
 
 
+_faust_send_pending = ProducerBuffer._send_pending
+
+
 async def _send_pending(self: ProducerBuffer, fut: Any) -> None:
     # _handle_pending takes a record off the queue and calls this with no await in
     # between, so "queue empty and none in hand" means every record reached the client.
     setattr(self, _IN_HAND, getattr(self, _IN_HAND, 0) + 1)
     try:
-        await fut.message.channel.publish_message(fut, wait=False)
+        await _faust_send_pending(self, fut)
     finally:
         setattr(self, _IN_HAND, getattr(self, _IN_HAND) - 1)
 

@@ -198,7 +198,7 @@ def compare(deployment: Deployment, made: Workload, rules: Rules, outcome: Outco
     lead_state = read_topic(settings, settings.lead_state_topic)
     changes = read_topic(settings, settings.score_changes_topic)
     actions = read_topic(settings, settings.actions_topic)
-    dlq = read_topic_raw(deployment, settings.dlq_topic)
+    dlq = dead_lettered_sources(deployment, settings.dlq_topic)
     outcome.verify = check(
         lead_state, changes, actions, rules, settings.processing_guarantee == "exactly_once"
     )
@@ -251,7 +251,7 @@ def _first(topic: Topic, name: str) -> dict[str, dict[str, Any]]:
     return first
 
 
-def read_topic_raw(deployment: Deployment, topic: str) -> int:
+def dead_lettered_sources(deployment: Deployment, topic: str) -> int:
     """Distinct source records in a dead-letter topic (by their source partition and offset)."""
     consumer = Consumer(
         {
