@@ -1,4 +1,4 @@
-"""Drain throughput of one worker over events produced beforehand (bench/metrics_overhead.py).
+"""Drain throughput of one worker over events produced beforehand (A/B benches).
 
 The events are produced once to a topic (the seeded workload of bench/workload.py,
 so producing is not what is measured); each run is a fresh worker (own app id,
@@ -9,6 +9,7 @@ Throughput is measured as in bench/bench.py: the worker's lead-state records
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from systems import Deployment, Drain, drain, start
@@ -33,3 +34,28 @@ def drain_once(
         return drain(bootstrap, deployment.counted, expected, 900, running)
     finally:
         running.stop()
+
+
+def alternate(
+    bootstrap: str,
+    root: Path,
+    events_topic: str,
+    expected: int,
+    repeat: int,
+    variants: dict[str, dict[str, str]],
+) -> dict[str, list[float]]:
+    """Fresh workers drain ``events_topic`` once per variant per round; events/s per variant.
+
+    ``variants`` maps a name to its extra LEADSCORE_* settings. The order of the
+    variants is reversed every other round, so drift on a shared machine falls on
+    both sides.
+    """
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
+    for i in range(repeat):
+        for name in names if i % 2 == 0 else names[::-1]:
+            print(f"bench: round {i + 1}/{repeat}, {name}", file=sys.stderr)
+            settings = variants[name]
+            run = drain_once(bootstrap, root / f"{name}-{i}", events_topic, expected, **settings)
+            rates[name].append(run.rate)
+    return rates

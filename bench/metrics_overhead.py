@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from common import ensure_broker, record_results, shown, spread, stop_broker
-from drain import drain_once, produce_workload
+from drain import alternate, produce_workload
 
 
 def main() -> None:
@@ -28,21 +28,20 @@ def main() -> None:
     args = parser.parse_args()
 
     bootstrap, started_broker = ensure_broker()
-    rates: dict[str, list[float]] = {"on": [], "off": []}
     try:
         with tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp:
             topic = produce_workload(bootstrap, Path(tmp), args.events, args.contacts, args.seed)
-            for i in range(args.repeat):
-                for mode in ("on", "off") if i % 2 == 0 else ("off", "on"):
-                    print(f"bench: run {i + 1}/{args.repeat}, metrics {mode}", file=sys.stderr)
-                    drain = drain_once(
-                        bootstrap,
-                        Path(tmp) / f"{mode}-{i}",
-                        topic,
-                        args.events,
-                        LEADSCORE_METRICS_ENABLED="true" if mode == "on" else "false",
-                    )
-                    rates[mode].append(drain.rate)
+            rates = alternate(
+                bootstrap,
+                Path(tmp),
+                topic,
+                args.events,
+                args.repeat,
+                {
+                    "on": {"LEADSCORE_METRICS_ENABLED": "true"},
+                    "off": {"LEADSCORE_METRICS_ENABLED": "false"},
+                },
+            )
     finally:
         if started_broker:
             stop_broker()

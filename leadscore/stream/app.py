@@ -46,6 +46,7 @@ from leadscore.scoring import Rules, apply_event, apply_tick, snapshot
 from leadscore.scoring.engine import Applied
 from leadscore.stream import faust_fixes
 from leadscore.stream.census import Census
+from leadscore.stream.faust_fixes import OUTPUTS
 from leadscore.stream.history import History
 from leadscore.stream.ticks import Ticker
 from leadscore.stream.web import api_middleware, install_web, not_ready, owned_partitions
@@ -236,7 +237,7 @@ def build_app(
     async def emit(key: bytes, applied: Applied, now: int) -> None:
         record = applied.record
         for action in applied.actions:
-            await actions.send(key=key, value=encode_action(action.to_dict()))
+            OUTPUTS.track(await actions.send(key=key, value=encode_action(action.to_dict())))
             if not metrics_on:
                 continue
             ACTIONS.labels(action.kind, action.name).inc()
@@ -246,11 +247,10 @@ def build_app(
                 )
         if applied.change is not None:
             change = applied.change.to_dict()
-            await score_changes.send(key=key, value=encode_change(change))
+            OUTPUTS.track(await score_changes.send(key=key, value=encode_change(change)))
             history.record(applied.record.contact_id, applied.record.event_count, change)
-        await lead_state.send(
-            key=key, value=encode_state(snapshot(applied.record, rules, now).to_dict())
-        )
+        state = encode_state(snapshot(applied.record, rules, now).to_dict())
+        OUTPUTS.track(await lead_state.send(key=key, value=state))
 
     async def score_event(message: Any, wheel: TimerWheel) -> None:
         started = time.perf_counter()
@@ -367,6 +367,15 @@ def build_app(
         )
 
     watch_worker(worker_view)
+
+    last_committed: dict[Any, int | None] = {}
+
+    @app.timer(30.0)  # type: ignore[untyped-decorator]
+    async def report_stuck_commits() -> None:
+        """Log partitions whose records processed 30 s ago are still uncommitted."""
+        stuck = faust_fixes.stuck_commits(app.consumer, last_committed)
+        if stuck:
+            log.warning("records processed 30 s ago are still uncommitted: %s", "; ".join(stuck))
 
     @app.timer(settings.timer_interval_seconds)  # type: ignore[untyped-decorator]
     async def send_ticks() -> None:

@@ -13,60 +13,230 @@ Found by the fault tier (tests/faults), each with the symptom it caused there.
    later re-delivery of such an event was scored as new (seen as "event counted
    twice" by ``leadscore verify`` after 3 kills of 8,000 events).
 
-   Fix: ``flush()`` waits until the queue is empty *and* no record is between
-   the queue and the client, and the exactly_once commit flushes it first.
+   Fix: ``flush()`` waits until every record queued *before it was called* has
+   been handed to the client (records are numbered as they are queued), and the
+   exactly_once commit flushes first. Waiting for an empty queue instead, as a
+   first version did, can starve while table writes keep arriving: a commit
+   waited 240 s with the worker idle in one fault-tier run.
 
-2. **An exception in an agent commits the record it failed on.** See
+2. **A record skipped during a rebalance counts as processed.** When a
+   rebalance starts Faust suspends flow, and a stream then *skips* every record
+   it takes from its buffer (and every record fetched in an older generation),
+   but still acks it. The consumer has already dropped the partition's ack
+   bookkeeping at that point, so the ack lands in the next generation's, where
+   it marks an offset done that no agent processed. Once the records before it
+   are re-processed, the commit runs through it while its re-fetched copy may
+   still be unprocessed; a SIGKILL in that window loses the event (seen: one
+   page view missing from a lead after 3 kills, about one run in five, and once
+   a record applied after records 470 offsets later).
+
+   Fix: an ack that arrives while flow is suspended, or for a record of an older
+   generation, releases the record but does not mark its offset committable.
+   Every such offset is re-fetched from the committed offset after the
+   rebalance and processed then (at most a repeat, which the history table
+   recognises).
+
+3. **A table write can reach Kafka before the outputs it follows.** The agent
+   sends its output records (actions, score changes, lead-state) and then
+   writes its tables; both are sent asynchronously, to different partitions, so
+   a SIGKILL can land after an event's changelog records were delivered and
+   before its outputs were. The restarted worker rebuilds its state from the
+   changelog, finds the re-delivered event already applied, and never sends
+   its outputs (seen: 2 threshold actions lost in 8,000 events with 3 kills,
+   and a lead whose last lead-state record was one event short).
+
+   Fix: the agent registers every output send with ``OUTPUTS``, and the buffer
+   hands a changelog record to the client only once every output sent before
+   the record was queued has been acknowledged by the broker. After a crash,
+   the changelog then holds only events whose outputs were all published.
+
+4. **A jump in fetched offsets counts the skipped offsets as processed.** When
+   the next record Faust reads from a partition is more than one offset past
+   the last it read, it records the offsets in between as a "gap" and later
+   adds them to the acked offsets, as if processed. That is meant for offsets
+   that hold no record (transaction markers, compacted records). But after
+   every assignment Faust seeks to the committed offset and sets its "last
+   read" offset to it only once the seek returns, while the fetcher is already
+   delivering records: the next record then looks like a jump over the records
+   just read (seen: records 523..532 read, then "last read" reset to 522, then
+   523..532 registered as a gap). Those offsets, processed or still queued,
+   are counted as done: a commit can pass queued ones, which a SIGKILL then
+   loses, and processed ones are in the acked list twice, which splits
+   Faust's commit runs so the commit crawls one offset per commit interval
+   (seen: an idle worker with about 2,000 processed records uncommitted and
+   581 offsets listed twice).
+
+   Fix: no gap is recorded; a jump is logged. Offsets with no record behind
+   them are then not committable, so an events topic written by transactional
+   producers commits slowly (a commit stops at each transaction marker); the
+   stuck-commit warning (``stuck_commits``) shows it.
+
+5. **An exception in an agent commits the record it failed on.** See
    ``leadscore.stream.app.stop_unprocessed``; that one is handled in the agent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
+from collections import deque
+from collections.abc import Awaitable
 from contextlib import suppress
 from typing import Any
 
-from faust.transport.consumer import TransactionManager
+from faust.transport.consumer import Consumer, TransactionManager
 from faust.transport.producer import ProducerBuffer
+from faust.types.tuples import Message, ack_lock
+from mode.utils.futures import notify
 
-_IN_HAND = "_leadscore_in_hand"
+log = logging.getLogger(__name__)
+
+
+class OutputFence:
+    """Output sends in the order they were made, until the broker acknowledges them."""
+
+    def __init__(self) -> None:
+        self._issued = 0
+        self._pending: dict[int, asyncio.Future[Any]] = {}  # insertion order = send order
+        self._settled = asyncio.Event()
+
+    def track(self, sent: Awaitable[Any]) -> None:
+        """Register an output send (the future a Faust ``Topic.send`` returns)."""
+        future = asyncio.ensure_future(sent)
+        self._issued += 1
+        number = self._issued
+        self._pending[number] = future
+        future.add_done_callback(lambda _: self._settle(number))
+
+    def mark(self) -> int:
+        """The number of output sends made so far."""
+        return self._issued
+
+    def _settle(self, number: int) -> None:
+        future = self._pending.get(number)
+        if future is not None and _delivered(future):
+            del self._pending[number]  # a failed send stays, and stops every later wait
+        self._settled.set()
+
+    async def wait(self, mark: int) -> None:
+        """Until the first ``mark`` output sends are acknowledged; raise if one failed."""
+        while self._pending:
+            number, future = next(iter(self._pending.items()))
+            if number > mark:
+                return
+            if not future.done():
+                self._settled.clear()
+                await self._settled.wait()
+            elif _delivered(future):  # done, its callback not run yet
+                del self._pending[number]
+            else:
+                raise RuntimeError(
+                    "an output record was not delivered, so the table writes after it "
+                    f"are held back: {future.exception()!r}"
+                )
+
+
+def _delivered(future: asyncio.Future[Any]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
+#: The process's output fence (one Faust app per worker process).
+OUTPUTS = OutputFence()
+
+_QUEUED = "_leadscore_queued"
+_MARKS = "_leadscore_marks"
+_HANDED = "_leadscore_handed"
 _applied = False
 
-
+_faust_put = ProducerBuffer.put
 _faust_send_pending = ProducerBuffer._send_pending
+_faust_flush = ProducerBuffer.flush
+_faust_commit = TransactionManager.commit
+_faust_ack = Consumer.ack
+
+
+def _marks(buffer: ProducerBuffer) -> deque[int]:
+    marks: deque[int] | None = getattr(buffer, _MARKS, None)
+    if marks is None:
+        marks = deque()
+        setattr(buffer, _MARKS, marks)
+    return marks
+
+
+def _threaded(buffer: ProducerBuffer) -> bool:
+    # A threaded producer takes records from its own queue, not through _send_pending.
+    return buffer.app is not None and bool(buffer.app.conf.producer_threaded)
+
+
+def _put(self: ProducerBuffer, fut: Any) -> None:
+    if not _threaded(self):
+        setattr(self, _QUEUED, getattr(self, _QUEUED, 0) + 1)
+        _marks(self).append(OUTPUTS.mark())
+    _faust_put(self, fut)
 
 
 async def _send_pending(self: ProducerBuffer, fut: Any) -> None:
-    # _handle_pending takes a record off the queue and calls this with no await in
-    # between, so "queue empty and none in hand" means every record reached the client.
-    setattr(self, _IN_HAND, getattr(self, _IN_HAND, 0) + 1)
-    try:
-        await _faust_send_pending(self, fut)
-    finally:
-        setattr(self, _IN_HAND, getattr(self, _IN_HAND) - 1)
+    # One task takes records off the FIFO queue and calls this for each in turn,
+    # so the marks line up with the records, and the count of records handed over
+    # is also the position in the queue.
+    await OUTPUTS.wait(_marks(self).popleft())
+    await _faust_send_pending(self, fut)
+    setattr(self, _HANDED, getattr(self, _HANDED, 0) + 1)
 
 
 async def _flush(self: ProducerBuffer) -> None:
-    """Return only once every buffered record has been handed to the Kafka client."""
-    while self.pending.qsize() or getattr(self, _IN_HAND, 0):
+    """Return once every record queued before this call is with the Kafka client."""
+    if _threaded(self):
+        return await _faust_flush(self)
+    target = getattr(self, _QUEUED, 0)
+    while getattr(self, _HANDED, 0) < target:
         if self.state != "running":
             raise RuntimeError(
                 f"cannot flush: the producer is {self.state} with "
-                f"{self.pending.qsize()} changelog record(s) unsent"
+                f"{target - getattr(self, _HANDED, 0)} changelog record(s) unsent"
             )
         self.message_sent.clear()
         with suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.message_sent.wait(), timeout=0.1)
 
 
-_commit = TransactionManager.commit
-
-
 async def _commit_after_flush(
     self: TransactionManager, offsets: Any, start_new_transaction: bool = True
 ) -> bool:
     await self.app.producer.buffer.flush()
-    return await _commit(self, offsets, start_new_transaction=start_new_transaction)
+    return await _faust_commit(self, offsets, start_new_transaction=start_new_transaction)
+
+
+async def _add_gap(self: Consumer, tp: Any, offset_from: int, offset_to: int) -> None:
+    log.warning(
+        "offsets %d..%d of %s[%d] were not read before offset %d; they are not counted "
+        "as processed",
+        offset_from,
+        offset_to - 1,
+        tp.topic,
+        tp.partition,
+        offset_to,
+    )
+
+
+def _ack(self: Consumer, message: Message) -> bool:
+    app = self.app
+    if message.generation_id == app.consumer_generation_id and app.flow_control.is_active():
+        return bool(_faust_ack(self, message))
+    with ack_lock:
+        if message.acked:
+            return False
+        message.acked = True
+        self._unacked_messages.discard(message)
+        notify(self._waiting_for_ack)
+    log.warning(
+        "record %s[%d]@%d released during a rebalance without being marked done",
+        message.topic,
+        message.partition,
+        message.offset,
+    )
+    return False
 
 
 def apply() -> None:
@@ -74,7 +244,39 @@ def apply() -> None:
     global _applied
     if _applied:
         return
+    ProducerBuffer.put = _put  # type: ignore[method-assign]
     ProducerBuffer._send_pending = _send_pending  # type: ignore[method-assign]
     ProducerBuffer.flush = _flush  # type: ignore[method-assign]
     TransactionManager.commit = _commit_after_flush  # type: ignore[method-assign]
+    Consumer.ack = _ack  # type: ignore[method-assign]
+    Consumer._add_gap = _add_gap  # type: ignore[method-assign]
     _applied = True
+
+
+def stuck_commits(consumer: Any, last: dict[Any, int | None]) -> list[str]:
+    """Partitions whose records processed by the previous call are still uncommitted.
+
+    Faust commits a partition up to the first hole in its acked offsets, one run
+    of consecutive offsets per commit; a hole that never fills, or repeated
+    offsets (which split the runs), leave processed records uncommitted or make
+    the commit crawl. Each line shows Faust's bookkeeping for one such partition.
+    ``last`` holds the highest acked offset per partition seen by the previous
+    call, and is updated.
+    """
+    lines = []
+    for tp, acked in consumer._acked.items():
+        committed = consumer._committed_offset.get(tp)
+        waiting = last.get(tp)
+        last[tp] = max(acked) if acked else None
+        if waiting is None or not acked or (committed is not None and committed > waiting):
+            continue
+        offsets = sorted(acked)
+        holes = [(a + 1, b - 1) for a, b in itertools.pairwise(offsets) if b - a > 1]
+        gaps = sorted((iv.begin, iv.end - 1) for iv in consumer._gap.get(tp, ()))
+        lines.append(
+            f"{tp.topic}[{tp.partition}] committed={committed} "
+            f"read={consumer._read_offset.get(tp)} acked={len(offsets)} "
+            f"({offsets[0]}..{offsets[-1]}, {len(offsets) - len(set(offsets))} repeated) "
+            f"holes={holes[:5]} gaps={gaps[:5]}"
+        )
+    return lines

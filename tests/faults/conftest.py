@@ -95,13 +95,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for o in OUTCOMES:
         extra = [f"{o.duplicates_in} re-delivered and {o.unreadable_in} unreadable records in"]
         extra.append(f"{o.dead_letters} dead-lettered")
-        extra.append(f"{o.timer_actions} actions from decay timers")
+        extra.append(f"{o.timer_actions} actions from decay timers on {o.timer_leads} leads")
         if o.verify is not None:
             extra.append(
                 f"verify: {o.verify.audited_events:,} audited events, "
                 f"{o.verify.repeated_changes} repeated changes, "
                 f"{o.verify.repeated_actions} repeated actions"
             )
+        extra.extend(f"PROBLEM {problem}" for problem in o.problems())
         terminalreporter.write_line(f"{o.scenario} [{o.guarantee}]: " + "; ".join(extra))
         for example in o.examples:
             terminalreporter.write_line(f"  {example}")

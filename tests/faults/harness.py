@@ -10,14 +10,18 @@ published topics are read (read_committed) and compared with it.
 from __future__ import annotations
 
 import random
+import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
+from rocksdict import AccessType, Rdict
 
 from leadscore.codecs.events import decode_event
 from leadscore.errors import InvalidEvent
@@ -25,10 +29,13 @@ from leadscore.scoring import Rules, apply_event, snapshot
 from leadscore.scoring.records import LeadAction, LeadRecord
 from leadscore.simulate import TrafficModel
 from leadscore.verify import Report, Topic, check, read_topic
-from tests.integration.workers import Deployment
+from tests.integration.workers import Deployment, WorkerProcess
 
 MAX_BYTES = 1_000_000
 COMPARED = ("score", "stage", "event_count", "last_event_at", "fit", "disqualified")
+# What events alone decide: a decay timer (which the reference does not run) can move
+# a lead's stage, and with it the thresholds its later events cross.
+EVENT_DRIVEN = ("event_count", "last_event_at", "fit", "disqualified")
 
 
 @dataclass
@@ -124,37 +131,54 @@ class PacedProducer(threading.Thread):
         assert not self.failed, f"events not delivered: {self.failed[:3]}"
 
 
-def committed_behind(deployment: Deployment) -> int:
-    """How many events records the worker group has not committed yet."""
+def commit_positions(deployment: Deployment) -> dict[int, tuple[int, int]]:
+    """The worker group's committed offset and the end offset, per events partition."""
     settings = deployment.settings()
     consumer = Consumer({"bootstrap.servers": deployment.bootstrap, "group.id": settings.app_id})
     try:
         topic = settings.events_topic
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
-        behind = 0
+        positions = {}
         for tp in committed:
             _, high = consumer.get_watermark_offsets(
                 TopicPartition(topic, tp.partition), timeout=10
             )
-            behind += high - max(tp.offset, 0)
-        return behind
+            positions[tp.partition] = (max(tp.offset, 0), high)
+        return positions
     finally:
         consumer.close()
 
 
-def wait_committed(deployment: Deployment, timeout: float = 240.0, alive: Any = None) -> None:
-    """Until the group's committed offsets reach the end of the events topic."""
+def wait_committed(
+    deployment: Deployment, workers: Sequence[WorkerProcess], timeout: float = 240.0
+) -> None:
+    """Until the group's committed offsets reach the end of the events topic.
+
+    Fails at once if a worker exits. On a timeout each worker is sent SIGUSR1, on
+    which mode's Worker writes every thread's and task's stack to its log, so the
+    failure shows where the worker was waiting.
+    """
     deadline = time.monotonic() + timeout
-    behind = -1
+    positions: dict[int, tuple[int, int]] = {}
     while time.monotonic() < deadline:
-        behind = committed_behind(deployment)
-        if behind == 0:
+        positions = commit_positions(deployment)
+        if all(committed >= end for committed, end in positions.values()):
             return
-        if alive is not None:
-            assert alive(), "the worker exited while its events were still uncommitted"
+        for worker in workers:
+            if worker.proc is None or worker.proc.poll() is not None:
+                raise AssertionError(
+                    f"a worker exited while events were still uncommitted: {worker.log()[-3000:]}"
+                )
         time.sleep(1.0)
-    raise AssertionError(f"{behind} events records still uncommitted after {timeout} s")
+    for worker in workers:
+        if worker.proc is not None and worker.proc.poll() is None:
+            worker.proc.send_signal(signal.SIGUSR1)
+    time.sleep(3.0)
+    raise AssertionError(
+        f"events still uncommitted after {timeout} s, (committed, end) per partition: "
+        f"{positions}; task stacks in {[str(w.log_path) for w in workers]}"
+    )
 
 
 @dataclass
@@ -177,6 +201,7 @@ class Outcome:
     change_duplicates: int = 0
     dead_letters: int = 0
     timer_actions: int = 0
+    timer_leads: int = 0
     verify: Report | None = None
     examples: list[str] = field(default_factory=list)
 
@@ -203,37 +228,48 @@ def compare(deployment: Deployment, made: Workload, rules: Rules, outcome: Outco
         lead_state, changes, actions, rules, settings.processing_guarantee == "exactly_once"
     )
 
+    got_actions = _ids(actions, "action_id")
+    first = _first(actions, "action_id")
+    # Decay timers re-assess leads at processing time, with no cause event. For a
+    # lead a timer moved, only what events alone decide is compared, and its
+    # actions are left out of "lost" and "unexpected".
+    ticked = {a["contact_id"] for a in first.values() if a["cause_event_id"] is None}
+    outcome.timer_actions = sum(1 for a in first.values() if a["cause_event_id"] is None)
+    outcome.timer_leads = len(ticked)
+
     outcome.leads_checked = len(made.leads)
     for contact, record in made.leads.items():
         states = lead_state.by_key.get(contact)
         expected = snapshot(record, rules, 0).to_dict()
-        if not states or any(states[-1][k] != expected[k] for k in COMPARED):
+        fields = EVENT_DRIVEN if contact in ticked else COMPARED
+        if not states or any(states[-1][k] != expected[k] for k in fields):
             outcome.mismatches += 1
             if len(outcome.examples) < 3:
-                got = {k: states[-1][k] for k in COMPARED} if states else None
-                want = {k: expected[k] for k in COMPARED}
+                got = {k: states[-1][k] for k in fields} if states else None
+                want = {k: expected[k] for k in fields}
                 outcome.examples.append(f"{contact}: got {got}, want {want}")
     outcome.mismatches += len(set(lead_state.by_key) - set(made.leads))
 
-    got_actions = _ids(actions, "action_id")
-    first = _first(actions, "action_id")
-    # Decay timers re-assess leads at processing time (no cause event): a lead ticked
-    # down a stage goes up again on its next event, an action the reference (which
-    # has no timers) does not make. Those leads' caused actions are not "unexpected".
-    ticked = {a["contact_id"] for a in first.values() if a["cause_event_id"] is None}
-    outcome.timer_actions = sum(1 for a in first.values() if a["cause_event_id"] is None)
     caused = {
         i
         for i, a in first.items()
         if a["cause_event_id"] is not None and a["contact_id"] not in ticked
     }
+    expected_actions = {i for i, a in made.actions.items() if a.contact_id not in ticked}
     outcome.actions_expected = len(made.actions)
-    outcome.actions_lost = len(set(made.actions) - set(got_actions))
-    outcome.actions_unexpected = len(caused - set(made.actions))
+    outcome.actions_lost = len(expected_actions - set(got_actions))
+    unexpected = caused - expected_actions
+    outcome.actions_unexpected = len(unexpected)
+    outcome.examples.extend(
+        f"unexpected action {first[i]['kind']} {first[i]['name']} for {first[i]['contact_id']}"
+        for i in sorted(unexpected)[:3]
+    )
     outcome.action_duplicates = sum(n - 1 for n in got_actions.values())
 
     got_changes = _ids(changes, "event_id")
-    outcome.changes_missing = len(made.scored - set(got_changes))
+    missing = made.scored - set(got_changes)
+    outcome.changes_missing = len(missing)
+    outcome.examples.extend(f"score change missing for event {e}" for e in sorted(missing)[:3])
     outcome.change_duplicates = sum(n - 1 for n in got_changes.values())
     outcome.dead_letters = dlq
     return outcome
@@ -310,3 +346,15 @@ HEADERS = [
     "duplicate changes",
     "verify",
 ]
+
+
+def table_contents(state_dir: Path) -> dict[str, dict[bytes, bytes]]:
+    """Every RocksDB store under a stopped worker's state dir: store name -> its items."""
+    contents = {}
+    for db in sorted(state_dir.rglob("*.db")):
+        store = Rdict(str(db), access_type=AccessType.read_only())
+        try:
+            contents[db.name] = {bytes(k): bytes(v) for k, v in store.items()}
+        finally:
+            store.close()
+    return contents

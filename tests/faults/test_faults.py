@@ -9,6 +9,7 @@ hold with the pure scoring core's result over the same records.
 from __future__ import annotations
 
 import random
+import shutil
 import socket
 import time
 import urllib.error
@@ -18,7 +19,14 @@ from pathlib import Path
 import pytest
 
 from leadscore.scoring import Rules
-from tests.faults.harness import Outcome, PacedProducer, compare, wait_committed, workload
+from tests.faults.harness import (
+    Outcome,
+    PacedProducer,
+    compare,
+    table_contents,
+    wait_committed,
+    workload,
+)
 from tests.integration.workers import Deployment
 
 EXACTLY_ONCE_BROKEN = pytest.mark.xfail(
@@ -71,7 +79,7 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(
         kills += 1
         worker = d.worker().start()
     producer.finish()
-    wait_committed(d)
+    wait_committed(d, [worker])
     assert worker.stop() == 0
     outcome = Outcome(
         "SIGKILL x3 mid-stream",
@@ -133,10 +141,53 @@ def test_broker_stopped_for_30_s_mid_stream(
         broker.start()
     wait_readiness(port, 200, 120)
     producer.finish()
-    wait_committed(d, alive=lambda: worker.proc is not None and worker.proc.poll() is None)
+    wait_committed(d, [worker])
     assert worker.stop() == 0
     outcome = Outcome(
         "broker down 30 s mid-stream",
+        "at_least_once",
+        len(made.records),
+        made.duplicates,
+        made.unreadable,
+        1,
+    )
+    record.append(compare(d, made, rules, outcome))
+    check(outcome)
+
+
+def test_state_deleted_while_stopped_is_rebuilt_equal(
+    broker, rules: Rules, tmp_path: Path, record: list[Outcome]
+) -> None:
+    # Ticks every 60 s (the most allowed): one between the two snapshots would change them.
+    d = deploy(broker.bootstrap, tmp_path, "at_least_once", LEADSCORE_TIMER_INTERVAL_SECONDS="60")
+    made = workload(seed=31, events=6_000, contacts=300, rules=rules)
+    half = len(made.records) // 2
+    worker = d.worker().start()
+    first = PacedProducer(d.bootstrap, d.topic("events"), made.records[:half], rate=1_000)
+    first.start()
+    first.finish()
+    wait_committed(d, [worker])
+    assert worker.stop() == 0
+    state = tmp_path / "state"
+    before = table_contents(state)
+    assert sum(len(items) for items in before.values()) > half // 10, before.keys()
+    shutil.rmtree(state)
+
+    worker = d.worker().start()  # ready only once the tables are restored
+    assert worker.stop() == 0
+    after = table_contents(state)
+    assert after.keys() == before.keys()
+    differing = [name for name in before if after[name] != before[name]]
+    assert not differing, f"stores rebuilt differently from before: {differing}"
+
+    worker = d.worker().start()  # and scoring goes on from the rebuilt state
+    second = PacedProducer(d.bootstrap, d.topic("events"), made.records[half:], rate=1_000)
+    second.start()
+    second.finish()
+    wait_committed(d, [worker])
+    assert worker.stop() == 0
+    outcome = Outcome(
+        "state deleted while stopped",
         "at_least_once",
         len(made.records),
         made.duplicates,

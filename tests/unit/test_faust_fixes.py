@@ -1,0 +1,148 @@
+"""The faust-streaming workarounds in leadscore.stream.faust_fixes, on real Faust objects."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import pytest
+from faust.types import TP
+from faust.types.tuples import Message
+
+from leadscore.stream import faust_fixes
+from leadscore.stream.faust_fixes import OutputFence
+
+faust_fixes.apply()
+EVENTS = TP("events", 0)
+
+
+@pytest.fixture
+def app() -> faust.App:
+    app = faust.App("faust-fixes-test", broker="kafka://127.0.0.1:1")
+    app.consumer_generation_id = 5
+    app.topics._acking_topics.add(EVENTS.topic)  # what subscribing an agent does
+    app.flow_control.resume()
+    return app
+
+
+def fetched(app: faust.App, offset: int, generation: int = 5) -> Message:
+    message = Message(
+        EVENTS.topic, 0, offset, 0.0, 0, None, b"k", b"v", None, generation_id=generation, tp=EVENTS
+    )
+    app.consumer._unacked_messages.add(message)
+    return message
+
+
+def test_an_ack_in_the_current_generation_marks_the_offset_done(app: faust.App) -> None:
+    assert app.consumer.ack(fetched(app, 10)) is True
+    assert list(app.consumer._acked[EVENTS]) == [10]
+
+
+@pytest.mark.parametrize("why", ["older generation", "flow suspended"])
+def test_a_record_skipped_in_a_rebalance_is_released_but_not_done(app: faust.App, why: str) -> None:
+    consumer = app.consumer
+    consumer._committed_offset[EVENTS] = 10
+    if why == "flow suspended":
+        app.flow_control.suspend()
+        skipped = fetched(app, 11)
+    else:
+        skipped = fetched(app, 11, generation=4)
+    assert consumer.ack(skipped) is False
+    assert skipped.acked  # released: a clean stop does not wait for it
+    assert skipped not in consumer._unacked_messages
+    app.flow_control.resume()
+    # The re-fetched offset 10 is processed: the commit must stop there, not run
+    # through the skipped 11 (Faust's own ack put 11 in the list, and the commit
+    # went to 12 while 11's re-fetched copy was still unprocessed).
+    consumer.ack(fetched(app, 10))
+    assert consumer._new_offset(EVENTS) == 11
+
+
+def test_the_fence_waits_for_the_outputs_sent_before_the_mark() -> None:
+    asyncio.run(fence_waits_for_the_outputs_sent_before_the_mark())
+
+
+async def fence_waits_for_the_outputs_sent_before_the_mark() -> None:
+    loop = asyncio.get_running_loop()
+    fence = OutputFence()
+    await fence.wait(fence.mark())  # nothing sent: nothing to wait for
+    first, later = loop.create_future(), loop.create_future()
+    fence.track(first)
+    mark = fence.mark()
+    fence.track(later)
+    waiting = asyncio.ensure_future(fence.wait(mark))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    first.set_result("delivered")
+    await waiting  # the later send is still pending, and does not matter
+    assert not later.done()
+    later.set_result("delivered")
+    await fence.wait(fence.mark())  # done, though its done-callback has not run yet
+
+
+def test_a_failed_output_send_stops_the_table_writes_after_it() -> None:
+    asyncio.run(failed_output_send_stops_the_table_writes_after_it())
+
+
+async def failed_output_send_stops_the_table_writes_after_it() -> None:
+    fence = OutputFence()
+    failed = asyncio.get_running_loop().create_future()
+    fence.track(failed)
+    failed.set_exception(ConnectionError("broker gone"))
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="not delivered"):
+        await fence.wait(fence.mark())
+
+
+class Channel:
+    """Stands in for a changelog topic: records wait at the 'client' until released."""
+
+    def __init__(self) -> None:
+        self.handed: list[int] = []
+        self.gate: dict[int, asyncio.Event] = {}
+
+    async def publish_message(self, fut: Any, wait: bool = False) -> None:
+        number = fut.message.value
+        if number in self.gate:
+            await self.gate[number].wait()
+        self.handed.append(number)
+
+
+def record(channel: Channel, number: int) -> Any:
+    return SimpleNamespace(message=SimpleNamespace(channel=channel, value=number))
+
+
+def test_flush_waits_for_records_queued_before_it_and_no_others() -> None:
+    asyncio.run(flush_waits_for_records_queued_before_it_and_no_others())
+
+
+async def flush_waits_for_records_queued_before_it_and_no_others() -> None:
+    # made inside the loop: a Faust app made outside binds its services to another one
+    buffer = faust.App("faust-fixes-buffer", broker="kafka://127.0.0.1:1").producer.buffer
+    channel = Channel()
+    channel.gate[2] = asyncio.Event()
+    await buffer.start()
+    try:
+        for number in (1, 2):
+            buffer.put(record(channel, number))
+        flushing = asyncio.ensure_future(buffer.flush())
+        await asyncio.sleep(0)  # the flush begins
+        buffer.put(record(channel, 3))  # queued after the flush began
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert channel.handed == [1]
+        assert not flushing.done()
+        channel.gate[2].set()
+        channel.gate[3] = asyncio.Event()  # record 3 stays with the client
+        await asyncio.wait_for(flushing, timeout=30)
+        assert channel.handed == [1, 2]
+        channel.gate[3].set()
+        await asyncio.wait_for(buffer.flush(), timeout=30)
+        assert channel.handed == [1, 2, 3]
+    finally:
+        for gate in channel.gate.values():
+            gate.set()
+        await buffer.stop()
