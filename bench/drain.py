@@ -9,9 +9,12 @@ Throughput is measured as in bench/bench.py: the worker's lead-state records
 
 from __future__ import annotations
 
+import argparse
 import sys
+import tempfile
 from pathlib import Path
 
+from common import ensure_broker, stop_broker
 from systems import Deployment, Drain, drain, start
 from workload import DAY_MS, Workload, produce
 
@@ -59,3 +62,30 @@ def alternate(
             run = drain_once(bootstrap, root / f"{name}-{i}", events_topic, expected, **settings)
             rates[name].append(run.rate)
     return rates
+
+
+def ab_benchmark(
+    doc: str, variants: dict[str, dict[str, str]]
+) -> tuple[argparse.Namespace, dict[str, list[float]]]:
+    """The command line and runs of an A/B drain benchmark: its arguments, events/s per variant.
+
+    Options: --events, --contacts, --repeat, --seed. Starts the bench broker if
+    none is running (and stops it after), produces one workload and alternates
+    the variants over it (see ``alternate``).
+    """
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--contacts", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    bootstrap, started_broker = ensure_broker()
+    try:
+        with tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp:
+            root = Path(tmp)
+            topic = produce_workload(bootstrap, root, args.events, args.contacts, args.seed)
+            rates = alternate(bootstrap, root, topic, args.events, args.repeat, variants)
+    finally:
+        if started_broker:
+            stop_broker()
+    return args, rates

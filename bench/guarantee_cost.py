@@ -10,40 +10,19 @@ the ratio of the medians (exactly_once / at_least_once).
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
-from pathlib import Path
 
-from common import ensure_broker, record_results, shown, spread, stop_broker
-from drain import alternate, produce_workload
+from common import record_results, shown, spread
+from drain import ab_benchmark
 
 GUARANTEES = ("at_least_once", "exactly_once")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--contacts", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=11)
-    args = parser.parse_args()
-
-    bootstrap, started_broker = ensure_broker()
-    try:
-        with tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp:
-            topic = produce_workload(bootstrap, Path(tmp), args.events, args.contacts, args.seed)
-            rates = alternate(
-                bootstrap,
-                Path(tmp),
-                topic,
-                args.events,
-                args.repeat,
-                {g: {"LEADSCORE_PROCESSING_GUARANTEE": g} for g in GUARANTEES},
-            )
-    finally:
-        if started_broker:
-            stop_broker()
+    args, rates = ab_benchmark(
+        __doc__,
+        {g: {"LEADSCORE_PROCESSING_GUARANTEE": g} for g in GUARANTEES},
+    )
     alos, eos = spread(rates["at_least_once"]), spread(rates["exactly_once"])
     ratio = eos["median"] / alos["median"]
     table = "\n".join(

@@ -10,41 +10,20 @@ min/median/max events/s of each and the ratio of the medians.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
-from pathlib import Path
 
-from common import ensure_broker, record_results, shown, spread, stop_broker
-from drain import alternate, produce_workload
+from common import record_results, shown, spread
+from drain import ab_benchmark
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--contacts", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=11)
-    args = parser.parse_args()
-
-    bootstrap, started_broker = ensure_broker()
-    try:
-        with tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp:
-            topic = produce_workload(bootstrap, Path(tmp), args.events, args.contacts, args.seed)
-            rates = alternate(
-                bootstrap,
-                Path(tmp),
-                topic,
-                args.events,
-                args.repeat,
-                {
-                    "on": {"LEADSCORE_METRICS_ENABLED": "true"},
-                    "off": {"LEADSCORE_METRICS_ENABLED": "false"},
-                },
-            )
-    finally:
-        if started_broker:
-            stop_broker()
+    args, rates = ab_benchmark(
+        __doc__,
+        {
+            "on": {"LEADSCORE_METRICS_ENABLED": "true"},
+            "off": {"LEADSCORE_METRICS_ENABLED": "false"},
+        },
+    )
     on, off = spread(rates["on"]), spread(rates["off"])
     ratio = on["median"] / off["median"]
     table = "\n".join(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -251,6 +253,11 @@ def simulate(
     total = int(rate * duration) if duration > 0 else None
     started = time.monotonic()
     sent = 0
+    # A flag, not KeyboardInterrupt: in one CI run a simulator ran on after SIGINT,
+    # and an interrupt raised inside the Kafka client's callbacks may not reach here.
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     with click.progressbar(
         length=total or 0,
         label="simulating",
@@ -258,17 +265,13 @@ def simulate(
         hidden=quiet or total is None,
         show_pos=True,
     ) as bar:
-        try:
-            while total is None or sent < total:
-                due = started + sent / rate
-                pause = due - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-                producer.send(model.next_event(time.time_ns() // 1_000_000))
-                sent += 1
-                bar.update(1)
-        except KeyboardInterrupt:
-            pass
+        while not stop.is_set() and (total is None or sent < total):
+            pause = started + sent / rate - time.monotonic()
+            if pause > 0 and stop.wait(pause):
+                break
+            producer.send(model.next_event(time.time_ns() // 1_000_000))
+            sent += 1
+            bar.update(1)
     left = producer.flush()
     elapsed = time.monotonic() - started
     click.echo(

@@ -8,12 +8,16 @@ hold with the pure scoring core's result over the same records.
 
 from __future__ import annotations
 
+import errno
+import os
 import random
 import shutil
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,12 +26,13 @@ from leadscore.scoring import Rules
 from tests.faults.harness import (
     Outcome,
     PacedProducer,
+    Workload,
     compare,
     table_contents,
     wait_committed,
     workload,
 )
-from tests.integration.workers import Deployment
+from tests.integration.workers import Deployment, WorkerProcess
 
 EXACTLY_ONCE_BROKEN = pytest.mark.xfail(
     reason="faust-streaming's exactly_once publishes records twice after a SIGKILL: "
@@ -62,6 +67,26 @@ def check(outcome: Outcome) -> None:
         assert outcome.change_duplicates == 0, outcome
 
 
+def settle_and_compare(
+    d: Deployment,
+    worker: WorkerProcess,
+    made: Workload,
+    rules: Rules,
+    record: list[Outcome],
+    scenario: str,
+    guarantee: str,
+    faults: int,
+) -> None:
+    """Wait for every event's commit, stop the worker cleanly, compare, and check."""
+    wait_committed(d, [worker])
+    assert worker.stop() == 0
+    outcome = Outcome(
+        scenario, guarantee, len(made.records), made.duplicates, made.unreadable, faults
+    )
+    record.append(compare(d, made, rules, outcome))
+    check(outcome)
+
+
 @pytest.mark.parametrize("guarantee", GUARANTEES)
 def test_sigkill_at_random_points_loses_and_doubles_nothing(
     broker, rules: Rules, tmp_path: Path, guarantee: str, record: list[Outcome]
@@ -79,18 +104,7 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(
         kills += 1
         worker = d.worker().start()
     producer.finish()
-    wait_committed(d, [worker])
-    assert worker.stop() == 0
-    outcome = Outcome(
-        "SIGKILL x3 mid-stream",
-        guarantee,
-        len(made.records),
-        made.duplicates,
-        made.unreadable,
-        kills,
-    )
-    record.append(compare(d, made, rules, outcome))
-    check(outcome)
+    settle_and_compare(d, worker, made, rules, record, "SIGKILL x3 mid-stream", guarantee, kills)
 
 
 def free_port() -> int:
@@ -141,18 +155,8 @@ def test_broker_stopped_for_30_s_mid_stream(
         broker.start()
     wait_readiness(port, 200, 120)
     producer.finish()
-    wait_committed(d, [worker])
-    assert worker.stop() == 0
-    outcome = Outcome(
-        "broker down 30 s mid-stream",
-        "at_least_once",
-        len(made.records),
-        made.duplicates,
-        made.unreadable,
-        1,
-    )
-    record.append(compare(d, made, rules, outcome))
-    check(outcome)
+    scenario = "broker down 30 s mid-stream"
+    settle_and_compare(d, worker, made, rules, record, scenario, "at_least_once", 1)
 
 
 def test_state_deleted_while_stopped_is_rebuilt_equal(
@@ -184,15 +188,60 @@ def test_state_deleted_while_stopped_is_rebuilt_equal(
     second = PacedProducer(d.bootstrap, d.topic("events"), made.records[half:], rate=1_000)
     second.start()
     second.finish()
-    wait_committed(d, [worker])
-    assert worker.stop() == 0
-    outcome = Outcome(
-        "state deleted while stopped",
-        "at_least_once",
-        len(made.records),
-        made.duplicates,
-        made.unreadable,
-        1,
-    )
-    record.append(compare(d, made, rules, outcome))
-    check(outcome)
+    scenario = "state deleted while stopped"
+    settle_and_compare(d, worker, made, rules, record, scenario, "at_least_once", 1)
+
+
+@pytest.fixture
+def small_state_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs mounted where the deployment keeps its state (needs root)."""
+    if os.geteuid() != 0:
+        message = "mounting a size-limited filesystem needs root"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # this machine's CI runs as root: never skip there
+        pytest.skip(message)
+    state = tmp_path / "state"
+    state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(state)], check=True)
+    try:
+        yield state
+    finally:
+        subprocess.run(["umount", "-l", str(state)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file into ``directory`` until its filesystem has no space left."""
+    filler = directory / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65_536)
+                out.flush()
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+    return filler
+
+
+def test_full_state_disk_stops_the_worker_without_committing(
+    broker, rules: Rules, tmp_path: Path, small_state_fs: Path, record: list[Outcome]
+) -> None:
+    d = deploy(broker.bootstrap, tmp_path, "at_least_once")
+    made = workload(seed=41, events=4_000, contacts=300, rules=rules)
+    worker = d.worker().start()
+    producer = PacedProducer(d.bootstrap, d.topic("events"), made.records, rate=400)
+    producer.start()
+    time.sleep(2)
+    filler = fill(small_state_fs)
+    assert worker.proc is not None
+    code = worker.proc.wait(timeout=120)
+    log = worker.log()
+    assert code == 70, f"exit {code}: {log[-3000:]}"
+    assert "is full; free space there" in log, log[-3000:]
+    # Space again: a restart picks up where the commits stopped. Had the full disk
+    # let an offset be committed unprocessed, that event is missing in the end.
+    filler.unlink()
+    worker = d.worker().start()
+    producer.finish()
+    scenario = "state disk full, then freed"
+    settle_and_compare(d, worker, made, rules, record, scenario, "at_least_once", 1)
