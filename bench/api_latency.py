@@ -103,7 +103,12 @@ def handled(client: Client) -> float:
 
 def load(bootstrap: str, topic: str, contacts: list[str]) -> int:
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 20}
+        {
+            "bootstrap.servers": bootstrap,
+            "partitioner": "murmur2_random",
+            "linger.ms": 20,
+            "enable.idempotence": True,  # retried batches keep their order
+        }
     )
     now = int(time.time() * 1000)
     sent = 0

@@ -173,7 +173,9 @@ def main() -> None:
                     "max_concurrency": CONCURRENCY,
                 }
                 config.write_text(yaml.safe_dump({"endpoints": [endpoint]}))
-                producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+                producer = Producer(
+                    {"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True}
+                )
                 prefix = f"r{run}-"
                 for i in range(args.actions):
                     a = action(i, int(time.time() * 1000))

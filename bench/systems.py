@@ -284,7 +284,7 @@ def drain(
 
 def wait_ready(running: Running, deployment: Deployment, warmup: int = 30) -> float:
     """Seconds until the system answers: warm-up events in, their records out."""
-    producer = Producer({"bootstrap.servers": deployment.bootstrap})
+    producer = Producer({"bootstrap.servers": deployment.bootstrap, "enable.idempotence": True})
     now = int(time.time() * 1000)
     for i, event in enumerate(Workload(10, seed=1, prefix="warmup-").events(warmup, now, 1)):
         event["event_id"] = f"warmup-{i}"
@@ -382,7 +382,9 @@ def offer(system: str, deployment: Deployment, rate: float, seconds: float, seed
             deployment.bootstrap, deployment.actions, lambda v: v.get("cause_event_id")
         )
     clock.start()
-    producer = Producer({"bootstrap.servers": deployment.bootstrap, "linger.ms": 1})
+    producer = Producer(
+        {"bootstrap.servers": deployment.bootstrap, "linger.ms": 1, "enable.idempotence": True}
+    )
     total = max(1, int(rate * seconds))
     # About 10 events per contact, so leads climb through the stages and cross thresholds.
     workload = Workload(max(50, total // 10), seed=seed, prefix="live-")

@@ -66,7 +66,16 @@ class Workload:
 def produce(bootstrap: str, topic: str, workload: Workload, count: int, span_ms: int) -> set[str]:
     """Pre-produce ``count`` events ending now, keyed by contact; the contact ids seen."""
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1_000_000, "acks": "all"}
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            # Idempotence keeps each partition in the order produced when a batch is
+            # retried: on a broker that has just started, the first batches to a new
+            # topic can fail and land after later ones, and the worker then refuses
+            # their events as too late (days older than ones it already scored).
+            "enable.idempotence": True,
+        }
     )
     contacts: set[str] = set()
     start = int(time.time() * 1000) - span_ms

@@ -48,9 +48,9 @@ def worker() -> None:
     import faust
 
     from leadscore.codecs.avro import load_all
-    from leadscore.kafka_admin import require_topics
+    from leadscore.kafka_admin import ensure_changelogs, require_topics
     from leadscore.scoring import load_rules
-    from leadscore.stream.app import build_app
+    from leadscore.stream.app import build_app, changelog_specs
     from leadscore.stream.state_dir import (
         begin_run,
         claim_state_dir,
@@ -81,6 +81,10 @@ def worker() -> None:
         err=True,
     )
     app = build_app(settings, rules, partitions)
+    try:
+        ensure_changelogs(settings, changelog_specs(app), partitions)
+    except LeadscoreError as exc:
+        raise click.ClickException(str(exc)) from exc
     runner = faust.Worker(app, loglevel=settings.log_level)
     # At log level warn or error Faust's terminal spinner sets the root logger to DEBUG
     # and spins on every record: each debug call in Faust and aiokafka (two per record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,13 +63,18 @@ def existing_topics(settings: Settings, timeout: float = 10.0) -> dict[str, int]
 
 def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
     """Create the topics that do not exist yet; returns topic -> 'created' or 'exists'."""
+    return _create(settings, topic_specs(settings), settings.partitions, timeout)
+
+
+def _create(
+    settings: Settings, specs: list[TopicSpec], partitions: int, timeout: float
+) -> dict[str, str]:
     have = existing_topics(settings)
-    specs = topic_specs(settings)
     outcome = {spec.name: "exists" for spec in specs if spec.name in have}
     wanted = [
         NewTopic(
             spec.name,
-            num_partitions=settings.partitions,
+            num_partitions=partitions,
             replication_factor=settings.replication_factor,
             config=spec.config,
         )
@@ -88,6 +94,50 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
                 else:
                     raise
     return outcome
+
+
+def ensure_changelogs(
+    settings: Settings, specs: list[TopicSpec], partitions: int, timeout: float = 60.0
+) -> dict[str, str]:
+    """Create the worker's changelog topics if missing; return once the broker serves them.
+
+    Faust creates its changelog topics itself, moments before its consumer joins
+    the group. On a broker that has just started, a topic created that late can
+    be missing from the metadata the group's assignment is computed from: Faust
+    then assigns none of its partitions, and the first write to that table fails
+    with PartitionsMismatch ("... has 0 partitions"). Created here, and waited
+    for until every partition has a leader, the topics are there before Faust
+    starts, and Faust finds them existing.
+    """
+    outcome = _create(settings, specs, partitions, timeout)
+    names = [spec.name for spec in specs]
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = cluster_metadata(settings).topics
+        for name in names:
+            topic = topics.get(name)
+            if topic is not None and topic.partitions and len(topic.partitions) != partitions:
+                raise TopicsMissing(
+                    f"{name} has {len(topic.partitions)} partitions and "
+                    f"{settings.events_topic} {partitions}: a table's changelog must match "
+                    "its source topic"
+                )
+        pending = [name for name in names if not _served(topics.get(name), partitions)]
+        if not pending:
+            return outcome
+        if time.monotonic() > deadline:
+            raise TopicsMissing(
+                f"changelog topics not served by {settings.bootstrap_servers} within "
+                f"{timeout:g} s of their creation: {', '.join(pending)}"
+            )
+        time.sleep(0.2)
+
+
+def _served(topic: Any, partitions: int) -> bool:
+    """Whether topic metadata shows ``partitions`` partitions, each with a leader."""
+    if topic is None or topic.error is not None or len(topic.partitions) != partitions:
+        return False
+    return all(p.leader >= 0 and p.error is None for p in topic.partitions.values())
 
 
 def _check_present(settings: Settings, have: dict[str, int], needed: list[str]) -> None:

@@ -29,6 +29,7 @@ from leadscore.codecs.leads import decode_lead, encode_lead
 from leadscore.codecs.outputs import encoder
 from leadscore.config import Settings
 from leadscore.errors import InvalidEvent
+from leadscore.kafka_admin import TopicSpec
 from leadscore.logs import redact
 from leadscore.metrics import (
     ACTIONS,
@@ -130,6 +131,17 @@ def consumer_lag(app: faust.App, topic: str) -> dict[tuple[str, int], int]:
     return lag
 
 
+def changelog_specs(app: faust.App) -> list[TopicSpec]:
+    """The changelog topics of ``app``'s tables, configured as Faust would create them."""
+    return [
+        TopicSpec(
+            table.changelog_topic.get_topic_name(),
+            {"cleanup.policy": "compact", **table.extra_topic_configs},
+        )
+        for table in app.tables.values()
+    ]
+
+
 def build_app(
     settings: Settings,
     rules: Rules,
@@ -162,6 +174,8 @@ def build_app(
         producer_acks=-1,
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
+        # No agent runs on the leader only: no need for Faust's leader topic.
+        topic_disable_leader=True,
     )
     set_build_info(rules.version)
     # The agent reads events and timer ticks: the two topics have the same partition

@@ -90,9 +90,21 @@ def workload(seed: int, events: int, contacts: int, rules: Rules) -> Workload:
 
 class PacedProducer(threading.Thread):
     """Produces the records at ``rate`` per second in the background, through broker
-    outages too (librdkafka keeps them queued and retries)."""
+    outages too (librdkafka keeps them queued and retries).
 
-    def __init__(self, bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], rate: float):
+    The last ``reserve`` records wait for ``release()``: events still flow when a
+    scenario's faults take longer than the paced part (a slow machine), and none
+    are left for after them otherwise.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        records: list[tuple[bytes, bytes]],
+        rate: float,
+        reserve: int = 0,
+    ):
         super().__init__(daemon=True)
         self.producer = Producer(
             {
@@ -107,10 +119,21 @@ class PacedProducer(threading.Thread):
         self.topic, self.records, self.rate = topic, records, rate
         self.sent = 0
         self.failed: list[str] = []
+        self.held = len(records) - reserve
+        self.released = threading.Event()
+        if not reserve:
+            self.released.set()
+
+    def release(self) -> None:
+        """Let the reserved records go (at the same rate, counted from now)."""
+        self.released.set()
 
     def run(self) -> None:
         started = time.monotonic()
         for key, value in self.records:
+            if self.sent == self.held and not self.released.is_set():
+                self.released.wait()
+                started = time.monotonic() - self.sent / self.rate
             lag = started + self.sent / self.rate - time.monotonic()
             if lag > 0:
                 time.sleep(lag)
@@ -126,6 +149,7 @@ class PacedProducer(threading.Thread):
             self.failed.append(str(error))
 
     def finish(self, timeout: float = 360) -> None:
+        self.release()
         self.join(timeout)
         assert not self.is_alive(), "the producer did not finish"
         assert not self.failed, f"events not delivered: {self.failed[:3]}"

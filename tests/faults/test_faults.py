@@ -69,7 +69,7 @@ def check(outcome: Outcome) -> None:
 
 def settle_and_compare(
     d: Deployment,
-    worker: WorkerProcess,
+    workers: list[WorkerProcess],
     made: Workload,
     rules: Rules,
     record: list[Outcome],
@@ -77,9 +77,9 @@ def settle_and_compare(
     guarantee: str,
     faults: int,
 ) -> None:
-    """Wait for every event's commit, stop the worker cleanly, compare, and check."""
-    wait_committed(d, [worker])
-    assert worker.stop() == 0
+    """Wait for every event's commit, stop the workers cleanly, compare, and check."""
+    wait_committed(d, workers)
+    assert [worker.stop() for worker in workers] == [0] * len(workers)
     outcome = Outcome(
         scenario, guarantee, len(made.records), made.duplicates, made.unreadable, faults
     )
@@ -104,7 +104,38 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(
         kills += 1
         worker = d.worker().start()
     producer.finish()
-    settle_and_compare(d, worker, made, rules, record, "SIGKILL x3 mid-stream", guarantee, kills)
+    settle_and_compare(d, [worker], made, rules, record, "SIGKILL x3 mid-stream", guarantee, kills)
+
+
+def test_two_workers_scale_1_2_1_and_a_kill_during_a_rebalance(
+    broker, rules: Rules, tmp_path: Path, record: list[Outcome]
+) -> None:
+    """Partitions move while events flow: a second worker joins and leaves cleanly,
+    then a third joins and the first is SIGKILLed while that rebalance is under way."""
+    d = deploy(broker.bootstrap, tmp_path, "at_least_once")
+    made = workload(seed=53, events=12_000, contacts=600, rules=rules)
+    rng = random.Random(5)
+
+    def worker(name: str) -> WorkerProcess:
+        return d.worker(LEADSCORE_DATA_DIR=str(tmp_path / f"state-{name}"))
+
+    first = worker("a").start()
+    # 3,000 events are held back until the faults are over, so events flow through all of them
+    producer = PacedProducer(d.bootstrap, d.topic("events"), made.records, rate=300, reserve=3_000)
+    producer.start()
+    time.sleep(3)
+    second = worker("b").start()  # 1 -> 2
+    time.sleep(4)
+    assert second.stop() == 0  # 2 -> 1
+    time.sleep(3)
+    third = worker("c").launch()  # 1 -> 2 ...
+    time.sleep(rng.uniform(1.0, 4.0))  # ... and while the group rebalances:
+    first.kill()
+    third.wait_ready()
+    first = worker("a").start()  # back with its state: 2 workers again
+    producer.finish()
+    scenario = "2 workers: scale 1-2-1, kill in rebalance"
+    settle_and_compare(d, [first, third], made, rules, record, scenario, "at_least_once", 4)
 
 
 def free_port() -> int:
@@ -156,7 +187,7 @@ def test_broker_stopped_for_30_s_mid_stream(
     wait_readiness(port, 200, 120)
     producer.finish()
     scenario = "broker down 30 s mid-stream"
-    settle_and_compare(d, worker, made, rules, record, scenario, "at_least_once", 1)
+    settle_and_compare(d, [worker], made, rules, record, scenario, "at_least_once", 1)
 
 
 def test_state_deleted_while_stopped_is_rebuilt_equal(
@@ -189,7 +220,7 @@ def test_state_deleted_while_stopped_is_rebuilt_equal(
     second.start()
     second.finish()
     scenario = "state deleted while stopped"
-    settle_and_compare(d, worker, made, rules, record, scenario, "at_least_once", 1)
+    settle_and_compare(d, [worker], made, rules, record, scenario, "at_least_once", 1)
 
 
 @pytest.fixture
@@ -244,4 +275,4 @@ def test_full_state_disk_stops_the_worker_without_committing(
     worker = d.worker().start()
     producer.finish()
     scenario = "state disk full, then freed"
-    settle_and_compare(d, worker, made, rules, record, scenario, "at_least_once", 1)
+    settle_and_compare(d, [worker], made, rules, record, scenario, "at_least_once", 1)

@@ -100,6 +100,11 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_timeout: float = 90.0) -> WorkerProcess:
+        """Launch it and wait until it is ready."""
+        return self.launch().wait_ready(ready_timeout)
+
+    def launch(self) -> WorkerProcess:
+        """Start the process without waiting for it to be ready."""
         env = {**os.environ, **self.deployment.env, **self.own_env}
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
@@ -108,7 +113,11 @@ class WorkerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + ready_timeout
+        return self
+
+    def wait_ready(self, timeout: float = 90.0) -> WorkerProcess:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(
@@ -117,7 +126,7 @@ class WorkerProcess:
             if self.ready_line in self.log():
                 return self
             time.sleep(0.25)
-        raise AssertionError(f"worker not ready within {ready_timeout} s:\n{self.log()[-4000:]}")
+        raise AssertionError(f"worker not ready within {timeout} s:\n{self.log()[-4000:]}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
