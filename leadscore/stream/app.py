@@ -383,6 +383,7 @@ def build_app(
     watch_worker(worker_view)
 
     last_committed: dict[Any, int | None] = {}
+    head_holes: dict[Any, tuple[int, int]] = {}
 
     @app.timer(30.0)  # type: ignore[untyped-decorator]
     async def report_stuck_commits() -> None:
@@ -390,6 +391,8 @@ def build_app(
         stuck = faust_fixes.stuck_commits(app.consumer, last_committed)
         if stuck:
             log.warning("records processed 30 s ago are still uncommitted: %s", "; ".join(stuck))
+        for line in await faust_fixes.heal_head_holes(app.consumer, head_holes):
+            log.warning("%s", line)
 
     @app.timer(settings.timer_interval_seconds)  # type: ignore[untyped-decorator]
     async def send_ticks() -> None:

@@ -73,6 +73,42 @@ Found by the fault tier (tests/faults), each with the symptom it caused there.
 
 5. **An exception in an agent commits the record it failed on.** See
    ``leadscore.stream.app.stop_unprocessed``; that one is handled in the agent.
+
+6. **Under exactly_once, outputs were sent outside any transaction.** Faust
+   picks a record's transaction by the partition its key hashes to, which it
+   looks up in the *consumer's* metadata. The consumer knows only the topics it
+   reads; for an output topic (actions, score changes, lead state, the DLQ) the
+   lookup gives nothing, and Faust then sends the record with its plain,
+   non-transactional producer: visible at once, never rolled back. The table
+   writes, on the other hand, went into the transactions, which a SIGKILL
+   aborted; a restarted worker found the events unapplied and published their
+   outputs again (seen: the first records of each partition published once per
+   worker, 4 times, and 2,867 score changes repeated in 8,000 events with 3
+   kills, read_committed).
+
+   Fix: a record sent while an agent processes an event, without an explicit
+   partition, goes into the transaction of that event's partition (as in Kafka
+   Streams, one transaction per input partition whatever the output topic),
+   and the producer picks its partition by key. Records with an explicit
+   partition (table writes) keep Faust's choice, which is the same transaction.
+
+7. **Records at the head of a partition are dropped after a seek, and the
+   commit may pass them.** Faust delivers a fetched record only if its offset
+   is at least the partition's "last read" offset. After an assignment it seeks
+   to the committed offset, but records of a batch fetched before the seek are
+   still being delivered and move "last read" past the records the seek
+   fetches again, which are then dropped as already read (seen: committed 6,
+   every offset from 10 on processed, 6..9 never). Faust's commit then either
+   stalls (a hole of two or more) or, for a hole of one record, commits past
+   it, and that event is lost (most likely what lost one event, never
+   processed yet committed past, in one run of the full-disk scenario).
+
+   Fix: a commit never passes an offset that was not processed
+   (``_new_offset`` refuses a hole at the head), and ``heal_head_holes``, run
+   every 30 s, seeks a partition whose head hole has stayed for a whole
+   interval back to its committed offset, so the dropped records are read
+   again (the records after them come again too, and are recognised as
+   applied).
 """
 
 from __future__ import annotations
@@ -85,6 +121,7 @@ from collections.abc import Awaitable
 from contextlib import suppress
 from typing import Any
 
+from faust import current_event
 from faust.transport.consumer import Consumer, TransactionManager
 from faust.transport.producer import ProducerBuffer
 from faust.types.tuples import Message, ack_lock
@@ -154,6 +191,8 @@ _faust_send_pending = ProducerBuffer._send_pending
 _faust_flush = ProducerBuffer.flush
 _faust_commit = TransactionManager.commit
 _faust_ack = Consumer.ack
+_faust_transaction_send = TransactionManager.send
+_faust_new_offset = Consumer._new_offset
 
 
 def _marks(buffer: ProducerBuffer) -> deque[int]:
@@ -208,6 +247,66 @@ async def _commit_after_flush(
     return await _faust_commit(self, offsets, start_new_transaction=start_new_transaction)
 
 
+async def _send_in_event_transaction(
+    self: TransactionManager,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    partition: int | None,
+    timestamp: float | None,
+    headers: Any,
+    *,
+    transactional_id: str | None = None,
+) -> Awaitable[Any]:
+    event = current_event()
+    if event is None or partition is not None:
+        return await _faust_transaction_send(self, topic, key, value, partition, timestamp, headers)
+    source = event.message
+    group = self.app.assignor.group_for_topic(source.topic)
+    return await self.producer.send(
+        topic,
+        key,
+        value,
+        None,
+        timestamp,
+        headers,
+        transactional_id=f"{self.app.conf.id}-{group}-{source.partition}",
+    )
+
+
+def _new_offset(self: Consumer, tp: Any) -> int | None:
+    acked = self._acked[tp]
+    committed = self._committed_offset[tp]
+    if acked and committed is not None and min(acked) > committed:
+        return None  # the record at the committed offset was not processed
+    result: int | None = _faust_new_offset(self, tp)
+    return result
+
+
+async def heal_head_holes(consumer: Any, seen: dict[Any, tuple[int, int]]) -> list[str]:
+    """Seek partitions whose unprocessed head (see fix 7) outlasted the previous call.
+
+    ``seen`` maps a partition to the (committed, first acked) pair found by the
+    previous call, and is updated. Returns a line per partition sought.
+    """
+    healed = []
+    holes = {}
+    for tp, acked in list(consumer._acked.items()):
+        committed = consumer._committed_offset.get(tp)
+        if acked and committed is not None and min(acked) > committed:
+            holes[tp] = (committed, min(acked))
+    for tp, hole in holes.items():
+        if seen.get(tp) == hole and tp in consumer.assignment():
+            await consumer.seek(tp, hole[0])
+            healed.append(
+                f"{tp.topic}[{tp.partition}] offsets {hole[0]}..{hole[1] - 1} were never "
+                f"processed though {hole[1]} was: read again from {hole[0]}"
+            )
+    seen.clear()
+    seen.update(holes)
+    return healed
+
+
 async def _add_gap(self: Consumer, tp: Any, offset_from: int, offset_to: int) -> None:
     log.warning(
         "offsets %d..%d of %s[%d] were not read before offset %d; they are not counted "
@@ -248,8 +347,10 @@ def apply() -> None:
     ProducerBuffer._send_pending = _send_pending  # type: ignore[method-assign]
     ProducerBuffer.flush = _flush  # type: ignore[method-assign]
     TransactionManager.commit = _commit_after_flush  # type: ignore[method-assign]
+    TransactionManager.send = _send_in_event_transaction  # type: ignore[method-assign]
     Consumer.ack = _ack  # type: ignore[method-assign]
     Consumer._add_gap = _add_gap  # type: ignore[method-assign]
+    Consumer._new_offset = _new_offset  # type: ignore[method-assign]
     _applied = True
 
 

@@ -14,6 +14,7 @@ import pytest
 from leadscore.scoring import Rules, load_rules
 from tests.faults.harness import HEADERS, Outcome, describe
 from tests.integration.kafka import KAFKA_LOCAL, REPO, answers
+from tests.integration.workers import WorkerProcess
 
 PORT = int(os.environ.get("LEADSCORE_FAULTS_KAFKA_PORT", "19094"))
 OUTCOMES: list[Outcome] = []
@@ -70,6 +71,15 @@ def broker() -> Iterator[Broker]:
 @pytest.fixture(scope="session")
 def rules() -> Rules:
     return load_rules(None)
+
+
+@pytest.fixture(autouse=True)
+def no_worker_left() -> Iterator[None]:
+    """Kill the workers a scenario left running (it failed before stopping them)."""
+    yield
+    for worker in WorkerProcess.launched:
+        worker.kill()
+    WorkerProcess.launched.clear()
 
 
 @pytest.fixture

@@ -281,7 +281,13 @@ def compare(deployment: Deployment, made: Workload, rules: Rules, outcome: Outco
     }
     expected_actions = {i for i, a in made.actions.items() if a.contact_id not in ticked}
     outcome.actions_expected = len(made.actions)
-    outcome.actions_lost = len(expected_actions - set(got_actions))
+    lost = sorted(expected_actions - set(got_actions))
+    outcome.actions_lost = len(lost)
+    outcome.examples.extend(
+        f"lost action {made.actions[i].kind} {made.actions[i].name} for "
+        f"{made.actions[i].contact_id}, caused by event {made.actions[i].cause_event_id}"
+        for i in lost[:3]
+    )
     unexpected = caused - expected_actions
     outcome.actions_unexpected = len(unexpected)
     outcome.examples.extend(

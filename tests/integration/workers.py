@@ -10,6 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from leadscore.config import Settings
 from leadscore.kafka_admin import create_topics
@@ -84,6 +85,10 @@ class Deployment:
 
 
 class WorkerProcess:
+    #: Every process launched in this test session, so a fixture can kill what a
+    #: failed test left running (a worker whose broker is gone ignores SIGTERM).
+    launched: ClassVar[list[WorkerProcess]] = []
+
     def __init__(
         self,
         deployment: Deployment,
@@ -113,6 +118,7 @@ class WorkerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        WorkerProcess.launched.append(self)
         return self
 
     def wait_ready(self, timeout: float = 90.0) -> WorkerProcess:

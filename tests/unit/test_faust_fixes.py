@@ -9,7 +9,7 @@ from typing import Any
 import faust
 import pytest
 from faust.types import TP
-from faust.types.tuples import Message
+from faust.types.tuples import ConsumerMessage, Message
 
 from leadscore.stream import faust_fixes
 from leadscore.stream.faust_fixes import OutputFence
@@ -28,7 +28,7 @@ def app() -> faust.App:
 
 
 def fetched(app: faust.App, offset: int, generation: int = 5) -> Message:
-    message = Message(
+    message = ConsumerMessage(
         EVENTS.topic, 0, offset, 0.0, 0, None, b"k", b"v", None, generation_id=generation, tp=EVENTS
     )
     app.consumer._unacked_messages.add(message)
@@ -146,3 +146,36 @@ async def flush_waits_for_records_queued_before_it_and_no_others() -> None:
         for gate in channel.gate.values():
             gate.set()
         await buffer.stop()
+
+
+def test_a_commit_never_passes_an_unprocessed_record_at_the_head(app: faust.App) -> None:
+    consumer = app.consumer
+    consumer._committed_offset[EVENTS] = 20
+    for offset in (21, 22):  # 20 was dropped, never processed
+        consumer.ack(fetched(app, offset))
+    assert consumer._new_offset(EVENTS) is None  # Faust's own answer was 23
+    consumer.ack(fetched(app, 20))  # read again and processed
+    assert consumer._new_offset(EVENTS) == 23
+
+
+def test_a_head_hole_that_stays_is_read_again_from_the_committed_offset(app: faust.App) -> None:
+    asyncio.run(head_hole_that_stays_is_read_again(app))
+
+
+async def head_hole_that_stays_is_read_again(app: faust.App) -> None:
+    consumer = app.consumer
+    consumer._committed_offset[EVENTS] = 6
+    for offset in (10, 11):
+        consumer.ack(fetched(app, offset))
+    sought: list[tuple[TP, int]] = []
+
+    async def seek(tp: TP, offset: int) -> None:
+        sought.append((tp, offset))
+
+    consumer.seek = seek  # type: ignore[method-assign]
+    consumer.assignment = lambda: {EVENTS}  # type: ignore[method-assign]
+    seen: dict[Any, tuple[int, int]] = {}
+    assert await faust_fixes.heal_head_holes(consumer, seen) == []  # maybe still in flight
+    lines = await faust_fixes.heal_head_holes(consumer, seen)
+    assert sought == [(EVENTS, 6)]
+    assert "offsets 6..9" in lines[0]
