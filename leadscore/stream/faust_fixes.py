@@ -108,7 +108,10 @@ Found by the fault tier (tests/faults), each with the symptom it caused there.
    every 30 s, seeks a partition whose head hole has stayed for a whole
    interval back to its committed offset, so the dropped records are read
    again (the records after them come again too, and are recognised as
-   applied).
+   applied). Not fixed: the dropped records are then processed after later
+   ones; scores end right, but stage-change actions follow processing order
+   and can differ from an in-order run. The real fix is to discard records
+   fetched before the seek instead of delivering them.
 """
 
 from __future__ import annotations
