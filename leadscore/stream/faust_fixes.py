@@ -277,10 +277,20 @@ async def _send_in_event_transaction(
     )
 
 
+def _head_hole(consumer: Any, tp: Any) -> tuple[int, int] | None:
+    """(committed offset, lowest acked offset) when records after the committed
+    offset were processed but the record at it was not (fix 7), else None."""
+    acked = consumer._acked.get(tp)
+    committed = consumer._committed_offset.get(tp)
+    if acked and committed is not None:
+        first = min(acked)
+        if first > committed:
+            return committed, first
+    return None
+
+
 def _new_offset(self: Consumer, tp: Any) -> int | None:
-    acked = self._acked[tp]
-    committed = self._committed_offset[tp]
-    if acked and committed is not None and min(acked) > committed:
+    if _head_hole(self, tp) is not None:
         return None  # the record at the committed offset was not processed
     result: int | None = _faust_new_offset(self, tp)
     return result
@@ -293,11 +303,7 @@ async def heal_head_holes(consumer: Any, seen: dict[Any, tuple[int, int]]) -> li
     previous call, and is updated. Returns a line per partition sought.
     """
     healed = []
-    holes = {}
-    for tp, acked in list(consumer._acked.items()):
-        committed = consumer._committed_offset.get(tp)
-        if acked and committed is not None and min(acked) > committed:
-            holes[tp] = (committed, min(acked))
+    holes = {tp: hole for tp in list(consumer._acked) if (hole := _head_hole(consumer, tp))}
     for tp, hole in holes.items():
         if seen.get(tp) == hole and tp in consumer.assignment():
             await consumer.seek(tp, hole[0])

@@ -14,8 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+
+from leadscore.config import Settings
+from leadscore.verify import read_topic
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_LOCAL = REPO / "deploy" / "kafka-local" / "kafka-local"
@@ -137,40 +140,10 @@ def consume(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -> li
 def count_now(bootstrap: str, topic: str, settle: float = 3.0) -> int:
     """How many committed records a topic holds after ``settle`` seconds with nothing new.
 
-    Records are read, not offsets subtracted: a topic written in transactions
-    (exactly_once) also holds a commit marker per transaction, which takes an
-    offset but is no record.
+    Records are read (``leadscore verify``'s reader), not offsets subtracted: a
+    topic written in transactions (exactly_once) also holds a commit marker per
+    transaction, which takes an offset but is no record.
     """
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "test-counter",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        time.sleep(settle)
-        ends = {}
-        for p in metadata.topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > low:
-                ends[p] = high
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        total = 0
-        deadline = time.monotonic() + 30
-        while ends and time.monotonic() < deadline:
-            for message in consumer.consume(1000, timeout=0.5):
-                if not message.error():
-                    total += 1
-            positions = consumer.position([TopicPartition(topic, p) for p in ends])
-            ends = {
-                tp.partition: ends[tp.partition]
-                for tp in positions
-                if tp.offset < ends[tp.partition]
-            }
-        assert not ends, f"{topic}: partitions {sorted(ends)} not read to their end within 30 s"
-        return total
-    finally:
-        consumer.close()
+    time.sleep(settle)
+    settings = Settings.from_variables({"LEADSCORE_BOOTSTRAP_SERVERS": bootstrap})
+    return read_topic(settings, topic).records
