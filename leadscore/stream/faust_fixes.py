@@ -108,10 +108,27 @@ Found by the fault tier (tests/faults), each with the symptom it caused there.
    every 30 s, seeks a partition whose head hole has stayed for a whole
    interval back to its committed offset, so the dropped records are read
    again (the records after them come again too, and are recognised as
-   applied). Not fixed: the dropped records are then processed after later
-   ones; scores end right, but stage-change actions follow processing order
-   and can differ from an in-order run. The real fix is to discard records
-   fetched before the seek instead of delivering them.
+   applied). Fix 8 removes the cause; this one stays as the safety net.
+
+8. **A seek does not take effect on records already fetched.** The cause of
+   fix 7. Faust's seek to the committed offsets (``perform_seek``) awaits the
+   committed offset of one partition after another while the fetcher keeps
+   fetching and delivering, and only then resets "last read"; records fetched
+   before the seek, still in the batch being delivered, then come after it
+   (seen in one worker log: offsets 545..1036 of each partition delivered
+   during the seek, then 1037 from the old batch right after it, the 1,500
+   records the seek fetched again dropped as already read, and one
+   partition's record 1037 never processed, found by fix 7's healer 60 s
+   later). Processed out of order, the records gave different stage-change
+   actions than an in-order run.
+
+   Fix: fetching, seeking and delivering a record take turns (one lock per
+   consumer): a seek waits for the record being delivered and for a fetch in
+   flight, and no fetch starts during a seek. Every seek of a partition is
+   counted, and a record fetched before its partition's latest seek is
+   discarded instead of delivered; the seek reads it again, in order. A
+   revocation stops Faust's flow first, which interrupts a delivery waiting
+   on a full stream buffer, so the lock cannot wait on the agents.
 """
 
 from __future__ import annotations
@@ -119,13 +136,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections import deque
-from collections.abc import Awaitable
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import suppress
 from typing import Any
 
 from faust import current_event
-from faust.transport.consumer import Consumer, TransactionManager
+from faust.transport.consumer import Consumer, ThreadDelegateConsumer, TransactionManager
 from faust.transport.producer import ProducerBuffer
 from faust.types.tuples import Message, ack_lock
 from mode.utils.futures import notify
@@ -196,6 +213,11 @@ _faust_commit = TransactionManager.commit
 _faust_ack = Consumer.ack
 _faust_transaction_send = TransactionManager.send
 _faust_new_offset = Consumer._new_offset
+_faust_fetch = ThreadDelegateConsumer._getmany
+_faust_getmany = Consumer.getmany
+_faust_perform_seek = Consumer.perform_seek
+_faust_seek_to_committed = ThreadDelegateConsumer.seek_to_committed
+_faust_seek = Consumer.seek
 
 
 def _marks(buffer: ProducerBuffer) -> deque[int]:
@@ -347,6 +369,78 @@ def _ack(self: Consumer, message: Message) -> bool:
     return False
 
 
+class _Seeks:
+    """A consumer's seek bookkeeping for fix 8."""
+
+    def __init__(self) -> None:
+        self.turn = asyncio.Lock()  # fetch, seek and the delivery of one record
+        self.count: Counter[Any] = Counter()  # seeks per partition
+        self.at_fetch: dict[Any, int] = {}  # ``count`` when the batch in delivery was fetched
+
+
+def _seeks(consumer: Any) -> _Seeks:
+    seeks: _Seeks | None = consumer.__dict__.get("_leadscore_seeks")
+    if seeks is None:
+        seeks = consumer.__dict__["_leadscore_seeks"] = _Seeks()
+    return seeks
+
+
+async def _fetch(
+    self: ThreadDelegateConsumer,
+    active_partitions: Any,
+    timeout: float,  # noqa: ASYNC109 (Faust's signature)
+) -> Any:
+    seeks = _seeks(self)
+    async with seeks.turn:
+        records = await _faust_fetch(self, active_partitions, timeout)
+        seeks.at_fetch = dict(seeks.count)
+    return records
+
+
+async def _getmany(
+    self: Consumer,
+    timeout: float,  # noqa: ASYNC109 (Faust's signature)
+) -> AsyncIterator[tuple[Any, Message]]:
+    seeks = _seeks(self)
+    discarded: Counter[Any] = Counter()
+    try:
+        async for tp, message in _faust_getmany(self, timeout):
+            async with seeks.turn:  # held while the drain loop delivers this record
+                if seeks.count[tp] != seeks.at_fetch.get(tp, 0):
+                    discarded[tp] += 1
+                    continue
+                yield tp, message
+    finally:
+        for tp, n in discarded.items():
+            log.info(
+                "%d record(s) of %s[%d] fetched before a seek were discarded; the seek "
+                "reads them again",
+                n,
+                tp.topic,
+                tp.partition,
+            )
+
+
+async def _perform_seek(self: Consumer) -> None:
+    async with _seeks(self).turn:
+        await _faust_perform_seek(self)  # calls seek_to_committed
+
+
+async def _seek_to_committed(self: ThreadDelegateConsumer) -> Any:
+    committed = await _faust_seek_to_committed(self)
+    # The client seeks only a partition with a committed offset above 0; the
+    # others keep their position, and the records fetched from it stay valid.
+    _seeks(self).count.update(tp for tp, offset in committed.items() if offset and offset > 0)
+    return committed
+
+
+async def _seek(self: Consumer, partition: Any, offset: int) -> None:
+    seeks = _seeks(self)
+    async with seeks.turn:
+        seeks.count[partition] += 1
+        await _faust_seek(self, partition, offset)
+
+
 def apply() -> None:
     """Install the workarounds (once per process)."""
     global _applied
@@ -360,6 +454,11 @@ def apply() -> None:
     Consumer.ack = _ack  # type: ignore[method-assign]
     Consumer._add_gap = _add_gap  # type: ignore[method-assign]
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
+    ThreadDelegateConsumer._getmany = _fetch  # type: ignore[method-assign]
+    Consumer.getmany = _getmany  # type: ignore[method-assign]
+    Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
+    ThreadDelegateConsumer.seek_to_committed = _seek_to_committed  # type: ignore[method-assign]
+    Consumer.seek = _seek  # type: ignore[method-assign]
     _applied = True
 
 

@@ -179,3 +179,103 @@ async def head_hole_that_stays_is_read_again(app: faust.App) -> None:
     lines = await faust_fixes.heal_head_holes(consumer, seen)
     assert sought == [(EVENTS, 6)]
     assert "offsets 6..9" in lines[0]
+
+
+class PartitionLog:
+    """Stands in for the Kafka client thread: one partition of 30 records and a
+    fetch position, fetched five records at a time, as aiokafka would."""
+
+    def __init__(self, committed: int | None, position: int = 10, end: int = 30) -> None:
+        self.committed = committed
+        self.position = position
+        self.end = end
+
+    async def getmany(
+        self,
+        active_partitions: Any,
+        timeout: float,  # noqa: ASYNC109 (aiokafka's signature)
+    ) -> dict[TP, list[Any]]:
+        if self.position >= self.end:
+            await asyncio.sleep(0.01)
+            return {}
+        batch = range(self.position, min(self.position + 5, self.end))
+        self.position = batch[-1] + 1
+        return {EVENTS: [kafka_record(offset) for offset in batch]}
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        await asyncio.sleep(0.01)  # the client asks the broker
+        if self.committed:  # aiokafka seeks only to a committed offset above 0
+            self.position = self.committed
+        return {EVENTS: self.committed}
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.position = offset
+
+    def assignment(self) -> set[TP]:
+        return {EVENTS}
+
+    def highwater(self, tp: TP) -> int:
+        return self.end
+
+
+def kafka_record(offset: int) -> SimpleNamespace:
+    return SimpleNamespace(
+        topic=EVENTS.topic,
+        partition=EVENTS.partition,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        headers=None,
+        key=b"k",
+        value=b"v",
+        checksum=None,
+        serialized_key_size=1,
+        serialized_value_size=1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("seek", "committed", "expected"),
+    [
+        ("to the committed offset", 10, [10, 11, 12, *range(10, 30)]),
+        ("of one partition", 10, [10, 11, 12, *range(11, 30)]),
+        # No committed offset: the client does not seek, and the records already
+        # fetched are the next ones; discarding them would lose them.
+        ("to the committed offset", None, list(range(10, 30))),
+    ],
+)
+def test_records_fetched_before_a_seek_are_not_delivered_after_it(
+    app: faust.App, seek: str, committed: int | None, expected: list[int]
+) -> None:
+    """Fix 8, on Faust's own drain loop: a seek lands while record 12 of a
+    fetched batch 10..14 is being delivered. Delivery must go on from the seek's
+    offset, in order; Faust delivered 13 and 14 from the old batch, and then
+    dropped the records the seek fetched again as already read."""
+    delivered = asyncio.run(deliver_with_a_seek_at_12(app, seek, committed))
+    assert delivered == expected
+
+
+async def deliver_with_a_seek_at_12(app: faust.App, seek: str, committed: int | None) -> list[int]:
+    consumer = app.consumer
+    consumer._thread = PartitionLog(committed)  # type: ignore[attr-defined]
+    consumer._set_active_tps({EVENTS})  # what an assignment does
+    delivered: list[int] = []
+    seeking: list[asyncio.Task[None]] = []
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+
+    async def deliver(message: Message) -> None:
+        delivered.append(message.offset)
+        if message.offset == 12 and not seeking:
+            if seek == "to the committed offset":
+                seeking.append(asyncio.ensure_future(consumer.perform_seek()))
+            else:
+                seeking.append(asyncio.ensure_future(consumer.seek(EVENTS, 11)))
+            for _ in range(10):  # the delivery takes a while; the seek starts meanwhile
+                await asyncio.sleep(0)
+        if message.offset == 29:
+            fetcher._stopped.set()
+
+    consumer.callback = deliver
+    await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=30)  # type: ignore[arg-type]
+    await asyncio.wait_for(seeking[0], timeout=30)
+    return delivered
