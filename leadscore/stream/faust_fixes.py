@@ -129,6 +129,19 @@ Found by the fault tier (tests/faults), each with the symptom it caused there.
    discarded instead of delivered; the seek reads it again, in order. A
    revocation stops Faust's flow first, which interrupts a delivery waiting
    on a full stream buffer, so the lock cannot wait on the agents.
+
+9. **Under exactly_once, recovery could not see the changelog's end.** Faust
+   takes a changelog partition's end (highwater) from the read_committed
+   consumer's *last stable offset*, which the client knows only from a fetch
+   response; right after an assignment none has come yet, so every highwater
+   read as -1. A worker whose store held changelog offsets then crashed with
+   ``ConsistencyError: persisted offset ... higher than ... highwater (372 >
+   -1)`` (seen each time the two-worker scenario ran under exactly_once), and
+   one with an empty store would have found nothing to restore.
+
+   Fix: the highwaters come from the broker (a ListOffsets request, which for
+   a read_committed consumer answers the last stable offset), as they already
+   do under at_least_once.
 """
 
 from __future__ import annotations
@@ -143,6 +156,7 @@ from typing import Any
 
 from faust import current_event
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer, TransactionManager
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
 from faust.types.tuples import Message, ack_lock
 from mode.utils.futures import notify
@@ -441,6 +455,10 @@ async def _seek(self: Consumer, partition: Any, offset: int) -> None:
         await _faust_seek(self, partition, offset)
 
 
+async def _highwaters(self: AIOKafkaConsumerThread, partitions: Any) -> Any:
+    return await self._ensure_consumer().end_offsets(partitions)
+
+
 def apply() -> None:
     """Install the workarounds (once per process)."""
     global _applied
@@ -459,6 +477,7 @@ def apply() -> None:
     Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
     ThreadDelegateConsumer.seek_to_committed = _seek_to_committed  # type: ignore[method-assign]
     Consumer.seek = _seek  # type: ignore[method-assign]
+    AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
     _applied = True
 
 

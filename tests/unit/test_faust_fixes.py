@@ -279,3 +279,24 @@ async def deliver_with_a_seek_at_12(app: faust.App, seek: str, committed: int | 
     await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=30)  # type: ignore[arg-type]
     await asyncio.wait_for(seeking[0], timeout=30)
     return delivered
+
+
+def test_changelog_highwaters_under_exactly_once_come_from_the_broker() -> None:
+    """Fix 9: right after an assignment the client has no last stable offset yet
+    (None, which Faust's recovery turned into a highwater of -1)."""
+
+    class Client:
+        def last_stable_offset(self, tp: TP) -> None:
+            return None  # no fetch response yet
+
+        async def end_offsets(self, tps: list[TP]) -> dict[TP, int]:
+            return {tp: 373 for tp in tps}  # what ListOffsets answers
+
+    app = faust.App(
+        "faust-fixes-eos", broker="kafka://127.0.0.1:1", processing_guarantee="exactly_once"
+    )
+    app.in_worker = True  # as under `faust worker`
+    thread = app.consumer._thread  # type: ignore[attr-defined]
+    thread._consumer = Client()
+    assert app.consumer.in_transaction
+    assert asyncio.run(thread._highwaters([EVENTS])) == {EVENTS: 373}
