@@ -142,6 +142,23 @@ Found by the fault tier (tests/faults), each with the symptom it caused there.
    Fix: the highwaters come from the broker (a ListOffsets request, which for
    a read_committed consumer answers the last stable offset), as they already
    do under at_least_once.
+
+10. **A revocation committed nothing, and under exactly_once left the
+    transaction open.** Faust drops a revoked partition's ack bookkeeping
+    *before* it waits for the events in progress and commits, so that commit
+    has no offsets: the events processed since the last commit are processed
+    again by the next owner (at_least_once repeats). Under exactly_once the
+    partition's transaction was not committed either; a worker that got the
+    partition back went on in the same open transaction, while its recovery
+    rolled its tables back to the committed changelog, so it processed those
+    events again and committed both copies of their outputs (seen: 292 score
+    changes and 12 actions published twice in the two-worker scenario).
+
+    Fix: before Faust revokes, the worker stops fetching, lets the events in
+    progress finish (their acks count, although flow is suspended: fix 2 lets
+    through a record a stream took for processing while this runs) and
+    commits, which under exactly_once commits and ends each partition's
+    transaction with its offsets, as Kafka Streams does on revocation.
 """
 
 from __future__ import annotations
@@ -232,6 +249,7 @@ _faust_getmany = Consumer.getmany
 _faust_perform_seek = Consumer.perform_seek
 _faust_seek_to_committed = ThreadDelegateConsumer.seek_to_committed
 _faust_seek = Consumer.seek
+_faust_on_partitions_revoked = Consumer.on_partitions_revoked
 
 
 def _marks(buffer: ProducerBuffer) -> deque[int]:
@@ -366,7 +384,9 @@ async def _add_gap(self: Consumer, tp: Any, offset_from: int, offset_to: int) ->
 
 def _ack(self: Consumer, message: Message) -> bool:
     app = self.app
-    if message.generation_id == app.consumer_generation_id and app.flow_control.is_active():
+    if message.generation_id == app.consumer_generation_id and (
+        app.flow_control.is_active() or (message.tracked and _revoking(self))
+    ):
         return bool(_faust_ack(self, message))
     with ack_lock:
         if message.acked:
@@ -459,6 +479,24 @@ async def _highwaters(self: AIOKafkaConsumerThread, partitions: Any) -> Any:
     return await self._ensure_consumer().end_offsets(partitions)
 
 
+def _revoking(consumer: Any) -> bool:
+    return bool(consumer.__dict__.get("_leadscore_revoking"))
+
+
+async def _on_partitions_revoked(self: Consumer, revoked: Any) -> None:
+    if self.assignment():
+        app = self.app
+        self.stop_flow()
+        app.flow_control.suspend()
+        app.flow_control.clear()  # buffered records, not taken by a stream, are read again
+        self.__dict__["_leadscore_revoking"] = True
+        try:
+            await self.wait_empty()  # ends with a commit (and ends the transactions)
+        finally:
+            self.__dict__["_leadscore_revoking"] = False
+    await _faust_on_partitions_revoked(self, revoked)
+
+
 def apply() -> None:
     """Install the workarounds (once per process)."""
     global _applied
@@ -478,6 +516,7 @@ def apply() -> None:
     ThreadDelegateConsumer.seek_to_committed = _seek_to_committed  # type: ignore[method-assign]
     Consumer.seek = _seek  # type: ignore[method-assign]
     AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
+    Consumer.on_partitions_revoked = _on_partitions_revoked  # type: ignore[method-assign]
     _applied = True
 
 

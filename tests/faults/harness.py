@@ -48,6 +48,8 @@ class Workload:
     leads: dict[str, LeadRecord] = field(default_factory=dict)
     actions: dict[str, LeadAction] = field(default_factory=dict)
     scored: set[str] = field(default_factory=set)
+    #: Per lead, (event id, score after it) for each event scored, in order.
+    trails: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
 
 
 def workload(seed: int, events: int, contacts: int, rules: Rules) -> Workload:
@@ -83,6 +85,7 @@ def workload(seed: int, events: int, contacts: int, rules: Rules) -> Workload:
             continue
         made.leads[event.contact_id] = applied.record
         made.scored.add(event.event_id)
+        made.trails.setdefault(event.contact_id, []).append((event.event_id, applied.record.score))
         for action in applied.actions:
             made.actions[action.action_id] = action
     return made
@@ -288,6 +291,10 @@ def compare(deployment: Deployment, made: Workload, rules: Rules, outcome: Outco
         f"{made.actions[i].contact_id}, caused by event {made.actions[i].cause_event_id}"
         for i in lost[:3]
     )
+    outcome.examples.extend(
+        trail_difference(contact, changes, made)
+        for contact in sorted({made.actions[i].contact_id for i in lost})[:3]
+    )
     unexpected = caused - expected_actions
     outcome.actions_unexpected = len(unexpected)
     outcome.examples.extend(
@@ -303,6 +310,28 @@ def compare(deployment: Deployment, made: Workload, rules: Rules, outcome: Outco
     outcome.change_duplicates = sum(n - 1 for n in got_changes.values())
     outcome.dead_letters = dlq
     return outcome
+
+
+def trail_difference(contact: str, changes: Topic, made: Workload) -> str:
+    """Where a lead's published score changes first depart from the reference:
+    the order its events were applied in, or the score one of them gave."""
+    got: dict[str, float] = {}
+    for change in changes.by_key.get(contact, []):
+        got.setdefault(change["event_id"], change["new_score"])
+    want = made.trails.get(contact, [])
+    order = list(got)
+    for i, (event_id, score) in enumerate(want):
+        if i >= len(order) or order[i] != event_id:
+            return (
+                f"  {contact}: event {i} of {len(want)} applied out of order: got "
+                f"{[e[:8] for e in order[i : i + 4]]}, want {[e[:8] for e, _ in want[i : i + 4]]}"
+            )
+        if abs(got[event_id] - score) > 1e-3:
+            return (
+                f"  {contact}: event {i} of {len(want)} ({event_id[:8]}) in order, "
+                f"score after it {got[event_id]}, want {score}"
+            )
+    return f"  {contact}: all {len(want)} events applied in order with the reference's scores"
 
 
 def _ids(topic: Topic, name: str) -> Counter[str]:

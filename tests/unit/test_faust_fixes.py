@@ -300,3 +300,40 @@ def test_changelog_highwaters_under_exactly_once_come_from_the_broker() -> None:
     thread._consumer = Client()
     assert app.consumer.in_transaction
     assert asyncio.run(thread._highwaters([EVENTS])) == {EVENTS: 373}
+
+
+def test_a_revocation_commits_what_was_processed_before_the_bookkeeping_goes(
+    app: faust.App,
+) -> None:
+    asyncio.run(revoke_with_an_event_in_progress(app))
+
+
+async def revoke_with_an_event_in_progress(app: faust.App) -> None:
+    """Fix 10: Faust dropped the partition's acks first and then committed
+    nothing; the event in progress, finished while flow is suspended, counts."""
+    consumer = app.consumer
+    consumer._thread = PartitionLog(committed=10)  # type: ignore[attr-defined]
+    consumer._set_active_tps({EVENTS})
+    consumer._committed_offset[EVENTS] = 10
+    for offset in (10, 11):
+        consumer.ack(fetched(app, offset))
+    in_progress = fetched(app, 12)
+    in_progress.tracked = True  # a stream took it; 13 stays in the buffer
+    committed: list[dict[TP, int]] = []
+
+    async def commit(offsets: dict[TP, int]) -> bool:
+        committed.append(dict(offsets))
+        return True
+
+    async def app_revoked(revoked: set[TP]) -> None:  # Faust's app-level handler
+        pass
+
+    consumer._commit = commit  # type: ignore[method-assign]
+    consumer._on_partitions_revoked = app_revoked
+    revoking = asyncio.ensure_future(consumer.on_partitions_revoked({EVENTS}))
+    await asyncio.sleep(0.2)
+    assert not revoking.done()  # waits for the event in progress
+    assert consumer.ack(in_progress) is True  # marked done although flow is suspended
+    await asyncio.wait_for(revoking, timeout=30)
+    assert committed[-1] == {EVENTS: 13}
+    assert EVENTS not in consumer._acked  # and then Faust dropped the bookkeeping
