@@ -34,22 +34,7 @@ from tests.faults.harness import (
 )
 from tests.integration.workers import Deployment, WorkerProcess
 
-HEAD_DROP_RACE = pytest.mark.xfail(
-    reason="faust-streaming drops records at a partition's head after a (re)assignment "
-    "(records of a batch fetched before the seek move its 'last read' offset past the "
-    "records fetched again); they are read again later, out of order, which changes a "
-    "lead's stage-change actions: 1 or 2 actions differed in 2 of 5 SIGKILL runs and 1 of "
-    "7 two-worker runs (2026-11-24). "
-    "Not yet fixed: see README, Guarantees and reliability",
-    strict=False,
-)
-GUARANTEES = (pytest.param("at_least_once", marks=HEAD_DROP_RACE), "exactly_once")
-TWO_WORKERS_EXACTLY_ONCE_BROKEN = pytest.mark.xfail(
-    reason="faust-streaming under exactly_once: a worker that gets back partitions it "
-    "owned before crashes in recovery with ConsistencyError (the changelog offset persisted "
-    "in its store is above the highwater it reads, -1; 2026-11-24)",
-    strict=False,
-)
+GUARANTEES = ("at_least_once", "exactly_once")
 
 
 def deploy(bootstrap: str, root: Path, guarantee: str, **extra: str) -> Deployment:
@@ -116,13 +101,7 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(
     settle_and_compare(d, [worker], made, rules, record, "SIGKILL x3 mid-stream", guarantee, kills)
 
 
-@pytest.mark.parametrize(
-    "guarantee",
-    [
-        pytest.param("at_least_once", marks=HEAD_DROP_RACE),
-        pytest.param("exactly_once", marks=TWO_WORKERS_EXACTLY_ONCE_BROKEN),
-    ],
-)
+@pytest.mark.parametrize("guarantee", GUARANTEES)
 def test_two_workers_scale_1_2_1_and_a_kill_during_a_rebalance(
     broker, rules: Rules, tmp_path: Path, guarantee: str, record: list[Outcome]
 ) -> None:
