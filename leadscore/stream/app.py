@@ -350,6 +350,7 @@ def build_app(
     async def score(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
             message = event.message
+            await faust_fixes.BETWEEN_EVENTS.enter(message)  # left when Faust acks it
             wheel = TimerWheel(timers, message.partition, slot_ms)
             try:
                 if message.topic == settings.ticks_topic:

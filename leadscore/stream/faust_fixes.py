@@ -159,6 +159,20 @@ Found by the fault tier (tests/faults), each with the symptom it caused there.
     through a record a stream took for processing while this runs) and
     commits, which under exactly_once commits and ends each partition's
     transaction with its offsets, as Kafka Streams does on revocation.
+
+11. **Under exactly_once, a commit could take an event's outputs without its
+    offset.** Faust's commit runs beside the agent: it takes the acked offsets,
+    then commits one partition's transaction after another, while the agent
+    goes on processing events and sending their outputs into those same
+    transactions. Their offsets wait for the next commit; a crash before it
+    publishes their outputs and processes them again (seen: 21 score changes
+    and 1 action published twice, all processed in the 20 ms before a commit
+    that a SIGKILL followed).
+
+    Fix: under exactly_once a commit waits for the event in progress to be
+    acknowledged, and no event starts until the commit is done
+    (``BETWEEN_EVENTS``, entered by the agent for each event and left by its
+    ack), so a transaction holds whole events, each with its offset.
 """
 
 from __future__ import annotations
@@ -168,7 +182,7 @@ import itertools
 import logging
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable
-from contextlib import suppress
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from faust import current_event
@@ -232,6 +246,47 @@ def _delivered(future: asyncio.Future[Any]) -> bool:
 #: The process's output fence (one Faust app per worker process).
 OUTPUTS = OutputFence()
 
+
+class EventGate:
+    """Lets a commit happen only between events (fix 11)."""
+
+    def __init__(self) -> None:
+        self._busy: set[int] = set()  # ids of the messages being processed
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._open = asyncio.Event()
+        self._open.set()
+        self._closers = 0
+
+    async def enter(self, message: Message) -> None:
+        """Before processing ``message``: wait while a commit is under way."""
+        await self._open.wait()
+        self._busy.add(id(message))
+        self._idle.clear()
+
+    def leave(self, message: Message) -> None:
+        """``message`` was acknowledged (or released): its processing is over."""
+        self._busy.discard(id(message))
+        if not self._busy:
+            self._idle.set()
+
+    @asynccontextmanager
+    async def closed(self) -> AsyncIterator[None]:
+        """No event starts inside, and the events in progress have finished."""
+        self._closers += 1
+        self._open.clear()
+        try:
+            await self._idle.wait()
+            yield
+        finally:
+            self._closers -= 1
+            if not self._closers:
+                self._open.set()
+
+
+#: The process's event gate.
+BETWEEN_EVENTS = EventGate()
+
 _QUEUED = "_leadscore_queued"
 _MARKS = "_leadscore_marks"
 _HANDED = "_leadscore_handed"
@@ -250,6 +305,7 @@ _faust_perform_seek = Consumer.perform_seek
 _faust_seek_to_committed = ThreadDelegateConsumer.seek_to_committed
 _faust_seek = Consumer.seek
 _faust_on_partitions_revoked = Consumer.on_partitions_revoked
+_faust_commit_tps = Consumer._commit_tps
 
 
 def _marks(buffer: ProducerBuffer) -> deque[int]:
@@ -383,6 +439,7 @@ async def _add_gap(self: Consumer, tp: Any, offset_from: int, offset_to: int) ->
 
 
 def _ack(self: Consumer, message: Message) -> bool:
+    BETWEEN_EVENTS.leave(message)
     app = self.app
     if message.generation_id == app.consumer_generation_id and (
         app.flow_control.is_active() or (message.tracked and _revoking(self))
@@ -497,6 +554,13 @@ async def _on_partitions_revoked(self: Consumer, revoked: Any) -> None:
     await _faust_on_partitions_revoked(self, revoked)
 
 
+async def _commit_tps(self: Consumer, tps: Any, start_new_transaction: bool) -> bool:
+    if not self.in_transaction:
+        return bool(await _faust_commit_tps(self, tps, start_new_transaction))
+    async with BETWEEN_EVENTS.closed():
+        return bool(await _faust_commit_tps(self, tps, start_new_transaction))
+
+
 def apply() -> None:
     """Install the workarounds (once per process)."""
     global _applied
@@ -517,6 +581,7 @@ def apply() -> None:
     Consumer.seek = _seek  # type: ignore[method-assign]
     AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
     Consumer.on_partitions_revoked = _on_partitions_revoked  # type: ignore[method-assign]
+    Consumer._commit_tps = _commit_tps  # type: ignore[method-assign]
     _applied = True
 
 

@@ -337,3 +337,44 @@ async def revoke_with_an_event_in_progress(app: faust.App) -> None:
     await asyncio.wait_for(revoking, timeout=30)
     assert committed[-1] == {EVENTS: 13}
     assert EVENTS not in consumer._acked  # and then Faust dropped the bookkeeping
+
+
+def test_an_exactly_once_commit_happens_between_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(faust_fixes, "BETWEEN_EVENTS", faust_fixes.EventGate())
+    app = faust.App(
+        "faust-fixes-eos-commit", broker="kafka://127.0.0.1:1", processing_guarantee="exactly_once"
+    )
+    app.in_worker = True  # as under `faust worker`
+    app.consumer_generation_id = 5
+    app.topics._acking_topics.add(EVENTS.topic)
+    app.flow_control.resume()
+    asyncio.run(commit_with_an_event_in_progress(app))
+
+
+async def commit_with_an_event_in_progress(app: faust.App) -> None:
+    """Fix 11: the commit took the acked offsets while the agent went on sending
+    outputs into the transactions it was about to commit."""
+    gate = faust_fixes.BETWEEN_EVENTS
+    consumer = app.consumer
+    consumer._committed_offset[EVENTS] = 10
+    consumer.ack(fetched(app, 10))
+    in_progress = fetched(app, 11)
+    await gate.enter(in_progress)
+    committed: list[dict[TP, int]] = []
+
+    async def commit_offsets(offsets: dict[TP, int], start_new_transaction: bool = True) -> bool:
+        committed.append(dict(offsets))
+        return True
+
+    consumer._commit_offsets = commit_offsets  # type: ignore[method-assign]
+    committing = asyncio.ensure_future(consumer._commit_tps({EVENTS}, True))
+    await asyncio.sleep(0.1)
+    assert not committing.done()  # waits for the event in progress
+    following = fetched(app, 12)
+    entering = asyncio.ensure_future(gate.enter(following))
+    await asyncio.sleep(0.1)
+    assert not entering.done()  # no event starts while a commit waits
+    consumer.ack(in_progress)
+    await asyncio.wait_for(committing, timeout=30)
+    assert committed == [{EVENTS: 12}]  # the finished event's offset is in the commit
+    await asyncio.wait_for(entering, timeout=30)
