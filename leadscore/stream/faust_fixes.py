@@ -173,6 +173,16 @@ Found by the fault tier (tests/faults), each with the symptom it caused there.
     acknowledged, and no event starts until the commit is done
     (``BETWEEN_EVENTS``, entered by the agent for each event and left by its
     ack), so a transaction holds whole events, each with its offset.
+
+12. **Faust's compiled stream iterator acknowledges records itself.** Its
+    Cython ``StreamIterator`` inlines ``Message.ack`` and ``Consumer.ack``
+    instead of calling them, so a patched ``Consumer.ack`` never saw a
+    record a stream acknowledged: fix 2 was not in effect in the worker (only
+    in its unit test, which calls ``ack``), and fix 11's gate waited forever
+    for acks that bypassed it (seen: an exactly_once worker that never
+    committed, with 2,587 records acknowledged but never let out of the
+    gate). Fix: the worker uses Faust's pure-Python stream iterator, which
+    acknowledges through ``Consumer.ack`` (as with ``NO_CYTHON=1``).
 """
 
 from __future__ import annotations
@@ -185,6 +195,7 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
+import faust.streams
 from faust import current_event
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer, TransactionManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -566,6 +577,7 @@ def apply() -> None:
     global _applied
     if _applied:
         return
+    faust.streams._CStreamIterator = None  # type: ignore[attr-defined]  # fix 12
     ProducerBuffer.put = _put  # type: ignore[method-assign]
     ProducerBuffer._send_pending = _send_pending  # type: ignore[method-assign]
     ProducerBuffer.flush = _flush  # type: ignore[method-assign]
