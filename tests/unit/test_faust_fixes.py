@@ -378,3 +378,35 @@ async def commit_with_an_event_in_progress(app: faust.App) -> None:
     await asyncio.wait_for(committing, timeout=30)
     assert committed == [{EVENTS: 12}]  # the finished event's offset is in the commit
     await asyncio.wait_for(entering, timeout=30)
+
+
+def test_a_stream_acknowledges_through_the_consumer(
+    app: faust.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fix 12: Faust's compiled stream iterator acknowledged records itself, so
+    the consumer's ``ack`` (fixes 2 and 11) never saw them."""
+    acked: list[int] = []
+    patched_ack = type(app.consumer).ack
+
+    def spy(self: Any, message: Message) -> bool:
+        acked.append(message.offset)
+        return bool(patched_ack(self, message))
+
+    monkeypatch.setattr(type(app.consumer), "ack", spy)
+    asyncio.run(stream_two_records(app))
+    assert acked == [10, 11]
+
+
+async def stream_two_records(app: faust.App) -> None:
+    channel = app.channel()
+    stream = app.stream(channel)
+    for offset in (10, 11):
+        message = fetched(app, offset)
+        message.incref()  # one stream reads it, as the conductor would count
+        await channel.put(app.create_event(b"k", b"v", None, message))
+    seen = 0
+    async for _event in stream.events():
+        seen += 1
+        if seen == 2:
+            break  # closing the iterator acknowledges the last event
+    await stream.stop()
