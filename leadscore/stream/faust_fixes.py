@@ -183,6 +183,31 @@ Found by the fault tier (tests/faults), each with the symptom it caused there.
     committed, with 2,587 records acknowledged but never let out of the
     gate). Fix: the worker uses Faust's pure-Python stream iterator, which
     acknowledges through ``Consumer.ack`` (as with ``NO_CYTHON=1``).
+13. **Resuming flow control dropped records waiting in the stream buffers.**
+    Faust's recovery ends by resuming the event partitions, seeking them to
+    their committed offsets and then calling ``app.flow_control.resume()``,
+    which clears every stream buffer (mode's ``FlowControlEvent.resume``).
+    But flow is already running at that point (recovery resumed it to read
+    the changelogs), so the records fetched after the seek and buffered for
+    the agents are current: they were dropped, never processed or acked, with
+    the fetch position already past them (seen: a worker starting with no
+    committed offset processed partition 2 from offset 1; offset 0 was never
+    processed, and the lead's stage path changed; 2 of 24 SIGKILL runs).
+
+    Fix: resuming flow that is already running leaves the buffers alone.
+    Resuming suspended flow still clears them, as before: nothing can enter a
+    buffer while flow is suspended, so that clears only what a revocation
+    left, of a generation that is over.
+
+14. **Without a committed offset, a commit could pass an unprocessed head.**
+    Fix 7's guard compares the first processed offset with the committed one;
+    a partition that has none (a new group, or offsets expired) had no guard,
+    and Faust's ``_new_offset`` then commits the end of the first run of
+    processed offsets even when records before it were never processed (the
+    record fix 13 dropped would have been lost for good had its worker lived
+    to commit). Fix: when there is no committed offset the guard compares
+    with the first offset delivered to the agents since the assignment (or
+    the last seek of that partition), and the healer seeks back to it.
 """
 
 from __future__ import annotations
@@ -202,6 +227,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
 from faust.types.tuples import Message, ack_lock
 from mode.utils.futures import notify
+from mode.utils.queues import FlowControlEvent
 
 log = logging.getLogger(__name__)
 
@@ -317,6 +343,7 @@ _faust_seek_to_committed = ThreadDelegateConsumer.seek_to_committed
 _faust_seek = Consumer.seek
 _faust_on_partitions_revoked = Consumer.on_partitions_revoked
 _faust_commit_tps = Consumer._commit_tps
+_mode_resume = FlowControlEvent.resume
 
 
 def _marks(buffer: ProducerBuffer) -> deque[int]:
@@ -400,9 +427,14 @@ async def _send_in_event_transaction(
 
 def _head_hole(consumer: Any, tp: Any) -> tuple[int, int] | None:
     """(committed offset, lowest acked offset) when records after the committed
-    offset were processed but the record at it was not (fix 7), else None."""
+    offset were processed but the record at it was not (fix 7), else None.
+
+    Without a committed offset, the first offset delivered since the assignment
+    or the partition's last seek stands in for it (fix 14)."""
     acked = consumer._acked.get(tp)
     committed = consumer._committed_offset.get(tp)
+    if committed is None:
+        committed = _seeks(consumer).first.get(tp)
     if acked and committed is not None:
         first = min(acked)
         if first > committed:
@@ -478,6 +510,7 @@ class _Seeks:
         self.turn = asyncio.Lock()  # fetch, seek and the delivery of one record
         self.count: Counter[Any] = Counter()  # seeks per partition
         self.at_fetch: dict[Any, int] = {}  # ``count`` when the batch in delivery was fetched
+        self.first: dict[Any, int] = {}  # first offset delivered since assignment or seek
 
 
 def _seeks(consumer: Any) -> _Seeks:
@@ -511,6 +544,7 @@ async def _getmany(
                 if seeks.count[tp] != seeks.at_fetch.get(tp, 0):
                     discarded[tp] += 1
                     continue
+                seeks.first.setdefault(tp, message.offset)
                 yield tp, message
     finally:
         for tp, n in discarded.items():
@@ -540,6 +574,7 @@ async def _seek(self: Consumer, partition: Any, offset: int) -> None:
     seeks = _seeks(self)
     async with seeks.turn:
         seeks.count[partition] += 1
+        seeks.first.pop(partition, None)
         await _faust_seek(self, partition, offset)
 
 
@@ -562,7 +597,14 @@ async def _on_partitions_revoked(self: Consumer, revoked: Any) -> None:
             await self.wait_empty()  # ends with a commit (and ends the transactions)
         finally:
             self.__dict__["_leadscore_revoking"] = False
+    _seeks(self).first.clear()
     await _faust_on_partitions_revoked(self, revoked)
+
+
+def _resume(self: FlowControlEvent) -> None:
+    if self.is_active():
+        return  # the buffers hold current records (fix 13)
+    _mode_resume(self)
 
 
 async def _commit_tps(self: Consumer, tps: Any, start_new_transaction: bool) -> bool:
@@ -594,6 +636,7 @@ def apply() -> None:
     AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
     Consumer.on_partitions_revoked = _on_partitions_revoked  # type: ignore[method-assign]
     Consumer._commit_tps = _commit_tps  # type: ignore[method-assign]
+    FlowControlEvent.resume = _resume  # type: ignore[method-assign]
     _applied = True
 
 

@@ -412,13 +412,9 @@ async def stream_two_records(app: faust.App) -> None:
     await stream.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed yet (README, Guarantees and reliability, 'Not yet fixed'): "
-    "resuming Faust's flow control clears the stream buffers, dropping records "
-    "delivered after the first assignment's seek",
-)
 def test_a_record_buffered_when_flow_control_resumes_is_kept(app: faust.App) -> None:
+    """Fix 13: recovery resumes flow that is already running after its seek;
+    Faust's resume cleared the records the seek had fetched meanwhile."""
     asyncio.run(buffer_then_resume(app))
 
 
@@ -428,3 +424,36 @@ async def buffer_then_resume(app: faust.App) -> None:
     assert buffer.queue.qsize() == 1
     app.flow_control.resume()  # what recovery does after its seek, first assignment too
     assert buffer.queue.qsize() == 1, "the buffered record was dropped, never processed"
+    # Resuming suspended flow still clears what a revocation left behind.
+    app.flow_control.suspend()
+    app.flow_control.resume()
+    assert buffer.queue.qsize() == 0
+
+
+def test_without_a_committed_offset_a_commit_never_passes_the_first_delivered_record(
+    app: faust.App,
+) -> None:
+    """Fix 14: no committed offset (a new group). Record 0 was delivered and
+    then lost before processing; 1 and 2 were processed. Faust committed 3."""
+    asyncio.run(lose_the_first_delivered_record(app))
+
+
+async def lose_the_first_delivered_record(app: faust.App) -> None:
+    consumer = app.consumer
+    consumer._thread = PartitionLog(committed=None, position=0, end=3)  # type: ignore[attr-defined]
+    consumer._set_active_tps({EVENTS})
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+
+    async def deliver(message: Message) -> None:
+        consumer._unacked_messages.add(message)
+        if message.offset > 0:  # record 0 is lost on its way to the agent
+            consumer.ack(message)
+        if message.offset == 2:
+            fetcher._stopped.set()
+
+    consumer.callback = deliver
+    await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=30)  # type: ignore[arg-type]
+    assert consumer._committed_offset[EVENTS] is None
+    assert consumer._new_offset(EVENTS) is None
+    consumer.ack(fetched(app, 0))  # read again and processed
+    assert consumer._new_offset(EVENTS) == 3
