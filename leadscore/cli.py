@@ -45,12 +45,10 @@ def main() -> None:
 @main.command()
 def worker() -> None:
     """Run the scoring worker (a Faust worker) until SIGTERM or Ctrl-C."""
-    import faust
-
     from leadscore.codecs.avro import load_all
     from leadscore.kafka_admin import ensure_changelogs, require_topics
     from leadscore.scoring import load_rules
-    from leadscore.stream.app import build_app, changelog_specs
+    from leadscore.stream.app import Worker, build_app, changelog_specs
     from leadscore.stream.state_dir import (
         begin_run,
         claim_state_dir,
@@ -85,7 +83,7 @@ def worker() -> None:
         ensure_changelogs(settings, changelog_specs(app), partitions)
     except LeadscoreError as exc:
         raise click.ClickException(str(exc)) from exc
-    runner = faust.Worker(app, loglevel=settings.log_level)
+    runner = Worker(app, loglevel=settings.log_level, stop_timeout=settings.stop_timeout_seconds)
     # At log level warn or error Faust's terminal spinner sets the root logger to DEBUG
     # and spins on every record: each debug call in Faust and aiokafka (two per record
     # sent) then builds a LogRecord, about 11% of a worker's CPU in bench/profile_worker.py's

@@ -87,6 +87,14 @@ class Settings(BaseSettings):
         description="A worker that stops answering (killed, hung) loses its partitions to "
         "the others after this; a restarted one waits out its old session",
     )
+    stop_timeout_seconds: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="A worker told to stop (SIGTERM, Ctrl-C) that has not stopped cleanly "
+        "after this exits with code 75 (while the Kafka cluster is unreachable a clean stop "
+        "never ends); its next start rebuilds local state from the changelog",
+    )
     web_enabled: bool = Field(True, description="Serve the worker's HTTP endpoints")
     web_host: str = Field("127.0.0.1", description="Address the HTTP endpoints bind to")
     web_port: int = Field(6066, ge=1, le=65535, description="Port of the HTTP endpoints")

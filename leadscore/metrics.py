@@ -33,6 +33,11 @@ DEAD_LETTERS = Counter(
     "leadscore_dead_letters", "Records sent to the dead-letter topic, by reason", ["reason"]
 )
 ACTIONS = Counter("leadscore_actions", "Actions emitted, by kind and name", ["kind", "name"])
+OFF_PARTITION = Counter(
+    "leadscore_events_off_partition",
+    "Events not on their contact id's murmur2 partition: the producer partitions keys "
+    "differently from Java clients and Faust, and lead lookups miss those leads",
+)
 
 # Latency buckets in seconds, from a millisecond up to a day (events replayed late).
 LATENCY_BUCKETS = (

@@ -17,6 +17,7 @@ import errno
 import logging
 import os
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -37,6 +38,7 @@ from leadscore.metrics import (
     EVENT_TO_ACTION,
     EVENTS,
     INGEST_TO_SCORE,
+    OFF_PARTITION,
     PROCESSING,
     TIME_TO_THRESHOLD,
     WorkerView,
@@ -49,6 +51,7 @@ from leadscore.stream import faust_fixes
 from leadscore.stream.census import Census
 from leadscore.stream.faust_fixes import OUTPUTS
 from leadscore.stream.history import History
+from leadscore.stream.partitioning import PartitionCheck
 from leadscore.stream.ticks import Ticker
 from leadscore.stream.web import api_middleware, install_web, not_ready, owned_partitions
 from leadscore.stream.wheel import TimerWheel
@@ -82,6 +85,49 @@ def _credentials(settings: Settings) -> Any:
 
 
 EXIT_PROCESSING_FAILED = 70  # EX_SOFTWARE
+EXIT_STOP_TIMED_OUT = 75  # EX_TEMPFAIL
+
+
+def start_stop_watchdog(seconds: float) -> threading.Timer:
+    """Exit the process if it is still running ``seconds`` from now.
+
+    Started when the worker is told to stop. A clean stop commits offsets and
+    flushes the changelog, which needs the Kafka cluster; while the cluster is
+    gone Faust's stop waits on reconnects for ever, and the worker would ignore
+    SIGTERM. Exiting without the clean stop loses nothing: the offsets it could
+    not commit are processed again, and the clean-stop marker is missing, so the
+    next start rebuilds local state from the changelog.
+    """
+
+    def give_up() -> None:
+        log.error(
+            "the worker did not stop within LEADSCORE_STOP_TIMEOUT_SECONDS=%s of being "
+            "told to (is the Kafka cluster reachable?); exiting without a clean stop "
+            "(exit %d): what was not committed is processed again, and the next start "
+            "rebuilds local state from the changelog",
+            seconds,
+            EXIT_STOP_TIMED_OUT,
+        )
+        logging.shutdown()
+        os._exit(EXIT_STOP_TIMED_OUT)
+
+    timer = threading.Timer(seconds, give_up)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+class Worker(faust.Worker):
+    """Faust's worker, which gives up a stop that outlasts ``stop_timeout`` seconds."""
+
+    def __init__(self, app: faust.App, *, stop_timeout: float, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.stop_timeout = stop_timeout
+
+    def _schedule_shutdown(self, signal: Any) -> None:
+        if not self._signal_stop_time:  # the first signal; a second one changes nothing
+            start_stop_watchdog(self.stop_timeout)
+        super()._schedule_shutdown(signal)
 
 
 def stop_unprocessed(message: Any, error: Exception, settings: Settings) -> NoReturn:
@@ -228,6 +274,7 @@ def build_app(
     encode_state = encoder("LeadState", settings.output_format)
     max_bytes = settings.max_event_bytes
     max_properties = settings.max_properties_bytes
+    partition_check = PartitionCheck(partitions)
 
     async def dead_letter(message: Any, error: InvalidEvent) -> None:
         headers = dlq_headers(
@@ -274,6 +321,8 @@ def build_app(
             await dead_letter(message, error)
             return
         key = message.key
+        if not partition_check.on_partition(key, message.partition) and metrics_on:
+            OFF_PARTITION.inc()
         stored = leads.get(key)
         record = decode_lead(stored) if stored else None
         now = clock()

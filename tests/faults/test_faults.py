@@ -12,6 +12,7 @@ import errno
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -185,6 +186,38 @@ def test_broker_stopped_for_30_s_mid_stream(
     wait_readiness(port, 200, 120)
     producer.finish()
     scenario = "broker down 30 s mid-stream"
+    settle_and_compare(d, [worker], made, rules, record, scenario, "at_least_once", 1)
+
+
+def test_a_stop_while_the_broker_is_down_gives_up_after_the_stop_timeout(
+    broker, rules: Rules, tmp_path: Path, record: list[Outcome]
+) -> None:
+    """A clean stop needs the cluster; without it Faust's stop never ends and the
+    worker would ignore SIGTERM. It must exit after LEADSCORE_STOP_TIMEOUT_SECONDS
+    instead, and a restart must lose nothing of what it did not commit."""
+    d = deploy(broker.bootstrap, tmp_path, "at_least_once", LEADSCORE_STOP_TIMEOUT_SECONDS="10")
+    made = workload(seed=29, events=3_000, contacts=200, rules=rules)
+    worker = d.worker().start()
+    assert worker.proc is not None
+    producer = PacedProducer(d.bootstrap, d.topic("events"), made.records, rate=300)
+    producer.start()
+    time.sleep(3)
+    broker.stop()
+    try:
+        time.sleep(2)
+        told = time.monotonic()
+        worker.proc.send_signal(signal.SIGTERM)
+        code = worker.proc.wait(timeout=90)
+        took = time.monotonic() - told
+    finally:
+        broker.start()
+    log = worker.log()
+    assert code == 75, f"exit {code} after {took:.0f} s: {log[-3000:]}"
+    assert "did not stop within LEADSCORE_STOP_TIMEOUT_SECONDS=10" in log, log[-3000:]
+    worker = d.worker().start()
+    assert "did not stop cleanly" in worker.log(), worker.log()[-3000:]  # state rebuilt
+    producer.finish()
+    scenario = f"SIGTERM while the broker is down (exit 75 after {took:.0f} s)"
     settle_and_compare(d, [worker], made, rules, record, scenario, "at_least_once", 1)
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import shutil
 import time
+from typing import Any
 
 import orjson
+from confluent_kafka import Producer
 
 from leadscore.codecs.avro import schema
 from leadscore.codecs.records import decode_output
+from leadscore.stream.partitioning import key_partition
+from tests.integration.http import free_port, get
 from tests.integration.kafka import consume, count_now, produce
 from tests.integration.workers import Deployment
 
@@ -209,3 +213,32 @@ def test_state_left_from_another_cluster_is_cleared_and_rebuilt(
     changes = values(consume(deployment.bootstrap, deployment.topic("score-changes"), 2))
     assert [(c["event_id"], c["new_score"]) for c in changes] == [("o1", 20.0), ("o2", 30.0)]
     assert orjson.loads(owner.read_bytes()) == claimed
+
+
+def test_events_off_their_murmur2_partition_are_scored_counted_and_reported(
+    deployment: Deployment, start_worker
+) -> None:
+    """A producer left at librdkafka's default partitioner (crc32) puts some contacts
+    on other partitions than Faust's murmur2 routing expects."""
+    port = free_port()
+    worker = start_worker(LEADSCORE_WEB_ENABLED="true", LEADSCORE_WEB_PORT=str(port))
+    contacts = [f"crc-{n}@example.com" for n in range(24)]
+    landed: dict[str, int] = {}
+    producer = Producer({"bootstrap.servers": deployment.bootstrap, "partitioner": "consistent"})
+
+    def delivered(err: object, message: Any) -> None:
+        landed[message.key().decode()] = -1 if err else message.partition()
+
+    for n, contact in enumerate(contacts):
+        key, value = ev(f"crc{n}", contact, "page_view", T0)
+        producer.produce(deployment.topic("events"), key=key, value=value, on_delivery=delivered)
+    assert producer.flush(30) == 0
+    off = [c for c in contacts if landed[c] != key_partition(c.encode(), deployment.partitions)]
+    assert 0 < len(off) < len(contacts), landed  # crc32 and murmur2 agree on some keys only
+    changes = values(consume(deployment.bootstrap, deployment.topic("score-changes"), 24))
+    assert {c["contact_id"] for c in changes} == set(contacts)  # all scored all the same
+    metrics = get(port, "/metrics").body
+    assert f"leadscore_events_off_partition_total {float(len(off))}" in metrics
+    log = worker.log()
+    assert "events keyed to another partition than the one they arrived on" in log
+    assert "@example.com" not in log  # counts per partition, no contact ids

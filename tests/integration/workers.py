@@ -86,7 +86,7 @@ class Deployment:
 
 class WorkerProcess:
     #: Every process launched in this test session, so a fixture can kill what a
-    #: failed test left running (a worker whose broker is gone ignores SIGTERM).
+    #: failed test left running (one whose broker is gone would spin on reconnects).
     launched: ClassVar[list[WorkerProcess]] = []
 
     def __init__(

@@ -1,0 +1,64 @@
+"""Is an event on its contact's partition? The Java client's murmur2 key partitioner decides.
+
+Faust finds a key's partition (for the query API's routing to the worker that
+owns a lead) with murmur2, as Java producers place records. A producer that
+partitions keys differently (librdkafka's default, crc32, for one) still has
+each contact's events scored together as long as it is consistent, but the
+query API then looks for the lead on another worker and answers 404; one that
+is not consistent per key (random, round robin) splits a contact's events over
+partitions, so one contact gets a lead per partition. Either way the producer
+must change; the worker counts such events and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from aiokafka.partitioner import murmur2
+
+log = logging.getLogger(__name__)
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition a Java producer (and Faust) puts ``key`` on."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+class PartitionCheck:
+    """Counts events that are not on their key's partition; warns at most once a period."""
+
+    def __init__(
+        self,
+        partitions: int,
+        every: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.partitions = partitions
+        self.every = every
+        self.clock = clock
+        self.unsaid: Counter[int] = Counter()  # off-partition events by partition, not yet logged
+        self.said_at: float | None = None
+
+    def on_partition(self, key: bytes, partition: int) -> bool:
+        """Whether ``key`` belongs on ``partition``; if not, count it (and maybe say so)."""
+        if key_partition(key, self.partitions) == partition:
+            return True
+        self.unsaid[partition] += 1
+        now = self.clock()
+        if self.said_at is None or now - self.said_at >= self.every:
+            self.said_at = now
+            counts = ", ".join(f"{n} on partition {p}" for p, n in sorted(self.unsaid.items()))
+            log.warning(
+                "events keyed to another partition than the one they arrived on (%s): "
+                "the producer does not partition keys with murmur2 as Java clients and "
+                "Faust do (librdkafka clients: set partitioner=murmur2_random); lead "
+                "lookups miss these leads, and a producer that is not consistent per key "
+                "splits a contact into several leads",
+                counts,
+            )
+            self.unsaid.clear()
+        return False
