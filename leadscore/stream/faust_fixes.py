@@ -208,6 +208,7 @@ Found by the fault tier (tests/faults), each with the symptom it caused there.
     to commit). Fix: when there is no committed offset the guard compares
     with the first offset delivered to the agents since the assignment (or
     the last seek of that partition), and the healer seeks back to it.
+
 15. **Without a committed offset, "seek back to the committed offset" did not
     seek.** Faust relies on that seek to read again what it let go unprocessed:
     records skipped in a rebalance (fix 2), a batch fetched while flow was
