@@ -6,15 +6,12 @@ Every error body has one shape: ``{"error": {"code": ..., "message": ...}}``.
 from __future__ import annotations
 
 import hmac
-import unicodedata
 from typing import Any
 
 from leadscore.scoring import LeadRecord, Rules, snapshot
 from leadscore.scoring.engine import top_reasons
-from leadscore.scoring.events import iso_to_ms
+from leadscore.scoring.events import id_problem, iso_to_ms
 from leadscore.scoring.records import out
-
-MAX_CONTACT_ID = 256  # the same bound events have
 
 
 class ApiError(Exception):
@@ -35,14 +32,9 @@ class ApiError(Exception):
 
 def check_contact_id(contact_id: str) -> str:
     """The contact id from a path, or ApiError 400 when it cannot be one."""
-    if not contact_id:
-        raise ApiError(400, "invalid_contact_id", "contact id is empty")
-    if len(contact_id) > MAX_CONTACT_ID:
-        raise ApiError(
-            400, "invalid_contact_id", f"contact id is longer than {MAX_CONTACT_ID} characters"
-        )
-    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in contact_id):
-        raise ApiError(400, "invalid_contact_id", "contact id contains control characters")
+    problem = id_problem(contact_id)
+    if problem:
+        raise ApiError(400, "invalid_contact_id", f"contact id {problem}")
     return contact_id
 
 

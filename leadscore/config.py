@@ -13,6 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from leadscore.errors import ConfigError
 
 ENV_PREFIX = "LEADSCORE_"
+# The largest record the worker's producer sends (Faust's producer_max_request_size);
+# input and output limits stay well under it, so no single record can stop the worker.
+PRODUCER_MAX_REQUEST_BYTES = 1_000_000
+DLQ_HEADROOM_BYTES = 16_384  # a dead-lettered record carries its original bytes plus headers
 
 
 class Settings(BaseSettings):
@@ -73,7 +77,26 @@ class Settings(BaseSettings):
         "JSON in Kafka Connect's schema envelope, for JsonConverter with schemas.enable)",
     )
     max_event_bytes: int = Field(
-        1_000_000, ge=1_000, description="Larger input records are dead-lettered"
+        262_144,
+        ge=1_000,
+        le=PRODUCER_MAX_REQUEST_BYTES - DLQ_HEADROOM_BYTES,
+        description="Larger input records are dead-lettered (too_large)",
+    )
+    max_output_bytes: int = Field(
+        524_288,
+        ge=10_000,
+        le=PRODUCER_MAX_REQUEST_BYTES - DLQ_HEADROOM_BYTES,
+        description="An event whose outputs or lead record would encode larger is not scored "
+        "and is dead-lettered (output_too_large); below the producer's limit of "
+        f"{PRODUCER_MAX_REQUEST_BYTES} bytes",
+    )
+    max_clock_skew_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=7 * 86_400,
+        description="Events dated further ahead of the worker's clock are dead-lettered "
+        "(from_future); a lead an earlier future-dated event moved ahead is set back at "
+        "its next event",
     )
     max_properties_bytes: int = Field(
         65_536,

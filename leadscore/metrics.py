@@ -38,6 +38,11 @@ OFF_PARTITION = Counter(
     "Events not on their contact id's murmur2 partition: the producer partitions keys "
     "differently from Java clients and Faust, and lead lookups miss those leads",
 )
+REWOUND = Counter(
+    "leadscore_leads_rewound",
+    "Leads whose clock an earlier future-dated event had moved ahead, set back to the "
+    "worker's clock at their next event",
+)
 
 # Latency buckets in seconds, from a millisecond up to a day (events replayed late).
 LATENCY_BUCKETS = (

@@ -33,7 +33,12 @@ from leadscore.scoring.rules import DISQUALIFIED, MS_PER_DAY, MS_PER_HOUR, Rules
 
 ACTION_NAMESPACE = uuid.UUID("6f1c7a52-3a8e-4c1e-9d0b-2f43a1c0b7e1")
 
-Status = Literal["scored", "duplicate", "too_late", "ticked"]
+Status = Literal["scored", "duplicate", "too_late", "from_future", "ticked"]
+
+# A trait keeps the first MAX_TRAIT_CHARS characters of its value: traits live in
+# the lead record and go out with every action, so one huge identify property must
+# not grow every later output of the lead (fit rules match the kept part).
+MAX_TRAIT_CHARS = 1000
 
 # Half of the last emitted decimal: an emitted score reads below b once s < b - ROUNDING.
 ROUNDING = 0.5 * 10.0**-SCORE_DECIMALS
@@ -47,6 +52,9 @@ class Applied:
     ``duplicate``: the event id was seen within the dedupe horizon; nothing changes.
     ``too_late``: the event is older than what the lead can still deduplicate;
     nothing changes and the caller dead-letters it rather than risk counting it twice.
+    ``from_future``: the event is dated further ahead of processing time than the
+    allowed clock skew (a device with a wrong clock); nothing changes and the caller
+    dead-letters it: scored, it would move the lead's clock into the future.
     ``ticked``: a re-assessment without an event (``apply_tick``); ``actions`` may
     hold decay-driven stage changes.
     """
@@ -55,6 +63,7 @@ class Applied:
     record: LeadRecord
     actions: tuple[LeadAction, ...] = ()
     change: ScoreChange | None = None
+    rewound: bool = False  # the lead's clock was in the future and was set back (rewind)
 
 
 def new_lead(contact_id: str, account_id: str | None, rules: Rules) -> LeadRecord:
@@ -78,12 +87,73 @@ def action_id(contact_id: str, kind: str, name: str, sequence: int) -> str:
 
 
 def apply_event(
-    record: LeadRecord | None, event: EngagementEvent, rules: Rules, now_ms: int
+    record: LeadRecord | None,
+    event: EngagementEvent,
+    rules: Rules,
+    now_ms: int,
+    max_ahead_ms: int | None = None,
 ) -> Applied:
     """Score ``event`` against the lead's ``record`` (None for a new lead).
 
     ``now_ms`` is processing time: it stamps outputs and never affects the score.
+    With ``max_ahead_ms``, an event dated more than that after ``now_ms`` is refused
+    (``from_future``), and a lead whose clock an earlier future-dated event moved
+    more than that ahead is first set back to ``now_ms`` (see ``rewind``).
     """
+    rewound = False
+    if max_ahead_ms is not None:
+        if event.occurred_at > now_ms + max_ahead_ms:
+            current = record if record is not None else new_lead(event.contact_id, None, rules)
+            return Applied("from_future", current)
+        if record is not None and record.event_count and record.ref_ms > now_ms + max_ahead_ms:
+            record, rewound = rewind(record, rules, now_ms), True
+    applied = _apply(record, event, rules, now_ms)
+    return replace(applied, rewound=True) if rewound else applied
+
+
+def rewind(record: LeadRecord, rules: Rules, now_ms: int) -> LeadRecord:
+    """A lead whose clock a future-dated event moved past ``now_ms``, set back to ``now_ms``.
+
+    Such a lead refuses every real event as too late and its score never decays.
+    Its score is kept as it stood at its (future) latest event time: the future
+    event counts its points once, undecayed, and the events before it keep the
+    decay they were given (the error is on the low side, never a doubled point).
+    Event times after ``now_ms`` (traits, disqualification, cap grants, velocity,
+    remembered ids) are brought back to ``now_ms``. Events are deduplicated from
+    the processing time of the lead's last update on: ids remembered from before
+    the freeze were already forgotten, so an older event is refused as too late
+    rather than risk counting it twice.
+    """
+
+    def back(t: int) -> int:
+        return min(t, now_ms)
+
+    disqualified_ms, requalified_ms = back(record.disqualified_ms), back(record.requalified_ms)
+    if record.disqualified_ms < record.requalified_ms and disqualified_ms >= requalified_ms:
+        disqualified_ms = requalified_ms - 1  # a re-qualification stays the later of the two
+
+    updated = replace(
+        record,
+        ref_ms=now_ms,
+        first_event_ms=back(record.first_event_ms),
+        assessed_ms=now_ms,
+        fired=list(record.fired),
+        action_seq=dict(record.action_seq),
+        velocity={h: n for h, n in record.velocity.items() if h <= now_ms // MS_PER_HOUR},
+        seen={d: back(t) for d, t in record.seen.items()},
+        dedupe_floor_ms=min(record.dedupe_floor_ms, back(record.updated_ms)),
+        traits={name: (back(t), value) for name, (t, value) in record.traits.items()},
+        cap_credits={
+            cap: [(back(t), p) for t, p in grants] for cap, grants in record.cap_credits.items()
+        },
+        disqualified_ms=disqualified_ms,
+        requalified_ms=requalified_ms,
+    )
+    updated.due_ms = next_due(updated, rules)
+    return updated
+
+
+def _apply(record: LeadRecord | None, event: EngagementEvent, rules: Rules, now_ms: int) -> Applied:
     current = record if record is not None else new_lead(event.contact_id, event.account_id, rules)
     digest = event_digest(event.event_id)
     t = event.occurred_at
@@ -439,9 +509,10 @@ def _fit(
     traits = current.traits
     if event.type in fit.event_types:
         wanted = fit.traits
-        for name, value in event.properties.items():
+        for name, full in event.properties.items():
             if name not in wanted:
                 continue
+            value = full[:MAX_TRAIT_CHARS]
             seen = traits.get(name)
             # Later event time wins; on a tie the larger value, so any arrival order agrees.
             if seen is None or (event.occurred_at, value) > seen:

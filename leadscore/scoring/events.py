@@ -2,16 +2,88 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 # Event time must lie between 1970 and the year 9999: earlier or later is a producer bug.
 MIN_EVENT_MS = 0
 MAX_EVENT_MS = 253_402_300_799_999
 
-NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
+MAX_ID_CHARS = 256  # contact, event, account and anonymous ids, and source
+MAX_TYPE_CHARS = 100
+MAX_PROPERTY_NAME_CHARS = 256
+
+# Characters no identifier may hold: controls, format characters (bidi overrides such
+# as U+202E, zero-width characters), line and paragraph separators and surrogates:
+# Unicode 14's categories Cc, Cf, Zl, Zp and Cs. An id is printed by `leadscore tail`,
+# sent to Slack and looked up through the API; these would rewrite a terminal line,
+# reverse text, or make two ids look alike. The same class is declared in the API's
+# OpenAPI document (leadscore/openapi.json).
+FORBIDDEN_ID_RANGES = (
+    (0x0000, 0x001F), (0x007F, 0x009F), (0x00AD, 0x00AD), (0x0600, 0x0605),
+    (0x061C, 0x061C), (0x06DD, 0x06DD), (0x070F, 0x070F), (0x0890, 0x0891),
+    (0x08E2, 0x08E2), (0x180E, 0x180E), (0x200B, 0x200F), (0x2028, 0x202E),
+    (0x2060, 0x2064), (0x2066, 0x206F), (0xD800, 0xDFFF), (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x13438),
+    (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F),
+)  # fmt: skip
+
+
+def _escape(cp: int) -> str:
+    return f"\\u{cp:04x}" if cp <= 0xFFFF else f"\\U{cp:08x}"
+
+
+FORBIDDEN_ID_CLASS = "".join(
+    _escape(lo) if lo == hi else f"{_escape(lo)}-{_escape(hi)}" for lo, hi in FORBIDDEN_ID_RANGES
+)
+ID_PATTERN = f"^[^{FORBIDDEN_ID_CLASS}]+$"
+_FORBIDDEN = re.compile(f"[{FORBIDDEN_ID_CLASS}]")
+
+
+def id_problem(text: str, max_chars: int = MAX_ID_CHARS) -> str | None:
+    """Why ``text`` cannot be an identifier, or None when it can."""
+    if not text:
+        return "is empty"
+    if len(text) > max_chars:
+        return f"is longer than {max_chars} characters"
+    found = _FORBIDDEN.search(text)
+    if found:
+        return f"contains the control or format character U+{ord(found.group()):04X}"
+    return None
+
+
+def _identifier(max_chars: int) -> Any:
+    def check(text: str) -> str:
+        problem = id_problem(text, max_chars)
+        if problem:
+            raise ValueError(problem)
+        return text
+
+    return AfterValidator(check)
+
+
+def _optional_identifier(text: str | None) -> str | None:
+    """An optional id: absent or empty means none; otherwise the rules of ids hold."""
+    if not text:
+        return None
+    problem = id_problem(text)
+    if problem:
+        raise ValueError(problem)
+    return text
+
+
+def _property_names(properties: dict[str, str]) -> dict[str, str]:
+    for name in properties:
+        if len(name) > MAX_PROPERTY_NAME_CHARS:
+            raise ValueError(f"a property name is longer than {MAX_PROPERTY_NAME_CHARS} characters")
+    return properties
+
+
+NonEmpty = Annotated[str, _identifier(MAX_ID_CHARS)]
+OptionalId = Annotated[str | None, AfterValidator(_optional_identifier)]
 
 
 class EngagementEvent(BaseModel):
@@ -21,14 +93,16 @@ class EngagementEvent(BaseModel):
 
     event_id: NonEmpty
     contact_id: NonEmpty
-    type: Annotated[str, Field(min_length=1, max_length=100)]
+    type: Annotated[str, _identifier(MAX_TYPE_CHARS)]
     occurred_at: int = Field(
         ge=MIN_EVENT_MS, le=MAX_EVENT_MS, description="epoch milliseconds, UTC"
     )
-    account_id: str | None = None
-    anonymous_id: str | None = None
-    source: str | None = None
-    properties: dict[str, str] = Field(default_factory=dict)
+    account_id: OptionalId = None
+    anonymous_id: OptionalId = None
+    source: OptionalId = None
+    properties: Annotated[dict[str, str], AfterValidator(_property_names)] = Field(
+        default_factory=dict
+    )
 
     @field_validator("occurred_at", mode="before")
     @classmethod

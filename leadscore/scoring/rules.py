@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Self
 
+import re2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
@@ -53,6 +53,27 @@ STRING_TESTS = ("equals", "one_of", "prefix", "suffix", "contains", "regex", "ex
 NUMBER_TESTS = ("gt", "gte", "lt", "lte")
 
 
+# Regex conditions run on RE2: matching time is linear in the input, whatever the
+# pattern (no catastrophic backtracking on a producer-controlled value), and the
+# value is cut to its first REGEX_INPUT_CHARS characters before matching.
+REGEX_INPUT_CHARS = 4096
+
+
+def _compile_regex(pattern: str, case_sensitive: bool) -> Any:
+    """An RE2 pattern, or a message saying why RE2 refuses it (backreferences, lookaround)."""
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print the error to stderr as well
+    options.case_sensitive = case_sensitive
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        why = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ValueError(
+            f"the regex {pattern!r} is not valid for RE2, the linear-time engine rules use "
+            f"({why}); backreferences and lookaround are not supported"
+        ) from exc
+
+
 def _as_tuple(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -80,7 +101,7 @@ class Condition(_Frozen):
     lt: Points | None = None
     lte: Points | None = None
     case_sensitive: bool = False
-    _pattern: re.Pattern[str] | None = PrivateAttr(default=None)
+    _pattern: Any = PrivateAttr(default=None)  # re2._Regexp (google-re2 ships no types)
     _choices: frozenset[str] = PrivateAttr(default=frozenset())
 
     @model_validator(mode="after")
@@ -105,12 +126,7 @@ class Condition(_Frozen):
                     f"and below {high:g}): the rule could never match"
                 )
         if self.regex is not None:
-            flags = 0 if self.case_sensitive else re.IGNORECASE
-            try:
-                pattern = re.compile(self.regex, flags)
-            except re.error as exc:
-                raise ValueError(f"the regex {self.regex!r} is not valid: {exc}") from exc
-            self._pattern = pattern
+            self._pattern = _compile_regex(self.regex, self.case_sensitive)
         for name in ("prefix", "suffix"):
             if any(not v for v in _as_tuple(getattr(self, name))):
                 raise ValueError(f"an empty {name} matches everything; use exists: true instead")
@@ -130,7 +146,7 @@ class Condition(_Frozen):
         if value is None:
             return False
         if self._pattern is not None:
-            return self._pattern.search(value) is not None
+            return self._pattern.search(value[:REGEX_INPUT_CHARS]) is not None
         if any(getattr(self, name) is not None for name in NUMBER_TESTS):
             return self._in_range(value)
         folded = self._fold(value)

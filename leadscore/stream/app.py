@@ -28,7 +28,7 @@ from leadscore.codecs.dlq import dlq_headers
 from leadscore.codecs.events import decode_event
 from leadscore.codecs.leads import decode_lead, encode_lead
 from leadscore.codecs.outputs import encoder
-from leadscore.config import Settings
+from leadscore.config import PRODUCER_MAX_REQUEST_BYTES, Settings
 from leadscore.errors import InvalidEvent
 from leadscore.kafka_admin import TopicSpec
 from leadscore.logs import redact
@@ -40,6 +40,7 @@ from leadscore.metrics import (
     INGEST_TO_SCORE,
     OFF_PARTITION,
     PROCESSING,
+    REWOUND,
     TIME_TO_THRESHOLD,
     WorkerView,
     set_build_info,
@@ -62,6 +63,8 @@ RAW: faust.Schema[bytes, bytes] = faust.Schema(
     key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
 )
 TOO_LATE = "too_late"
+FROM_FUTURE = "from_future"
+OUTPUT_TOO_LARGE = "output_too_large"
 
 
 def wall_clock_ms() -> int:
@@ -218,6 +221,7 @@ def build_app(
         web_stats_enabled=False,
         web_metrics_enabled=False,
         producer_acks=-1,
+        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
         # No agent runs on the leader only: no need for Faust's leader topic.
@@ -273,6 +277,8 @@ def build_app(
     encode_change = encoder("ScoreChange", settings.output_format)
     encode_state = encoder("LeadState", settings.output_format)
     max_bytes = settings.max_event_bytes
+    max_output = settings.max_output_bytes
+    max_ahead_ms = int(settings.max_clock_skew_seconds * 1000)
     max_properties = settings.max_properties_bytes
     partition_check = PartitionCheck(partitions)
 
@@ -295,23 +301,38 @@ def build_app(
             redact(message.key),
         )
 
-    async def emit(key: bytes, applied: Applied, now: int) -> None:
+    def encode_outputs(applied: Applied, now: int) -> list[tuple[Any, bytes]]:
+        """The records an applied step sends, in order: actions, the audit record, the state."""
+        outputs: list[tuple[Any, bytes]] = [
+            (actions, encode_action(action.to_dict())) for action in applied.actions
+        ]
+        if applied.change is not None:
+            outputs.append((score_changes, encode_change(applied.change.to_dict())))
+        outputs.append((lead_state, encode_state(snapshot(applied.record, rules, now).to_dict())))
+        return outputs
+
+    def oversized(key: bytes, outputs: list[tuple[Any, bytes]], lead: bytes) -> str | None:
+        """Which record of a step would be over LEADSCORE_MAX_OUTPUT_BYTES, if any."""
+        for topic, value in [*outputs, (leads.changelog_topic, lead)]:
+            size = len(key) + len(value)
+            if size > max_output:
+                return f"{topic.get_topic_name()} record of {size} bytes"
+        return None
+
+    async def emit(key: bytes, applied: Applied, outputs: list[tuple[Any, bytes]]) -> None:
         record = applied.record
+        for topic, value in outputs:
+            OUTPUTS.track(await topic.send(key=key, value=value))
+        if applied.change is not None:
+            history.record(record.contact_id, record.event_count, applied.change.to_dict())
+        if not metrics_on:
+            return
         for action in applied.actions:
-            OUTPUTS.track(await actions.send(key=key, value=encode_action(action.to_dict())))
-            if not metrics_on:
-                continue
             ACTIONS.labels(action.kind, action.name).inc()
             if action.kind == "threshold_crossed":
                 TIME_TO_THRESHOLD.labels(action.name).observe(
                     (record.ref_ms - record.first_event_ms) / 1000
                 )
-        if applied.change is not None:
-            change = applied.change.to_dict()
-            OUTPUTS.track(await score_changes.send(key=key, value=encode_change(change)))
-            history.record(applied.record.contact_id, applied.record.event_count, change)
-        state = encode_state(snapshot(applied.record, rules, now).to_dict())
-        OUTPUTS.track(await lead_state.send(key=key, value=state))
 
     async def score_event(message: Any, wheel: TimerWheel) -> None:
         started = time.perf_counter()
@@ -326,7 +347,25 @@ def build_app(
         stored = leads.get(key)
         record = decode_lead(stored) if stored else None
         now = clock()
-        applied = apply_event(record, engagement, rules, now)
+        applied = apply_event(record, engagement, rules, now, max_ahead_ms)
+        if applied.status == FROM_FUTURE:
+            await dead_letter(
+                message,
+                InvalidEvent(
+                    FROM_FUTURE,
+                    f"occurred_at is {(engagement.occurred_at - now) / 1000:.0f} s ahead of the "
+                    "worker's clock; the limit is LEADSCORE_MAX_CLOCK_SKEW_SECONDS="
+                    f"{settings.max_clock_skew_seconds:g}",
+                ),
+            )
+            return
+        if applied.rewound:
+            REWOUND.inc()
+            log.warning(
+                "lead %s was dated in the future by an earlier event; its clock is set back "
+                "to now (see README: future-dated events)",
+                redact(key),
+            )
         if applied.status == "duplicate":
             if metrics_on:
                 EVENTS.labels("duplicate").inc()
@@ -342,11 +381,21 @@ def build_app(
             )
             return
         updated = applied.record
+        outputs = encode_outputs(applied, now)
+        lead = encode_lead(updated)
+        too_large = oversized(key, outputs, lead)
+        if too_large is not None:
+            limit = f"LEADSCORE_MAX_OUTPUT_BYTES={max_output}"
+            await dead_letter(
+                message, InvalidEvent(OUTPUT_TOO_LARGE, f"scoring it makes a {too_large}; {limit}")
+            )
+            return
+        due = updated.due_ms
         updated.due_ms = wheel.reschedule(
-            engagement.contact_id, record.due_ms if record else None, updated.due_ms, now
+            engagement.contact_id, record.due_ms if record else None, due, now
         )
-        await emit(key, applied, now)
-        leads[key] = encode_lead(updated)
+        await emit(key, applied, outputs)
+        leads[key] = lead if updated.due_ms == due else encode_lead(updated)
         if not metrics_on:
             return
         census.move(message.partition, record.stage if record else None, updated.stage)
@@ -383,7 +432,7 @@ def build_app(
                 updated.due_ms = wheel.reschedule(contact, None, updated.due_ms, now)
                 if applied.actions:
                     changed += 1
-                    await emit(key, applied, now)
+                    await emit(key, applied, encode_outputs(applied, now))
                 if metrics_on:
                     census.move(wheel.partition, record.stage, updated.stage)
                 leads[key] = encode_lead(updated)

@@ -136,6 +136,51 @@ def test_bad_records_are_dead_lettered_with_their_bytes_and_good_ones_scored(
     assert [(c["event_id"], c["new_score"]) for c in changes] == [("g1", 1.0), ("g2", 21.0)]
 
 
+def test_records_that_once_stopped_the_worker_are_dead_lettered_and_it_keeps_going(
+    deployment: Deployment, start_worker, tmp_path
+) -> None:
+    """Issue 19: each of these stopped the worker (or froze a lead) before; now each is
+    dead-lettered with its reason, and the good events around them are scored."""
+    traits = [f"t{i}" for i in range(12)]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "version: poison\n"
+        "rules: [{id: signup, event_type: signup, points: 20}]\n"
+        "stages: [{name: cold, min_score: 0}, {name: warm, min_score: 11}]\n"
+        "fit:\n  event_types: [identify]\n  rules:\n"
+        + "".join(
+            f"    - {{id: f{t}, when: [{{property: {t}, exists: true}}], points: 1}}\n"
+            for t in traits
+        )
+        + "  grades: [{name: D, min_fit: 0}]\n"
+    )
+    worker = start_worker(LEADSCORE_RULES_FILE=str(rules), LEADSCORE_MAX_OUTPUT_BYTES="10000")
+    year_ahead = int(time.time() * 1000) + 365 * 86_400_000
+    poison = [
+        (*ev("p1", "dave", "signup", T0, account_id="a" * 300_000), "too_large"),
+        (*ev("p2", "dave", "signup", T0, account_id="a" * 5_000), "schema_violation"),
+        (*ev("p3", "dave\x1b[2J", "signup", T0), "schema_violation"),
+        (*ev("p4", "dave\u202e", "signup", T0), "schema_violation"),
+        (*ev("p5", "dave", "signup", year_ahead), "from_future"),
+        (
+            *ev("p6", "dave", "identify", T0, properties={t: "v" * 1000 for t in traits}),
+            "output_too_large",
+        ),
+    ]
+    produce(
+        deployment.bootstrap,
+        deployment.topic("events"),
+        [*[(k, v) for k, v, _ in poison], ev("g1", "dave", "signup", T0 + 1)],
+    )
+    dead = consume(deployment.bootstrap, deployment.topic("dlq"), len(poison))
+    got = sorted((dict(m.headers())["leadscore.error.reason"].decode(), m.value()) for m in dead)
+    assert got == sorted((reason, value) for _, value, reason in poison)
+    changes = values(consume(deployment.bootstrap, deployment.topic("score-changes"), 1))
+    assert [(c["event_id"], c["new_score"]) for c in changes] == [("g1", 20.0)]
+    assert worker.proc is not None
+    assert worker.proc.poll() is None, "the worker stopped"
+
+
 def test_restart_keeps_every_leads_state(deployment: Deployment, start_worker) -> None:
     worker = start_worker()
     events = deployment.topic("events")

@@ -17,13 +17,15 @@ from hypothesis import strategies as st
 
 from leadscore.codecs.avro import schema
 from leadscore.codecs.events import decode_event
+from leadscore.config import Settings
 from leadscore.errors import InvalidEvent
 from leadscore.scoring import apply_event, load_rules
 from tests.unit.test_codecs import GOOD, avro_event
 
 RULES = load_rules()
-LIMIT = 1_000_000
-PROPERTIES_LIMIT = 65_536  # the defaults of LEADSCORE_MAX_EVENT_BYTES and _MAX_PROPERTIES_BYTES
+# The defaults of LEADSCORE_MAX_EVENT_BYTES and LEADSCORE_MAX_PROPERTIES_BYTES.
+LIMIT = Settings().max_event_bytes
+PROPERTIES_LIMIT = Settings().max_properties_bytes
 REASONS = {
     "empty_value",
     "too_large",
@@ -120,7 +122,7 @@ def test_ten_megabyte_properties_are_refused_by_size() -> None:
 
 
 def test_large_properties_in_a_record_under_the_size_limit_are_refused() -> None:
-    for properties in ({"blob": "x" * 500_000}, {f"k{i}": "é" * 100 for i in range(400)}):
+    for properties in ({"blob": "x" * 200_000}, {f"k{i}": "é" * 100 for i in range(400)}):
         value = orjson.dumps({**GOOD, "properties": properties})
         assert len(value) < LIMIT
         assert scored_or_refused(b"c1", value) == "properties_too_large"
