@@ -28,6 +28,8 @@ class Behaviour:
     stall_first: int = 0  # make the first N requests of a key wait `stall` seconds
     stall: float = 0.0
     delay: float = 0.0  # every request takes this long (a slow but healthy endpoint)
+    location: str | None = None  # with a 3xx status: where it redirects to
+    body_bytes: int = 0  # answer with a body this large, streamed in 1 MiB chunks
 
 
 @dataclass
@@ -66,8 +68,25 @@ class WebhookServer:
             await asyncio.sleep(b.delay)
         status = b.fail_status if nth <= b.fail_first else b.status
         headers = {"Retry-After": b.retry_after} if b.retry_after and status != 200 else {}
+        if b.location:
+            headers["Location"] = b.location
         with self._lock:
             self.received.append(entry)
+        if b.body_bytes:
+            stream = web.StreamResponse(status=status, headers=headers)
+            stream.content_length = b.body_bytes
+            await stream.prepare(request)
+            chunk = b"x" * 1_048_576
+            try:
+                for sent in range(0, b.body_bytes, len(chunk)):
+                    await stream.write(chunk[: b.body_bytes - sent])
+                await stream.write_eof()
+            except (ConnectionResetError, RuntimeError):
+                entry.status = -1  # the client stopped reading: it did not take the body
+                return stream
+            entry.status = status
+            entry.answered_at = time.time()
+            return stream
         response = web.Response(
             status=status, text="ok" if status == 200 else "no", headers=headers
         )
@@ -88,7 +107,7 @@ class WebhookServer:
 
         async def serve() -> None:
             app = web.Application()
-            app.router.add_route("POST", "/{tail:.*}", self._handle)
+            app.router.add_route("*", "/{tail:.*}", self._handle)
             self._runner = web.AppRunner(app)
             await self._runner.setup()
             await web.TCPSite(self._runner, "127.0.0.1", self.port).start()

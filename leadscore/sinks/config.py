@@ -7,10 +7,12 @@ they are resolved once, at start-up, from the environment given.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -39,6 +41,21 @@ class EndpointSpec(BaseModel):
     max_concurrency: int = Field(8, ge=1, le=1000)
     breaker_failures: int = Field(5, ge=1, le=1000)
     breaker_cooldown_seconds: float = Field(30.0, gt=0, le=3600)
+    max_outage_seconds: float = Field(
+        3600.0,
+        gt=0,
+        le=7 * 86_400,
+        description="A delivery still failing this long after its first failure is "
+        "dead-lettered; waiting on an open breaker spends no attempts",
+    )
+    redirects: Literal["refuse", "same_origin"] = Field(
+        "refuse",
+        description="refuse: a 3xx answer fails the delivery; same_origin: 307 and 308 to the "
+        "same scheme, host and port are followed (at most 3)",
+    )
+    allow_http: bool = Field(
+        False, description="Allow an http:// URL to a host other than loopback (unencrypted)"
+    )
 
     @model_validator(mode="after")
     def _one_url(self) -> EndpointSpec:
@@ -87,6 +104,45 @@ class NotifyConfig:
     endpoints: tuple[Endpoint, ...]
 
 
+def redact_url(url: str) -> str:
+    """Scheme and host of a URL, for logs, metrics and headers (a Slack webhook's path
+    is its secret)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<invalid URL>"
+    return f"{parts.scheme or '?'}://{host}{port}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(spec: EndpointSpec, url: str) -> None:
+    """https, or http to loopback, or http anywhere with allow_http; the message never
+    repeats the URL (it may be the secret)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        raise ConfigError(f"endpoint {spec.name}: the URL is not valid") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(f"endpoint {spec.name}: the URL must be https://host/...")
+    if parts.scheme == "http" and not spec.allow_http and not _is_loopback(host):
+        raise ConfigError(
+            f"endpoint {spec.name}: http:// is only allowed to a loopback host; use https, "
+            "or set allow_http: true to send unencrypted"
+        )
+
+
 def _resolve(spec: EndpointSpec, env: Mapping[str, str]) -> Endpoint:
     def need(var: str) -> str:
         value = env.get(var)
@@ -95,6 +151,7 @@ def _resolve(spec: EndpointSpec, env: Mapping[str, str]) -> Endpoint:
         return value
 
     url = spec.url if spec.url is not None else need(spec.url_env or "")
+    check_url(spec, url)
     secret = need(spec.secret_env).encode() if spec.secret_env else None
     return Endpoint(spec, url, secret)
 

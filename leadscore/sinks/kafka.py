@@ -4,15 +4,20 @@ actions, and the headers of the sink dead-letter topic."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer
+from fastavro.validation import ValidationError, validate
 
+from leadscore.codecs.avro import schema
 from leadscore.codecs.dlq import HEADER_PREFIX
 from leadscore.codecs.records import decode_output
 from leadscore.config import Settings
+from leadscore.errors import LeadscoreError
 from leadscore.metrics import sink_lag_stats
+from leadscore.scoring.events import id_problem
 
 log = logging.getLogger("leadscore.sink")
 
@@ -70,11 +75,40 @@ def records(messages: Iterable[Message], sink: str) -> Iterator[tuple[Message, i
         yield (message, *position(message))
 
 
-def decode_action(value: bytes | None, required: Iterable[str]) -> dict[str, Any]:
-    """A LeadAction from leadscore.actions (any output format), or ValueError."""
-    action = decode_output(value)
-    if not isinstance(action, dict) or any(k not in action for k in required):
-        raise ValueError("not a LeadAction")
+FIELD = re.compile(r"LeadAction\.(\w+)")
+
+
+class InvalidAction(LeadscoreError):
+    """A record on the actions topic that is not a LeadAction; ``reason`` names the kind."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def decode_action(value: bytes | None, required: Iterable[str] = ()) -> dict[str, Any]:
+    """A LeadAction from leadscore.actions (any output format), checked against
+    schemas/lead_action.avsc, or InvalidAction saying why not."""
+    try:
+        action = decode_output(value)
+    except Exception as exc:  # orjson, fastavro: many error types on bad bytes
+        raise InvalidAction("undecodable", f"not JSON or Avro: {type(exc).__name__}") from None
+    if not isinstance(action, dict):
+        raise InvalidAction("invalid_action", "not a record")
+    missing = [k for k in required if action.get(k) is None]
+    if missing:
+        raise InvalidAction("invalid_action", f"missing {', '.join(missing)}")
+    try:
+        validate(action, schema("LeadAction").parsed, raise_errors=True)
+    except ValidationError as exc:
+        # Field names only: fastavro's texts quote the offending values too.
+        fields = sorted({m.group(1) for e in exc.errors if (m := FIELD.search(str(e)))})[:5]
+        raise InvalidAction(
+            "invalid_action", f"does not match the LeadAction schema: {', '.join(fields)}"
+        ) from None
+    problem = id_problem(action["contact_id"])
+    if problem:
+        raise InvalidAction("invalid_action", f"contact_id {problem}")
     return action
 
 

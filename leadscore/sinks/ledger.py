@@ -7,6 +7,11 @@ sink itself; the receiver still has the idempotency key.
 
 Layout in one rocksdict store: ``d<key>`` -> delivery time, and a time index
 ``t<13-digit time><key>`` -> b"" for pruning in time order.
+
+Pruning costs O(entries pruned), however long the ledger has run: the store
+keeps the first live index key (``m:low``) and every pruning scan seeks there,
+past the tombstones that earlier prunes left and that RocksDB would otherwise
+step over one by one (the last 10k adds of 60k took 124 s that way).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 from rocksdict import Options, Rdict, WriteBatch
 
 COUNT = b"m:count"
+LOW = b"m:low"  # every index key below this one is deleted
 
 
 class Ledger:
@@ -27,6 +33,8 @@ class Ledger:
         self.max_entries = max_entries
         stored = self.db.get(COUNT)
         self.count = int(stored) if stored is not None else 0
+        low = self.db.get(LOW)
+        self.low: bytes = low if isinstance(low, bytes) else b"t"
 
     def seen(self, key: str) -> bool:
         return self.db.get(b"d" + key.encode()) is not None
@@ -49,10 +57,8 @@ class Ledger:
         oldest_kept = now_ms - self.ttl_ms
         dropped = 0
         doomed = []
-        for key in self.db.keys(from_key=b"t"):
-            assert isinstance(key, bytes), "the store is in raw mode"
-            index_key = key
-            if not index_key.startswith(b"t"):
+        for index_key in self.db.keys(from_key=self.low):
+            if not isinstance(index_key, bytes) or not index_key.startswith(b"t"):
                 break
             at = int(index_key[1:14])
             if at >= oldest_kept and self.count - dropped <= self.max_entries:
@@ -65,7 +71,9 @@ class Ledger:
             for index_key in doomed:
                 batch.delete(b"d" + index_key[14:])
                 batch.delete(index_key)
+            self.low = doomed[-1] + b"\x00"  # the least key after the last one deleted
             batch.put(COUNT, str(self.count).encode())
+            batch.put(LOW, self.low)
             self.db.write(batch)
         return dropped
 

@@ -44,6 +44,7 @@ from leadscore.sinks.breaker import STATE_VALUES
 from leadscore.sinks.config import NotifyConfig
 from leadscore.sinks.delivery import EndpointClient
 from leadscore.sinks.kafka import (
+    InvalidAction,
     dead_letter_headers,
     decode_action,
     position,
@@ -80,7 +81,7 @@ class NotifySink:
             settings,
             self.group,
             lag_of=SINK,
-            **{"partition.assignment.strategy": "cooperative-sticky"},
+            **{"partition.assignment.strategy": "cooperative-sticky", "on_commit": self._committed},
         )
         self.producer = sink_producer(settings)
         self.clients: list[EndpointClient] = []
@@ -93,12 +94,15 @@ class NotifySink:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Commit what is finished; in-flight actions of these partitions go to the next owner."""
-        self._commit(only={tp.partition for tp in partitions})
+        self._commit(only={tp.partition for tp in partitions}, wait=True)
         for tp in partitions:
             self.progress.forget(tp.partition)
         log.info("notify: revoked partitions %s", sorted(tp.partition for tp in partitions))
 
-    def _commit(self, only: set[int] | None = None) -> None:
+    def _commit(self, only: set[int] | None = None, wait: bool = False) -> None:
+        """Commit what is finished. In the loop the commit is asynchronous (the broker's
+        answer comes to ``_committed`` through the next consume); on revoke and at the
+        end it waits, as the partitions are about to go."""
         offsets = []
         for partition, progress in self.progress.partitions.items():
             if only is not None and partition not in only:
@@ -109,12 +113,25 @@ class NotifySink:
         if not offsets:
             return
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
+            if wait:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
         except Exception as exc:  # a failed commit is retried with the next one
             log.warning("notify: commit failed: %s", exc)
             return
         for tp in offsets:
             self.progress.of(tp.partition).committed = tp.offset
+
+    def _committed(self, error: KafkaError | None, offsets: list[TopicPartition]) -> None:
+        """The broker's answer to an asynchronous commit: a failed one is sent again."""
+        if error is None:
+            return
+        log.warning("notify: commit failed, retrying with the next one: %s", error)
+        for tp in offsets:
+            progress = self.progress.partitions.get(tp.partition)
+            if progress is not None and progress.committed == tp.offset:
+                progress.committed = None
 
     async def _dead_letter(self, message: Message, reason: str, **details: object) -> None:
         """Write the original action to the sink DLQ; return once the broker has it."""
@@ -188,8 +205,8 @@ class NotifySink:
         """
         try:
             action = decode_action(message.value(), REQUIRED)
-        except Exception as exc:
-            await self._dead_letter(message, "undecodable", **{"error.message": str(exc)})
+        except InvalidAction as error:
+            await self._dead_letter(message, error.reason, **{"error.message": str(error)})
         else:
             wanted = [c for c in self.clients if c.endpoint.wants(action["kind"], action["name"])]
             await asyncio.gather(*(self._deliver(c, action, message) for c in wanted))
@@ -258,7 +275,7 @@ class NotifySink:
             await self.stopping.wait()
             await consuming
             await self._drain()
-        self._commit()
+        self._commit(wait=True)
         self.consumer.close()
         self.producer.flush(10)
         self.ledger.close()

@@ -38,6 +38,7 @@ from leadscore.logs import redact
 from leadscore.metrics import SINK_ASSIGNMENTS, SINK_DEAD_LETTERS, SINK_LATENCY
 from leadscore.scoring.rules import MS_PER_DAY
 from leadscore.sinks.kafka import (
+    InvalidAction,
     dead_letter_headers,
     decode_action,
     records,
@@ -132,8 +133,9 @@ class RoutingSink:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def _dead_letter(self, message: Message, error: str) -> None:
-        headers = dead_letter_headers(SINK, "undecodable", message, **{"error.message": error})
+    def _dead_letter(self, message: Message, error: InvalidAction) -> None:
+        reason = error.reason
+        headers = dead_letter_headers(SINK, reason, message, **{"error.message": str(error)})
         self.producer.produce(
             self.settings.sink_dlq_topic,
             key=message.key(),
@@ -141,7 +143,7 @@ class RoutingSink:
             headers=headers,
             on_delivery=self._acked,
         )
-        SINK_DEAD_LETTERS.labels(SINK, "undecodable").inc()
+        SINK_DEAD_LETTERS.labels(SINK, reason).inc()
 
     def _acked(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
@@ -151,8 +153,8 @@ class RoutingSink:
         """Route one action; its emitted_at when an assignment was produced."""
         try:
             action = decode_action(message.value(), REQUIRED)
-        except Exception as exc:
-            self._dead_letter(message, str(exc))
+        except InvalidAction as error:
+            self._dead_letter(message, error)
             return None
         decision = decide(action, self.config, self.store)
         if decision is None:

@@ -316,3 +316,96 @@ def test_a_killed_sink_restarted_skips_nothing_and_repeats_nothing_it_recorded(
     for r in repeated:
         assert any(0 <= kill - first[r.key] < 1.0 for kill in kills), "only in-flight ones repeat"
     assert len(repeated) <= 4 * len(kills)
+
+
+def rss_peak_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_hostile_endpoint_and_invalid_actions_cannot_stop_or_steer_the_sink(
+    deployment: Deployment, tmp_path
+) -> None:
+    """Issue 19: redirects (to a second server that must receive nothing), a 200 MB body,
+    a Retry-After of "²", an outage longer than the attempt budget, invalid actions; the
+    webhook URL's secret path never reaches a log line or a dead-letter header."""
+    thief = WebhookServer(free_port()).start()
+    thief.behave("/steal", Behaviour())
+    server = WebhookServer(free_port()).start()
+    stolen = f"http://127.0.0.1:{thief.port}/steal"
+    server.behave("/r307/SECRET-PATH-307", Behaviour(status=307, location=stolen))
+    server.behave("/r302/SECRET-PATH-302", Behaviour(status=302, location=stolen))
+    server.behave("/huge", Behaviour(body_bytes=200 * 1_048_576))
+    server.behave("/garbled", Behaviour(fail_first=1, fail_status=503, retry_after="²"))
+    server.behave("/away", Behaviour())
+    outage = {
+        "max_attempts": 3,
+        "backoff_initial_seconds": 0.05,
+        "backoff_max_seconds": 0.2,
+        "breaker_failures": 2,
+        "breaker_cooldown_seconds": 1.0,
+    }
+    config = endpoints_file(
+        tmp_path,
+        server,
+        [
+            {"name": "r307", "path": "/r307/SECRET-PATH-307", "kind": "slack"},
+            {"name": "r302", "path": "/r302/SECRET-PATH-302"},
+            {"name": "huge", "path": "/huge"},
+            {"name": "garbled", "path": "/garbled", "backoff_initial_seconds": 0.05},
+        ],
+    )
+    # The endpoint that goes away is on a third server, so stopping it leaves the others up.
+    away = WebhookServer(free_port()).start()
+    away.behave("/away", Behaviour())
+    spec = yaml.safe_load(config.read_text())
+    spec["endpoints"].append(
+        {"name": "away", "kind": "webhook", "secret_env": "TEST_WEBHOOK_SECRET",
+         "url": f"http://127.0.0.1:{away.port}/away", **outage}
+    )  # fmt: skip
+    config.write_text(yaml.safe_dump(spec))
+    away.stop()
+
+    good = [action(i) for i in range(10)]
+    no_previous = {k: v for k, v in action(100).items() if k != "previous_score"}
+    text_score = {**action(101), "score": "61"}
+    escape_id = {**action(102), "contact_id": "eve\x1b[2J"}
+    invalid = [no_previous, text_score, escape_id]
+    sink = deployment.notify_sink(config, TEST_WEBHOOK_SECRET=SECRET).start()
+    try:
+        send_actions(deployment, [*good[:5], *invalid, *good[5:]])
+        # The outage lasts far longer than 3 attempts with 0.2 s backoff.
+        time.sleep(12.0)
+        assert sink.proc is not None
+        assert sink.proc.poll() is None, "the sink stopped"
+        away.start()
+        away.wait_accepted("/away", len(good), timeout=30)
+        server.wait_accepted("/garbled", len(good))
+        dead = consume(deployment.bootstrap, deployment.topic("sink-dlq"), 2 * len(good) + 3)
+        wait_committed(deployment, len(good) + len(invalid))
+        peak = rss_peak_mib(sink.proc.pid)
+    finally:
+        assert sink.stop() == 0
+        for s in (server, thief, away):
+            s.stop()
+
+    assert thief.received == [], "a redirect steered a delivery to another server"
+    by_reason: dict[str, list[dict[str, str]]] = {}
+    for record in dead:
+        headers = {k: v.decode() for k, v in record.headers()}
+        by_reason.setdefault(headers["leadscore.error.reason"], []).append(headers)
+        assert "SECRET-PATH" not in " ".join(headers.values())
+    assert len(by_reason["invalid_action"]) == len(invalid)
+    redirected = by_reason["delivery_failed"]
+    assert sorted(h["leadscore.endpoint"] for h in redirected) == ["r302"] * 10 + ["r307"] * 10
+    assert {h["leadscore.error.message"].split(":")[0] for h in redirected} == {
+        "HTTP 302",
+        "HTTP 307",
+    }
+    assert all(len(r) == 1 for r in server.attempts("/huge").values()), "a big body is no error"
+    assert len(server.attempts("/huge")) == len(good)
+    assert peak < 150, f"the sink read a 200 MB body: peak RSS {peak:.0f} MiB"
+    assert all(len(r) == 2 for r in server.attempts("/garbled").values())
+    assert "SECRET-PATH" not in sink.log()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from leadscore.errors import ConfigError
 from leadscore.sinks.breaker import CircuitBreaker
-from leadscore.sinks.config import load_notify_config
+from leadscore.sinks.config import load_notify_config, redact_url
 from leadscore.sinks.delivery import retry_after_seconds
 from leadscore.sinks.ledger import Ledger
 from leadscore.sinks.messages import slack_body
@@ -77,6 +77,19 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
     assert retry_after_seconds(None, now=0) is None
 
 
+@given(st.text(max_size=40))
+def test_any_retry_after_header_is_seconds_or_none(value: str) -> None:
+    """Issue 19: "²" passes str.isdigit() and made float() raise on every response."""
+    seconds = retry_after_seconds(value, now=1_800_000_000)
+    assert seconds is None or 0.0 <= seconds <= 86_400.0
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "1" * 400, "Mon, 01 Jan 99999 00:00:00 GMT", "\x00"])
+def test_garbled_retry_after_headers_are_ignored_or_bounded(value: str) -> None:
+    seconds = retry_after_seconds(value, now=0)
+    assert seconds is None or seconds <= 86_400.0
+
+
 def test_signatures_verify_only_with_the_secret_body_and_a_fresh_timestamp() -> None:
     body = b'{"action_id":"a1"}'
     signature = sign(b"s3cret", 1_795_000_000, body)
@@ -99,7 +112,7 @@ def test_config_resolves_urls_and_secrets_from_the_environment(tmp_path: Path) -
         """
 endpoints:
   - {name: sales, kind: slack, url_env: SLACK_URL, actions: ["threshold_crossed:*"]}
-  - {name: crm, kind: webhook, url: "http://crm.example/hook", secret_env: CRM_SECRET}
+  - {name: crm, kind: webhook, url: "https://crm.example/hook", secret_env: CRM_SECRET}
 """,
     )
     config = load_notify_config(path, {"SLACK_URL": "https://hooks.example/x", "CRM_SECRET": "k"})
@@ -110,6 +123,41 @@ endpoints:
     assert crm.wants("stage_changed", "hot")
     with pytest.raises(ConfigError, match="SLACK_URL is not set"):
         load_notify_config(path, {"CRM_SECRET": "k"})
+
+
+def test_a_url_is_redacted_to_its_scheme_and_host() -> None:
+    assert redact_url("https://hooks.slack.com/services/T0/B0/SECRET") == "https://hooks.slack.com"
+    assert redact_url("http://127.0.0.1:8080/x?token=SECRET") == "http://127.0.0.1:8080"
+    assert "SECRET" not in redact_url("https://user:SECRET@host/x")
+    assert redact_url("http://[::1:bad/") == "<invalid URL>"
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("http://crm.example/hook", "only allowed to a loopback host"),
+        ("ftp://crm.example/hook", "must be https"),
+        ("https:///SECRET", "must be https"),
+        ("http://10.0.0.1:99999/SECRET", "not valid"),
+    ],
+)
+def test_a_url_that_is_not_https_or_loopback_is_refused_without_repeating_it(
+    tmp_path: Path, url: str, fragment: str
+) -> None:
+    path = write(tmp_path, "endpoints: [{name: a, kind: slack, url_env: U}]")
+    with pytest.raises(ConfigError, match=fragment) as caught:
+        load_notify_config(path, {"U": url})
+    assert "SECRET" not in str(caught.value)
+    assert "crm.example" not in str(caught.value)
+
+
+def test_http_to_loopback_or_with_allow_http_is_accepted(tmp_path: Path) -> None:
+    for url, allow in [("http://127.0.0.1:9/x", False), ("http://localhost/x", False),
+                       ("http://[::1]:9/x", False), ("http://crm.example/x", True)]:  # fmt: skip
+        path = write(
+            tmp_path, f"endpoints: [{{name: a, kind: slack, url_env: U, allow_http: {allow}}}]"
+        )
+        assert load_notify_config(path, {"U": url}).endpoints[0].url == url
 
 
 @pytest.mark.parametrize(
@@ -154,6 +202,29 @@ def test_slack_message_says_who_score_why_and_links_safely() -> None:
     assert "Why: demo-request 30, signup 20, email-open 10." in text
     assert "Fit 72 (grade A)." in text
     assert text.endswith("<https://crm.example/leads/ada%3C%26%3E|Open the lead>")
+
+
+def test_a_ledger_prune_starts_at_the_first_live_entry_even_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Issue 19: each prune scanned from the start of the time index, over the tombstones of
+    every entry pruned before (the last 10k of 60k adds took 124 s)."""
+    ledger = Ledger(tmp_path, ttl_ms=10**12, max_entries=100)
+    for i in range(1000):
+        ledger.add(f"crm:a{i}", now_ms=1_000 + i)
+    assert ledger.count == 100
+    low = ledger.low
+    live = [k for k in ledger.db.keys(from_key=b"t") if isinstance(k, bytes) and k < b"u"]
+    assert len(live) == 100
+    assert min(live) >= low, "nothing live below where the next prune starts"
+    assert low > b"t" + b"%013d" % 1_899, "the start moved past every pruned entry"
+    ledger.close()
+    reopened = Ledger(tmp_path, ttl_ms=10**12, max_entries=100)
+    assert reopened.low == low
+    reopened.add("crm:new", now_ms=5_000)
+    assert not reopened.seen("crm:a900")
+    assert reopened.seen("crm:a901")
+    reopened.close()
 
 
 def test_the_ledger_is_bounded_and_survives_a_restart(tmp_path: Path) -> None:
