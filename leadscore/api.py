@@ -6,6 +6,7 @@ Every error body has one shape: ``{"error": {"code": ..., "message": ...}}``.
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Any
 
 from leadscore.scoring import LeadRecord, Rules, snapshot
@@ -38,12 +39,22 @@ def check_contact_id(contact_id: str) -> str:
     return contact_id
 
 
+MAX_LIMIT = 1000  # the largest history a lead can keep (LEADSCORE_HISTORY_SIZE)
+_DIGITS = re.compile(r"[0-9]{1,15}")  # ASCII only: str.isdigit() also takes "²" and "٣"
+_MAX_AT_CHARS = 64
+
+
 def check_token(expected: str | None, authorization: str | None) -> None:
-    """ApiError 401 unless ``authorization`` is ``Bearer <expected>`` (no token: open)."""
+    """ApiError 401 unless ``authorization`` is ``Bearer <expected>`` (no token: open).
+
+    Compared as bytes: a header with characters beyond ASCII is a wrong token, not a
+    server error (``hmac.compare_digest`` refuses non-ASCII text).
+    """
     if expected is None:
         return
     scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), expected):
+    presented = given.strip().encode("utf-8", "surrogateescape")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented, expected.encode()):
         raise ApiError(401, "unauthorized", "a valid bearer token is required")
 
 
@@ -56,10 +67,18 @@ def check_at(raw: str | None, record: LeadRecord, now_ms: int) -> int:
     """
     if raw is None:
         return now_ms
+    wrong = ApiError(
+        400,
+        "invalid_at",
+        "at must be epoch milliseconds or ISO-8601 with a UTC offset, "
+        "e.g. 2026-11-23T09:00:00+01:00",
+    )
+    if len(raw) > _MAX_AT_CHARS:
+        raise wrong
     try:
-        at = int(raw) if raw.isdigit() else iso_to_ms(raw)
-    except ValueError as error:
-        raise ApiError(400, "invalid_at", f"at: {error}") from None
+        at = int(raw) if _DIGITS.fullmatch(raw) else iso_to_ms(raw)
+    except (ValueError, OverflowError, OSError):
+        raise wrong from None
     if at < record.ref_ms:
         raise ApiError(
             400, "invalid_at", "at is before the lead's latest event; only later times are known"
@@ -68,14 +87,13 @@ def check_at(raw: str | None, record: LeadRecord, now_ms: int) -> int:
 
 
 def check_limit(raw: str | None, bound: int) -> int:
-    """``?limit=`` of the history endpoint: 1 to the per-lead bound (default: the bound)."""
+    """``?limit=`` of the history endpoint: 1 to 1000, at most the per-lead bound (a larger
+    limit gets what the lead keeps; default: the bound)."""
     if raw is None:
         return bound
-    if not raw.isdigit() or not 1 <= int(raw) <= max(bound, 1):
-        raise ApiError(
-            400, "invalid_limit", f"limit must be a whole number from 1 to {max(bound, 1)}"
-        )
-    return int(raw)
+    if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return min(int(raw), max(bound, 1))
 
 
 def lead_body(record: LeadRecord, rules: Rules, at_ms: int) -> dict[str, Any]:

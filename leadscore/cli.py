@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -60,6 +61,7 @@ def worker() -> None:
     settings = _settings()
     setup_logging(settings.log_level)
     try:
+        _, api_warning = settings.api_access()
         rules = load_rules(settings.rules_file)
         load_all()
         cluster_id, partitions_by_topic = require_topics(settings)
@@ -78,6 +80,8 @@ def worker() -> None:
         f"{settings.events_topic}, guarantee {settings.processing_guarantee}",
         err=True,
     )
+    if api_warning is not None and settings.web_enabled:
+        logging.getLogger("leadscore.web").warning("%s", api_warning)
     app = build_app(settings, rules, partitions)
     try:
         ensure_changelogs(settings, changelog_specs(app), partitions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -153,12 +154,19 @@ class Settings(BaseSettings):
     api_expose_pii: bool = Field(
         False,
         description="Let /leads/{id}/intelligence return the lead's identify traits "
-        "(may hold names, emails); off: trait values never leave the worker",
+        "(may hold names, emails); off: no API answer carries trait values (actions on the "
+        "actions topic still carry the traits the fit rules read)",
     )
     api_token: SecretStr | None = Field(
         None,
         description="Bearer token the lead query API requires (all but /healthz, /readyz); "
-        "unset: no authentication",
+        "printable ASCII, no spaces. Unset: a worker on a loopback address serves the API "
+        "open (with a warning); one on any other address refuses to start",
+    )
+    api_auth: Literal["token", "none"] = Field(
+        "token",
+        description="token: the API requires LEADSCORE_API_TOKEN (see there); none: the API "
+        "is open to whoever reaches it, on purpose (logged as a warning at start-up)",
     )
     notify_config: Path | None = Field(
         None, description="Endpoints file of `leadscore sink notify` (YAML)"
@@ -209,6 +217,42 @@ class Settings(BaseSettings):
         }
         return cls(**values)
 
+    def api_access(self) -> tuple[str | None, str | None]:
+        """(the token the API requires or None for open, a warning to log or None).
+
+        Fails closed: raises ConfigError, naming the setting, for an empty or malformed
+        token and for a worker that would serve the API open on a non-loopback address.
+        """
+        where = f"{self.web_host}:{self.web_port}"
+        if self.api_auth == "none":
+            return None, (
+                f"the lead query API on {where} is open (LEADSCORE_API_AUTH=none): anyone "
+                "who reaches it can read leads and metrics"
+            )
+        if self.api_token is not None:
+            token = self.api_token.get_secret_value()
+            if not token.strip():
+                raise ConfigError(
+                    "LEADSCORE_API_TOKEN is empty (an unset ${VAR:-} gives exactly this); "
+                    "set a token, or LEADSCORE_API_AUTH=none to serve the API open on purpose"
+                )
+            if not all("!" <= ch <= "~" for ch in token):
+                raise ConfigError(
+                    "LEADSCORE_API_TOKEN must be printable ASCII without spaces (it travels "
+                    "in an HTTP header)"
+                )
+            return token, None
+        if self.web_enabled and not is_loopback(self.web_host):
+            raise ConfigError(
+                f"LEADSCORE_WEB_HOST={self.web_host} is not a loopback address and "
+                "LEADSCORE_API_TOKEN is not set: the lead query API would be open to the "
+                "network. Set LEADSCORE_API_TOKEN, or LEADSCORE_API_AUTH=none to serve it "
+                "open on purpose"
+            )
+        return None, (
+            f"LEADSCORE_API_TOKEN is not set: the lead query API on {where} is open to this machine"
+        )
+
     def canonical_web_url(self) -> str:
         """How other workers reach this worker's HTTP endpoints."""
         if self.web_url:
@@ -232,6 +276,16 @@ class Settings(BaseSettings):
         if self.ssl_cafile is not None:
             conf["ssl.ca.location"] = str(self.ssl_cafile)
         return conf
+
+
+def is_loopback(host: str) -> bool:
+    """Is ``host`` (a name or an address) this machine's loopback?"""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -40,6 +40,27 @@ FORBIDDEN_ID_CLASS = "".join(
     _escape(lo) if lo == hi else f"{_escape(lo)}-{_escape(hi)}" for lo, hi in FORBIDDEN_ID_RANGES
 )
 ID_PATTERN = f"^[^{FORBIDDEN_ID_CLASS}]+$"
+
+
+def json_schema_id_pattern() -> str:
+    """ID_PATTERN for the OpenAPI document, in the syntax Python's re and ECMA-262 share.
+
+    BMP code points are ``\\u`` escapes, the few astral ones the characters themselves
+    (``\\U`` is Python's alone, ``\\u{...}`` ECMA's alone). The surrogate range is left
+    out: a lone surrogate cannot be encoded in UTF-8, so no URL or JSON text has one.
+    """
+
+    def char(cp: int) -> str:
+        return f"\\u{cp:04x}" if cp <= 0xFFFF else chr(cp)
+
+    ranges = "".join(
+        char(lo) if lo == hi else f"{char(lo)}-{char(hi)}"
+        for lo, hi in FORBIDDEN_ID_RANGES
+        if lo != 0xD800
+    )
+    return f"^[^{ranges}]+$"
+
+
 _FORBIDDEN = re.compile(f"[{FORBIDDEN_ID_CLASS}]")
 
 

@@ -7,7 +7,6 @@ they are resolved once, at start-up, from the environment given.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from leadscore.config import is_loopback
 from leadscore.errors import ConfigError
 from leadscore.sinks.files import load_model, wants_action
 
@@ -116,15 +116,6 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme or '?'}://{host}{port}"
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_url(spec: EndpointSpec, url: str) -> None:
     """https, or http to loopback, or http anywhere with allow_http; the message never
     repeats the URL (it may be the secret)."""
@@ -136,7 +127,7 @@ def check_url(spec: EndpointSpec, url: str) -> None:
         raise ConfigError(f"endpoint {spec.name}: the URL is not valid") from None
     if parts.scheme not in ("http", "https") or not host:
         raise ConfigError(f"endpoint {spec.name}: the URL must be https://host/...")
-    if parts.scheme == "http" and not spec.allow_http and not _is_loopback(host):
+    if parts.scheme == "http" and not spec.allow_http and not is_loopback(host):
         raise ConfigError(
             f"endpoint {spec.name}: http:// is only allowed to a loopback host; use https, "
             "or set allow_http: true to send unencrypted"

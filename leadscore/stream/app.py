@@ -460,7 +460,7 @@ def build_app(
 
     ticker = Ticker(settings)
     if settings.web_enabled:
-        install_web(app, leads, history, rules, settings, clock, ticker.broker_problem)
+        install_web(app, leads, history, rules, settings, clock, ticker.broker_problem, partitions)
 
     stage_names = [stage.name for stage in rules.stages]
 

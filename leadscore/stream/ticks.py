@@ -48,7 +48,8 @@ class Ticker:
         if self.unreachable_since is None:
             return None
         since = time.strftime("%H:%M:%S", time.gmtime(self.unreachable_since))
-        return f"the Kafka cluster has not answered since {since} UTC ({self.unreachable_why})"
+        # The client's own text (broker hosts and ports) stays in the worker's log.
+        return f"Kafka cluster has not answered since {since} UTC"
 
     def _down(self, why: str) -> None:
         if self.unreachable_since is None:

@@ -43,6 +43,7 @@ from leadscore.config import Settings
 from leadscore.metrics import API_LATENCY, API_REQUESTS, exposition
 from leadscore.scoring import LeadRecord, Rules
 from leadscore.stream.history import History
+from leadscore.stream.partitioning import key_partition
 
 log = logging.getLogger("leadscore.web")
 
@@ -90,7 +91,7 @@ def error_response(error: ApiError) -> aioweb.Response:
 
 def api_middleware(settings: Settings) -> Any:
     """The middleware every request passes through (see the module docstring)."""
-    token = settings.api_token.get_secret_value() if settings.api_token else None
+    token, _ = settings.api_access()
 
     @aioweb.middleware
     async def middleware(request: aioweb.Request, handler: Handler) -> aioweb.StreamResponse:
@@ -106,6 +107,8 @@ def api_middleware(settings: Settings) -> Any:
         except aioweb.HTTPException as error:
             code, message = HTTP_ERRORS.get(error.status, (f"http_{error.status}", error.reason))
             response = error_response(ApiError(error.status, code, message))
+            if "Allow" in error.headers:  # RFC 9110: a 405 says which methods are allowed
+                response.headers["Allow"] = error.headers["Allow"]
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -122,6 +125,32 @@ def api_middleware(settings: Settings) -> Any:
     return middleware
 
 
+class SharedUrlReport:
+    """Logs, at most once a minute, that another worker advertises this worker's URL.
+
+    Faust routes a lead to the URL its owner advertises. Two workers with the same
+    URL (a copied LEADSCORE_WEB_URL, or one host name for several containers) each
+    take the other's leads for their own and would answer 404 for them.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.last = 0.0
+
+    def report(self, partition: int) -> None:
+        now = time.monotonic()
+        if now - self.last < 60:
+            return
+        self.last = now
+        log.error(
+            "another worker advertises this worker's URL %s: it owns partition %s, which "
+            "Faust routes here. Give each worker its own LEADSCORE_WEB_URL (or "
+            "LEADSCORE_WEB_HOST); until then lead queries for its leads answer 503",
+            self.url,
+            partition,
+        )
+
+
 def _ident(url: URL) -> tuple[str, int]:
     return (url.host or "", url.port or 80)
 
@@ -134,8 +163,11 @@ def install_web(
     settings: Settings,
     clock: Callable[[], int],
     broker_problem: Callable[[], str | None] | None = None,
+    partitions: int = 1,
 ) -> None:
+    """The API's views. ``partitions``: the events topic's partition count."""
     me = _ident(URL(settings.canonical_web_url()))
+    shared_url = SharedUrlReport(settings.canonical_web_url())
 
     def owned() -> list[int]:
         return owned_partitions(app, settings.events_topic)
@@ -176,11 +208,15 @@ def install_web(
         reason = not_ready(app, settings)
         if reason is not None:
             raise unavailable(reason)
-        try:
-            owner = app.router.key_store("leads", contact_id)
-        except KeyError:
-            raise unavailable("the owner of this lead is not known yet") from None
-        if _ident(owner) != me:
+        partition = key_partition(contact_id.encode("utf-8"), partitions)
+        if partition not in owned():
+            try:
+                owner = app.router.key_store("leads", contact_id)
+            except KeyError:
+                raise unavailable("the owner of this lead is not known yet") from None
+            if _ident(owner) == me:  # routed here, yet another worker owns it
+                shared_url.report(partition)
+                raise unavailable("the lead's owner cannot be told apart from this worker")
             if FORWARDED in request.headers:
                 raise unavailable("the lead's partition is moving between workers")
             request["served"] = "forwarded"  # type: ignore[index]

@@ -61,8 +61,18 @@ def rule_count(path: Path) -> int:
     return sum(len(group["rules"]) for group in yaml.safe_load(path.read_text())["groups"])
 
 
-def test_promtool_accepts_the_shipped_config_and_rules() -> None:
-    config = promtool("check", "config", PROMETHEUS_DIR / "prometheus.yml")
+def test_promtool_accepts_the_shipped_config_and_rules(tmp_path: Path) -> None:
+    # promtool checks that the token file exists: the shipped config reads it where
+    # docker-compose.yml's Prometheus entrypoint writes it; here it points at a copy.
+    shipped = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    (worker_job,) = [j for j in shipped["scrape_configs"] if j["job_name"] == "leadscore-worker"]
+    assert worker_job["authorization"]["credentials_file"] == "/prometheus/leadscore-api-token"
+    assert "/prometheus/leadscore-api-token" in (ROOT / "docker-compose.yml").read_text()
+    (tmp_path / "token").write_text(API_TOKEN)
+    worker_job["authorization"]["credentials_file"] = str(tmp_path / "token")
+    shipped["rule_files"] = [str(PROMETHEUS_DIR / f) for f in shipped["rule_files"]]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(shipped))
+    config = promtool("check", "config", tmp_path / "prometheus.yml")
     assert config.returncode == 0, config.stdout + config.stderr
     rules = promtool("check", "rules", *RULE_FILES)
     assert rules.returncode == 0, rules.stdout + rules.stderr
@@ -122,6 +132,9 @@ class Stack:
             return json.load(response)["data"]
 
 
+API_TOKEN = "prometheus-test-token"
+
+
 def prometheus_config(tmp: Path, worker: int, sinks: list[int]) -> Path:
     """The shipped prometheus.yml with local targets, 1 s intervals and absolute rule paths."""
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
@@ -134,6 +147,10 @@ def prometheus_config(tmp: Path, worker: int, sinks: list[int]) -> Path:
     assert {job["job_name"] for job in config["scrape_configs"]} == set(targets)
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": targets[job["job_name"]]}]
+        if "authorization" in job:  # the worker's token, where the shipped file reads it
+            token_file = tmp / "leadscore-api-token"
+            token_file.write_text(API_TOKEN)
+            job["authorization"]["credentials_file"] = str(token_file)
     path = tmp / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -185,6 +202,7 @@ def stack(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
             LEADSCORE_WEB_ENABLED="true",
             LEADSCORE_WEB_PORT=str(ports["worker"]),
             LEADSCORE_TIMER_INTERVAL_SECONDS="1",
+            LEADSCORE_API_TOKEN=API_TOKEN,
         ).start()
         processes.append(worker)
         wait_ready(ports["worker"], partitions=deployment.partitions)

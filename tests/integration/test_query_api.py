@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -30,10 +33,10 @@ def expected(contact: str) -> tuple[float, str]:
 
 
 def two_workers(
-    deployment: Deployment, start_worker, root: Path
+    deployment: Deployment, start_worker, root: Path, **env: str
 ) -> tuple[list[int], list[WorkerProcess], list[list[int]]]:
     """Two ready workers with the leads loaded: their ports, processes and partitions."""
-    deployment.extra.update(LEADSCORE_WEB_ENABLED="true", LEADSCORE_API_TOKEN=TOKEN)
+    deployment.extra.update(LEADSCORE_WEB_ENABLED="true", LEADSCORE_API_TOKEN=TOKEN, **env)
     ports = [free_port(), free_port()]
     workers = [
         start_worker(LEADSCORE_WEB_PORT=str(port), LEADSCORE_DATA_DIR=str(root / f"s{i}"))
@@ -108,7 +111,12 @@ def test_errors_auth_metrics_and_the_document(
         f"/leads/{'x' * 257}": (400, "invalid_contact_id"),
         "/leads/lead-1?at=yesterday": (400, "invalid_at"),
         "/leads/lead-1/history?limit=0": (400, "invalid_limit"),
-        "/leads/lead-1/history?limit=21": (400, "invalid_limit"),
+        "/leads/lead-1/history?limit=1001": (400, "invalid_limit"),
+        # Each of these was a 500 with a traceback before (issue 19).
+        "/leads/lead-1/history?limit=%C2%B2": (400, "invalid_limit"),
+        f"/leads/lead-1/history?limit={'9' * 5000}": (400, "invalid_limit"),
+        f"/leads/lead-1?at=1{'0' * 400}": (400, "invalid_at"),
+        "/leads/a%E2%80%AEb": (400, "invalid_contact_id"),
         "/no/such/endpoint": (404, "not_found"),
         "/table/leads/": (404, "not_found"),  # Faust's own table pages are off
         "/router/": (404, "not_found"),
@@ -118,8 +126,14 @@ def test_errors_auth_metrics_and_the_document(
             answer = get(port, path, TOKEN)
             assert (answer.status, answer.body["error"]["code"]) == (status, code), path
             check(answer.body, "Error")
-        answer = get(port, "/leads/lead-1", TOKEN, method="POST")
-        assert (answer.status, answer.body["error"]["code"]) == (405, "method_not_allowed")
+        assert get(port, "/leads/lead-1/history?limit=500", TOKEN).status == 200
+        for method in ("POST", "TRACE", "DELETE"):
+            answer = get(port, "/leads/lead-1", TOKEN, method=method)
+            assert (answer.status, answer.body["error"]["code"]) == (405, "method_not_allowed")
+            assert set(answer.headers["Allow"].split(",")) >= {"GET"}, "RFC 9110: Allow"
+        for header in ("Bearer t\u00f6k\u00e9n", "Bearer " + "x" * 8000, "Basic Zm9v"):
+            answer = get_with_authorization(port, "/leads/lead-1", header)
+            assert (answer.status, answer.body["error"]["code"]) == (401, "unauthorized")
 
         # Token: everything but healthz and readyz needs it.
         for path in documented_paths() - {"/healthz", "/readyz"}:
@@ -146,6 +160,79 @@ def test_errors_auth_metrics_and_the_document(
         assert 'leadscore_api_requests_total{route="/leads/{contact_id}",status="404"}' in text
         assert "contact_id=" not in text.replace("{contact_id}", ""), "no contact ids as labels"
     assert scored == 36
+
+
+def get_with_authorization(port: int, path: str, header: str) -> Answer:
+    """A GET whose Authorization header is sent as given (latin-1, as HTTP/1.1 allows)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.putrequest("GET", path)
+        connection.putheader("Authorization", header.encode("latin-1"))
+        connection.endheaders()
+        response = connection.getresponse()
+        return Answer(response.status, json.loads(response.read()), dict(response.getheaders()))
+    finally:
+        connection.close()
+
+
+def test_a_fuzzer_finds_no_disagreement_between_the_api_and_its_document(
+    deployment: Deployment, start_worker, tmp_path
+) -> None:
+    """schemathesis with all its checks against a live worker with a token (issue 19)."""
+    ports, _, _ = two_workers(deployment, start_worker, tmp_path)
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("st")),
+            "run",
+            f"http://127.0.0.1:{ports[0]}/openapi.json",
+            "--checks=all",
+            f"--header=Authorization: Bearer {TOKEN}",
+            "--max-examples=60",
+            "--workers=1",
+            "--seed=19",
+            "--request-timeout=10",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    report = result.stdout[-6000:] + result.stderr[-2000:]
+    assert result.returncode == 0, report
+    assert " passed" in result.stdout, report
+
+
+def test_workers_sharing_one_url_answer_503_and_say_how_to_fix_it(
+    deployment: Deployment, start_worker, tmp_path
+) -> None:
+    """Two workers advertising the same URL each took the other's leads for their own
+    and answered 404 for them (issue 19)."""
+    shared = f"http://127.0.0.1:{free_port()}"
+    ports, workers, owned = two_workers(
+        deployment, start_worker, tmp_path, LEADSCORE_WEB_URL=shared
+    )
+    for contact in CONTACTS:
+        partition = partitioner(contact.encode(), [0, 1, 2], [0, 1, 2])
+        for i, port in enumerate(ports):
+            answer = get(port, f"/leads/{contact}", TOKEN)
+            if partition in owned[i]:
+                assert answer.status == 200, answer.body
+            else:
+                assert answer.status == 503, (contact, i, answer.body)
+    assert any("another worker advertises this worker's URL" in w.log() for w in workers)
+
+
+def test_a_worker_that_would_serve_the_api_open_to_the_network_refuses_to_start(
+    deployment: Deployment,
+) -> None:
+    for env, fragment in [
+        ({"LEADSCORE_WEB_HOST": "0.0.0.0"}, "LEADSCORE_API_TOKEN is not set"),
+        ({"LEADSCORE_API_TOKEN": ""}, "LEADSCORE_API_TOKEN is empty"),
+    ]:
+        worker = deployment.worker(LEADSCORE_WEB_ENABLED="true", **env).launch()
+        assert worker.proc is not None
+        assert worker.proc.wait(60) != 0
+        assert fragment in worker.log()
 
 
 def poll(ports: list[int], stop: threading.Event, seen: list[tuple[str, Answer]]) -> None:

@@ -16,8 +16,12 @@ from leadscore.api import (
     intelligence_body,
     lead_body,
 )
+from leadscore.config import Settings
+from leadscore.errors import ConfigError
 from leadscore.scoring import EngagementEvent, apply_event, load_rules
+from leadscore.scoring.events import json_schema_id_pattern
 from leadscore.scoring.rules import MS_PER_DAY
+from tests.contract import DOCUMENT
 
 RULES = load_rules()
 EXAMPLE_RULES = load_rules(Path(__file__).parents[2] / "examples" / "rules.yaml")
@@ -82,7 +86,9 @@ def test_at_is_now_unless_given_and_never_before_the_latest_event() -> None:
     for raw, fragment in [
         (str(T0 - 1), "before the lead's latest event"),
         ("yesterday", "ISO-8601"),
-        ("2025-11-01T12:00:00", "no UTC offset"),
+        ("2025-11-01T12:00:00", "UTC offset"),
+        ("1" + "0" * 400, "ISO-8601"),  # a 500 before: int() of 401 digits, then overflow
+        ("²", "ISO-8601"),
     ]:
         with pytest.raises(ApiError) as info:
             check_at(raw, record, T0)
@@ -94,10 +100,22 @@ def test_limit_defaults_to_the_bound_and_stays_within_it() -> None:
     assert check_limit(None, 20) == 20
     assert check_limit("1", 20) == 1
     assert check_limit("20", 20) == 20
-    for raw in ["0", "21", "-1", "2.5", "ten", ""]:
+    assert check_limit("500", 20) == 20, "a larger limit gets what the lead keeps"
+    # "²" passes str.isdigit(); 5,000 digits exceed int()'s limit: both were 500s.
+    for raw in ["0", "1001", "-1", "2.5", "ten", "", "²", "٣", "9" * 5000]:
         with pytest.raises(ApiError) as info:
             check_limit(raw, 20)
         assert (info.value.status, info.value.code) == (400, "invalid_limit")
+
+
+@pytest.mark.parametrize(
+    "header", ["Bearer tökén", "Bearer \udcff", "Bearer " + "x" * 10_000, "Basic abc", ""]
+)
+def test_a_hostile_authorization_header_is_a_401(header: str) -> None:
+    with pytest.raises(ApiError) as info:
+        check_token("s3cret", header)
+    assert info.value.status == 401
+    check_token("s3cret", "Bearer s3cret")
 
 
 def test_trait_values_leave_only_when_pii_is_allowed() -> None:
@@ -117,3 +135,42 @@ def test_trait_values_leave_only_when_pii_is_allowed() -> None:
     for value in ("software", "vp", '"US"'):
         assert value not in text
     assert shown["traits"] == {"country": "US", "industry": "software", "seniority": "vp"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        ({"web_host": "0.0.0.0"}, "LEADSCORE_WEB_HOST=0.0.0.0 is not a loopback address"),
+        ({"web_host": "10.1.2.3"}, "LEADSCORE_API_TOKEN is not set"),
+        ({"api_token": ""}, "LEADSCORE_API_TOKEN is empty"),
+        ({"api_token": "  ", "web_host": "0.0.0.0"}, "LEADSCORE_API_TOKEN is empty"),
+        ({"api_token": "tök"}, "printable ASCII"),
+        ({"api_token": "a b"}, "printable ASCII"),
+    ],
+)
+def test_the_api_fails_closed(settings: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        Settings(**settings).api_access()
+
+
+def test_the_api_is_open_only_on_loopback_or_on_purpose_with_a_warning() -> None:
+    for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        token, warning = Settings(web_host=host).api_access()
+        assert token is None
+        assert warning is not None
+        assert "LEADSCORE_API_TOKEN is not set" in warning
+    token, warning = Settings(web_host="0.0.0.0", api_auth="none").api_access()
+    assert token is None
+    assert warning is not None
+    assert "LEADSCORE_API_AUTH=none" in warning
+    assert Settings(web_host="0.0.0.0", api_token="s3cret").api_access() == ("s3cret", None)
+    assert Settings(web_host="0.0.0.0", web_enabled=False).api_access()[0] is None
+
+
+def test_the_openapi_document_declares_the_id_rule_the_api_enforces() -> None:
+    for path, operations in DOCUMENT["paths"].items():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == "contact_id":
+                    assert parameter["schema"]["pattern"] == json_schema_id_pattern(), path
+                    assert parameter["schema"]["maxLength"] == 256

@@ -28,10 +28,36 @@ def compose_config(*profiles: str) -> dict[str, Any]:
     args = [binary, "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml")]
     for profile in profiles:
         args += ["--profile", profile]
-    result = subprocess.run([*args, "config"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    # The worker and Prometheus need the API token: compose refuses to start without one.
+    env = {**os.environ, "LEADSCORE_API_TOKEN": "compose-test-token"}
+    result = subprocess.run(
+        [*args, "config"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env
+    )
     assert result.returncode == 0, result.stderr
     config: dict[str, Any] = yaml.safe_load(result.stdout)
     return config
+
+
+def test_compose_refuses_to_start_the_worker_without_an_api_token() -> None:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("docker-compose not found: .ci/run installs Debian's docker-compose")
+        pytest.skip("docker-compose not installed (apt-get install docker-compose)")
+    env = {k: v for k, v in os.environ.items() if k != "LEADSCORE_API_TOKEN"}
+    compose = [binary, "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml")]
+    result = subprocess.run(
+        [*compose, "config"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env
+    )
+    assert result.returncode != 0
+    assert "set LEADSCORE_API_TOKEN" in result.stderr
+
+
+def test_the_worker_api_is_published_on_loopback_only_with_a_token() -> None:
+    worker = compose_config()["services"]["worker"]
+    assert worker["environment"]["LEADSCORE_API_TOKEN"] == "compose-test-token"
+    published = json.dumps(worker["ports"])
+    assert "127.0.0.1" in published
 
 
 def test_compose_file_is_valid_and_starts_in_dependency_order() -> None:

@@ -7,6 +7,8 @@ event froze before the check existed.
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 from hypothesis import given
@@ -18,7 +20,7 @@ from leadscore.config import Settings
 from leadscore.errors import InvalidEvent
 from leadscore.scoring import EngagementEvent, apply_event, load_rules, parse_rules
 from leadscore.scoring.engine import MAX_TRAIT_CHARS
-from leadscore.scoring.events import ID_PATTERN, id_problem
+from leadscore.scoring.events import ID_PATTERN, id_problem, json_schema_id_pattern
 from leadscore.scoring.rules import MS_PER_DAY
 
 RULES = load_rules()
@@ -111,10 +113,14 @@ def test_the_decoder_and_the_api_accept_the_same_contact_ids(contact: str) -> No
 
 
 @given(st.text(min_size=1, max_size=40))
-def test_the_documented_id_pattern_is_the_rule_the_code_applies(text: str) -> None:
-    import re
-
-    assert (re.fullmatch(ID_PATTERN.strip("^$"), text) is not None) == (id_problem(text) is None)
+def test_the_id_patterns_are_the_rule_the_code_applies(text: str) -> None:
+    """ID_PATTERN, and the OpenAPI document's ECMA form of it read the way Python reads it."""
+    ecma = re.sub(
+        r"\\u\{([0-9a-f]+)\}", lambda m: f"\\U{int(m[1], 16):08x}", json_schema_id_pattern()
+    )
+    accepted = id_problem(text) is None
+    assert (re.fullmatch(ID_PATTERN, text) is not None) == accepted
+    assert (re.fullmatch(ecma, text) is not None) == accepted
 
 
 def test_a_backtracking_regex_runs_in_linear_time_on_a_hostile_value() -> None:
