@@ -23,15 +23,17 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 from rocksdict import AccessType, Rdict
 
+import leadscore
 from leadscore.codecs.events import decode_event
+from leadscore.config import Settings
 from leadscore.errors import InvalidEvent
-from leadscore.scoring import Rules, apply_event, snapshot
+from leadscore.scoring import Rules, apply_event, load_rules, snapshot
 from leadscore.scoring.records import LeadAction, LeadRecord
 from leadscore.simulate import TrafficModel
 from leadscore.verify import Report, Topic, check, read_topic
+from tests.integration.kafka import LIBRDKAFKA_LOG, client_config, retrying
 from tests.integration.workers import Deployment, WorkerProcess
 
-MAX_BYTES = 1_000_000
 COMPARED = ("score", "stage", "event_count", "last_event_at", "fit", "disqualified")
 # What events alone decide: a decay timer (which the reference does not run) can move
 # a lead's stage, and with it the thresholds its later events cross.
@@ -72,11 +74,19 @@ def workload(seed: int, events: int, contacts: int, rules: Rules) -> Workload:
         else:
             event = model.next_event(start + i * 20)
             records.append((event["contact_id"].encode(), orjson.dumps(event)))
-    made = Workload(records, duplicates, unreadable)
+    return fold(Workload(records, duplicates, unreadable), rules)
+
+
+def fold(made: Workload, rules: Rules, skip: frozenset[int] = frozenset()) -> Workload:
+    """Fill in the reference: the scoring core over ``made.records`` in order, with the
+    worker's default input limits, leaving out the records at the offsets in ``skip``."""
+    limits = Settings()
     made.unreadable = 0  # re-delivered copies of unreadable records are dead-lettered too
-    for key, value in records:
+    for i, (key, value) in enumerate(made.records):
+        if i in skip:
+            continue
         try:
-            event = decode_event(key, value, MAX_BYTES)
+            event = decode_event(key, value, limits.max_event_bytes, limits.max_properties_bytes)
         except InvalidEvent:
             made.unreadable += 1
             continue
@@ -89,6 +99,126 @@ def workload(seed: int, events: int, contacts: int, rules: Rules) -> Workload:
         for action in applied.actions:
             made.actions[action.action_id] = action
     return made
+
+
+# Regex conditions of the hostile workload's rules: this one backtracks for hours on
+# Python's re against the bomb below, and runs in linear time on RE2.
+BOMB_RULE = r"^([a-z0-9]+\.?)+@corp\.com$"
+BOMB = "a" * 60_000 + "!"
+BIG_TRAITS = 60  # x 1,000 characters: a lead record over the scenario output limit
+
+
+def hostile_rules(rules_file: Path) -> Rules:
+    """The default rules, a regex rule that backtracks and fit rules naming many traits."""
+    text = (Path(leadscore.__file__).parent / "rules" / "default.yaml").read_text()
+    text = text.replace('version: "default-1"', 'version: "hostile-1"')
+    text = text.replace(
+        "rules:\n",
+        "rules:\n  - {id: corp-signup, event_type: signup, points: 5, "
+        f"when: [{{property: email, regex: '{BOMB_RULE}'}}]}}\n",
+        1,
+    )
+    text += "fit:\n  event_types: [identify]\n  rules:\n" + "".join(
+        f"    - {{id: t{i}, when: [{{property: t{i}, exists: true}}], points: 0}}\n"
+        for i in range(BIG_TRAITS)
+    )
+    rules_file.write_text(text)
+    return load_rules(rules_file)
+
+
+@dataclass
+class Hostile:
+    """A workload with poison records at random positions and what each must become."""
+
+    made: Workload
+    poison: Counter[str]  # DLQ reason -> records
+    bombs: int
+
+
+def hostile_workload(seed: int, events: int, contacts: int, rules: Rules) -> Hostile:
+    """``workload`` plus, about every 80th record, one poison record of each kind in turn
+    (each a record that stopped a worker or froze a lead before issue 19) and a good
+    signup whose email is a regex bomb (scored as the core says, in linear time)."""
+    base = workload(seed, events, contacts, rules)
+    rng = random.Random(seed + 1)
+    now = int(time.time() * 1000)
+    year = 365 * 86_400_000
+    records = list(base.records)
+    goods = [key.decode() for key, value in base.records if value.startswith(b'{"event_id"')]
+
+    def event(contact: str, kind: str, at: int, n: int, **extra: object) -> tuple[bytes, bytes]:
+        body = {"event_id": f"h{seed}-{n}", "contact_id": contact, "type": kind,
+                "occurred_at": at, **extra}  # fmt: skip
+        return contact.encode("utf-8", "surrogatepass"), orjson.dumps(body)
+
+    def poison(n: int, k: int) -> tuple[tuple[bytes, bytes], str]:
+        contact = rng.choice(goods)
+        kinds = [
+            (event(contact, "signup", now, n, account_id="a" * 300_000), "too_large"),
+            (event(contact, "signup", now, n, source="s" * 5_000), "schema_violation"),
+            (event(f"{contact}\x1b[2J", "signup", now, n), "schema_violation"),
+            (event(f"{contact}\u202e", "signup", now, n), "schema_violation"),
+            (event(contact, "demo_request", now + year, n), "from_future"),
+            (
+                event(f"big-{seed}-{n}", "identify", now, n,
+                      properties={f"t{i}": "v" * 1000 for i in range(BIG_TRAITS)}),
+                "output_too_large",
+            ),
+        ]  # fmt: skip
+        return kinds[k % len(kinds)]
+
+    poisoned: dict[int, str] = {}
+    out: list[tuple[bytes, bytes]] = []
+    bombs = 0
+    for i, record in enumerate(records):
+        out.append(record)
+        if i % 80 == 40:
+            (made_record, reason) = poison(i, len(poisoned))
+            poisoned[len(out)] = reason
+            out.append(made_record)
+        elif i % 80 == 0 and i:
+            out.append(
+                event(rng.choice(goods), "signup", now - 1000, i, properties={"email": BOMB})
+            )
+            bombs += 1
+    made = fold(Workload(out, base.duplicates, 0), rules, skip=frozenset(poisoned))
+    return Hostile(made, Counter(poisoned.values()), bombs)
+
+
+def dead_letter_reasons(deployment: Deployment, topic: str) -> Counter[str]:
+    """Distinct source records in a dead-letter topic, counted by reason."""
+    consumer = Consumer(
+        client_config(
+            deployment.bootstrap,
+            **{
+                "group.id": "faults-dlq-reasons",
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+            },
+        )
+    )
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        pending, reasons = set(parts), {}
+        deadline = time.monotonic() + 60
+        while pending and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None:
+                continue
+            if message.error():
+                pending.discard(message.partition())
+                continue
+            headers = dict(message.headers() or [])
+            source = (
+                headers.get("leadscore.source.partition"),
+                headers.get("leadscore.source.offset"),
+            )
+            reasons[source] = headers["leadscore.error.reason"].decode()
+        return Counter(reasons.values())
+    finally:
+        consumer.close()
 
 
 class PacedProducer(threading.Thread):
@@ -112,6 +242,7 @@ class PacedProducer(threading.Thread):
         self.producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
+                "logger": LIBRDKAFKA_LOG,
                 "enable.idempotence": True,
                 # as the README asks of producers: Kafka's (and Faust's) key partitioner
                 "partitioner": "murmur2_random",
@@ -161,15 +292,24 @@ class PacedProducer(threading.Thread):
 def commit_positions(deployment: Deployment) -> dict[int, tuple[int, int]]:
     """The worker group's committed offset and the end offset, per events partition."""
     settings = deployment.settings()
-    consumer = Consumer({"bootstrap.servers": deployment.bootstrap, "group.id": settings.app_id})
+    consumer = Consumer(client_config(deployment.bootstrap, **{"group.id": settings.app_id}))
     try:
         topic = settings.events_topic
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+        parts = retrying(
+            lambda: consumer.list_topics(topic, timeout=10).topics[topic].partitions,
+            what="list_topics",
+        )
+        committed = retrying(
+            lambda: consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10),
+            what="committed offsets",
+        )
         positions = {}
         for tp in committed:
-            _, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, tp.partition), timeout=10
+            _, high = retrying(
+                lambda tp=tp: consumer.get_watermark_offsets(
+                    TopicPartition(topic, tp.partition), timeout=10
+                ),
+                what="watermarks",
             )
             positions[tp.partition] = (max(tp.offset, 0), high)
         return positions
@@ -351,6 +491,7 @@ def dead_lettered_sources(deployment: Deployment, topic: str) -> int:
     consumer = Consumer(
         {
             "bootstrap.servers": deployment.bootstrap,
+            "logger": LIBRDKAFKA_LOG,
             "group.id": "faults-dlq",
             "enable.partition.eof": True,
             "isolation.level": "read_committed",

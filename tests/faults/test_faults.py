@@ -18,6 +18,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +30,9 @@ from tests.faults.harness import (
     PacedProducer,
     Workload,
     compare,
+    dead_letter_reasons,
+    hostile_rules,
+    hostile_workload,
     table_contents,
     wait_committed,
     workload,
@@ -307,3 +311,44 @@ def test_full_state_disk_stops_the_worker_without_committing(
     producer.finish()
     scenario = "state disk full, then freed"
     settle_and_compare(d, [worker], made, rules, record, scenario, "at_least_once", 1)
+
+
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_hostile_traffic_is_dead_lettered_and_good_events_scored_through_a_sigkill(
+    broker, tmp_path: Path, guarantee: str, record: list[Outcome]
+) -> None:
+    """Issue 19: a seeded stream of good events with every kind of poison record at
+    random positions (oversized, oversized field, control and bidi ids, a year ahead,
+    an output over the limit) and regex bombs, and a SIGKILL in the middle. Every good
+    event is scored as the core says, every poison record is in the DLQ with its reason,
+    and no worker exits on its own."""
+    rules = hostile_rules(tmp_path / "hostile.yaml")
+    d = deploy(
+        broker.bootstrap,
+        tmp_path,
+        guarantee,
+        LEADSCORE_RULES_FILE=str(tmp_path / "hostile.yaml"),
+        LEADSCORE_MAX_OUTPUT_BYTES="40000",
+    )
+    hostile = hostile_workload(seed=19, events=6_000, contacts=300, rules=rules)
+    made = hostile.made
+    worker = d.worker().start()
+    producer = PacedProducer(d.bootstrap, d.topic("events"), made.records, rate=300, reserve=1_500)
+    producer.start()
+    time.sleep(random.Random(19).uniform(4.0, 8.0))
+    worker.kill()
+    worker = d.worker().start()
+    producer.finish()
+    wait_committed(d, [worker])
+    log = worker.log()
+    assert worker.stop() == 0
+    assert "stopping without committing" not in log
+    poison = sum(hostile.poison.values())
+    outcome = Outcome(
+        "hostile traffic, SIGKILL", guarantee, len(made.records), made.duplicates,
+        made.unreadable + poison, 1,
+    )  # fmt: skip
+    record.append(compare(d, made, rules, outcome))
+    check(outcome)
+    reasons = dead_letter_reasons(d, d.settings().dlq_topic)
+    assert reasons == hostile.poison + Counter({"bad_json": made.unreadable}), reasons

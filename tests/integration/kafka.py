@@ -6,6 +6,7 @@ a Docker engine answers, else the local KRaft broker from deploy/kafka-local.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import time
@@ -26,13 +27,43 @@ KAFKA_IMAGE = "apache/kafka:4.4.0"  # same version as deploy/kafka-local/pom.xml
 TEST_PORT = int(os.environ.get("LEADSCORE_TEST_KAFKA_PORT", "19092"))
 
 
+# librdkafka's own log lines (METADATAUPDATE, broker down, ...) go through Python
+# logging under this name instead of straight to stderr, where they flooded the
+# test log during broker restarts; tests/conftest.py sets its level.
+LIBRDKAFKA_LOG = logging.getLogger("tests.librdkafka")
+
+
+def client_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    """Settings of a test's confluent-kafka client: the broker, and librdkafka's logs kept."""
+    return {"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOG, **extra}
+
+
+def retrying(call: Any, timeout: float = 60.0, what: str = "a Kafka call") -> Any:
+    """``call()``, again while it raises a retriable Kafka error, until ``timeout``.
+
+    Right after a broker restart the group coordinator is still loading and answers
+    NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS: retriable, not a failure.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = getattr(error, "retriable", lambda: False)()
+            if not retriable or time.monotonic() > deadline:
+                raise
+            LIBRDKAFKA_LOG.info("%s: retriable %s, again in 1 s", what, error)
+            time.sleep(1.0)
+
+
 class BrokerUnavailableError(RuntimeError):
     pass
 
 
 def answers(bootstrap: str, timeout: float = 5.0) -> bool:
     try:
-        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout)
+        AdminClient(client_config(bootstrap)).list_topics(timeout=timeout)
         return True
     except KafkaException:
         return False
@@ -95,11 +126,7 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]
     """Produce (key, value) records and wait until every one is acknowledged."""
     failures: list[Any] = []
     producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "partitioner": "murmur2_random",
-        }
+        client_config(bootstrap, **{"enable.idempotence": True, "partitioner": "murmur2_random"})
     )
     for key, value in records:
         producer.produce(
@@ -113,12 +140,14 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]
 def consume(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -> list[Any]:
     """Read ``count`` records from the start of every partition (fails if fewer arrive)."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-reader-{time.monotonic_ns()}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
+        client_config(
+            bootstrap,
+            **{
+                "group.id": f"test-reader-{time.monotonic_ns()}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            },
+        )
     )
     metadata = consumer.list_topics(topic, timeout=10)
     consumer.assign([TopicPartition(topic, p, 0) for p in metadata.topics[topic].partitions])

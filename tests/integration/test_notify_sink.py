@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from leadscore.sinks.signing import verify
 from tests.integration.http import free_port, get
-from tests.integration.kafka import consume, produce
+from tests.integration.kafka import client_config, consume, produce
 from tests.integration.workers import Deployment
 from tests.webhook_server import Behaviour, WebhookServer, summary
 
@@ -69,10 +69,7 @@ def endpoints_file(root: Path, server: WebhookServer, endpoints: list[dict[str, 
 def committed(deployment: Deployment) -> int:
     """Offsets the notify group has committed, summed over the actions partitions."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": deployment.bootstrap,
-            "group.id": f"leadscore-{deployment.name}-notify",
-        }
+        client_config(deployment.bootstrap, **{"group.id": f"leadscore-{deployment.name}-notify"})
     )
     try:
         parts = [

@@ -13,7 +13,7 @@ from leadscore.codecs.avro import schema
 from leadscore.codecs.records import decode_output
 from leadscore.stream.partitioning import key_partition
 from tests.integration.http import free_port, get
-from tests.integration.kafka import consume, count_now, produce
+from tests.integration.kafka import client_config, consume, count_now, produce
 from tests.integration.workers import Deployment
 
 T0 = int(time.time() * 1000) - 60_000
@@ -269,7 +269,7 @@ def test_events_off_their_murmur2_partition_are_scored_counted_and_reported(
     worker = start_worker(LEADSCORE_WEB_ENABLED="true", LEADSCORE_WEB_PORT=str(port))
     contacts = [f"crc-{n}@example.com" for n in range(24)]
     landed: dict[str, int] = {}
-    producer = Producer({"bootstrap.servers": deployment.bootstrap, "partitioner": "consistent"})
+    producer = Producer(client_config(deployment.bootstrap, partitioner="consistent"))
 
     def delivered(err: object, message: Any) -> None:
         landed[message.key().decode()] = -1 if err else message.partition()

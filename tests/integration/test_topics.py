@@ -13,6 +13,7 @@ from leadscore.errors import TopicsMissing
 from leadscore.kafka_admin import TopicSpec, ensure_changelogs
 from leadscore.scoring import load_rules
 from leadscore.stream.app import build_app, changelog_specs
+from tests.integration.kafka import client_config
 from tests.integration.workers import Deployment
 
 
@@ -26,7 +27,7 @@ def test_changelogs_are_created_compacted_and_served(deployment: Deployment) -> 
 
     outcome = ensure_changelogs(settings, specs, partitions=3)
     assert outcome == {name: "created" for name in names}
-    admin = AdminClient({"bootstrap.servers": deployment.bootstrap})
+    admin = AdminClient(client_config(deployment.bootstrap))
     topics = admin.list_topics(timeout=10).topics
     assert {name: len(topics[name].partitions) for name in names} == dict.fromkeys(names, 3)
     resource = ConfigResource(ConfigResource.Type.TOPIC, names[0])
@@ -39,7 +40,7 @@ def test_changelogs_are_created_compacted_and_served(deployment: Deployment) -> 
 def test_a_changelog_with_another_partition_count_is_refused(deployment: Deployment) -> None:
     settings = deployment.settings()
     name = f"{settings.app_id}-leads-changelog"
-    admin = AdminClient({"bootstrap.servers": deployment.bootstrap})
+    admin = AdminClient(client_config(deployment.bootstrap))
     admin.create_topics([NewTopic(name, num_partitions=2, replication_factor=1)])[name].result(30)
     with pytest.raises(TopicsMissing, match="has 2 partitions"):
         ensure_changelogs(settings, [TopicSpec(name, {"cleanup.policy": "compact"})], 3)
