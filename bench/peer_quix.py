@@ -29,18 +29,22 @@ from leadscore.errors import InvalidEvent
 from leadscore.scoring import LeadRecord, apply_event, load_rules, snapshot
 
 RULES = load_rules(None)
-MAX_EVENT_BYTES = 1_000_000
+# leadscore's defaults (LEADSCORE_MAX_EVENT_BYTES, _MAX_PROPERTIES_BYTES and
+# _MAX_CLOCK_SKEW_SECONDS), so both systems check each event alike.
+MAX_EVENT_BYTES = 262_144
+MAX_PROPERTIES_BYTES = 65_536
+MAX_AHEAD_MS = 300_000
 
 
 def score(value: bytes, key: bytes, timestamp: int, headers: Any, state: State) -> Any:
     try:
-        event = decode_event(key, value, MAX_EVENT_BYTES)
+        event = decode_event(key, value, MAX_EVENT_BYTES, MAX_PROPERTIES_BYTES)
     except InvalidEvent:
         return None
     stored = state.get("lead")
     record = LeadRecord.from_dict(stored) if stored is not None else None
     now = time.time_ns() // 1_000_000
-    applied = apply_event(record, event, RULES, now)
+    applied = apply_event(record, event, RULES, now, MAX_AHEAD_MS)
     if applied.status != "scored":
         return None
     state.set("lead", applied.record.to_dict())

@@ -311,6 +311,7 @@ def tail(what: str, from_beginning: bool, limit: int, raw: bool) -> None:
     from confluent_kafka import Consumer
 
     from leadscore.codecs.records import decode_output, describe, describe_dead_letter
+    from leadscore.scoring.events import visible
 
     settings = _settings()
     topic = getattr(settings, TAILS[what])
@@ -332,12 +333,11 @@ def tail(what: str, from_beginning: bool, limit: int, raw: bool) -> None:
             seen += 1
             if what in ("dlq", "sink-dlq"):
                 headers = msg.headers() or []
-                click.echo(
-                    describe_dead_letter(headers.items() if isinstance(headers, dict) else headers)
-                )
+                items = headers.items() if isinstance(headers, dict) else headers
+                click.echo(visible(describe_dead_letter(items)))
                 continue
             record = decode_output(msg.value())
-            click.echo(orjson.dumps(record).decode() if raw else describe(what, record))
+            click.echo(visible(orjson.dumps(record).decode() if raw else describe(what, record)))
     except KeyboardInterrupt:
         pass
     finally:

@@ -76,6 +76,12 @@ def id_problem(text: str, max_chars: int = MAX_ID_CHARS) -> str | None:
     return None
 
 
+def visible(text: str) -> str:
+    """``text`` with every control or format character written as an escape (``\\u202e``),
+    for terminals and chat messages: nothing printed can move the cursor or reverse text."""
+    return _FORBIDDEN.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def _identifier(max_chars: int) -> Any:
     def check(text: str) -> str:
         problem = id_problem(text, max_chars)

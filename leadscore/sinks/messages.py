@@ -7,10 +7,13 @@ from urllib.parse import quote
 
 import orjson
 
+from leadscore.scoring.events import visible
+
 
 def _escape(text: str) -> str:
-    """Slack's three control characters in message text."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Slack's three control characters in message text, and no control or format
+    characters (a bidi override would reverse the rest of the message)."""
+    return visible(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _why(action: dict[str, Any], top: int = 3) -> str:

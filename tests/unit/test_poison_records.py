@@ -20,7 +20,7 @@ from leadscore.config import Settings
 from leadscore.errors import InvalidEvent
 from leadscore.scoring import EngagementEvent, apply_event, load_rules, parse_rules
 from leadscore.scoring.engine import MAX_TRAIT_CHARS
-from leadscore.scoring.events import ID_PATTERN, id_problem, json_schema_id_pattern
+from leadscore.scoring.events import ID_PATTERN, id_problem, json_schema_id_pattern, visible
 from leadscore.scoring.rules import MS_PER_DAY
 
 RULES = load_rules()
@@ -240,3 +240,13 @@ fit:
     record = apply_event(None, event(1, "identify", NOW, title=huge), rules, NOW).record
     assert record.traits["title"][1] == huge[:MAX_TRAIT_CHARS]
     assert record.fit == 30.0
+
+
+@given(st.text(max_size=60))
+def test_visible_text_has_no_control_or_format_character_and_hides_nothing(text: str) -> None:
+    """What `leadscore tail` prints and Slack messages carry (issue 19, finding 4)."""
+    shown = visible(text)
+    assert id_problem(shown, max_chars=10**6) in (None, "is empty")
+    if id_problem(text) is None:
+        assert shown == text
+    assert visible("ada\x1b[2J\u202egnp") == "ada\\u001b[2J\\u202egnp"
