@@ -359,13 +359,6 @@ def build_app(
                 ),
             )
             return
-        if applied.rewound:
-            REWOUND.inc()
-            log.warning(
-                "lead %s was dated in the future by an earlier event; its clock is set back "
-                "to now (see README: future-dated events)",
-                redact(key),
-            )
         if applied.status == "duplicate":
             if metrics_on:
                 EVENTS.labels("duplicate").inc()
@@ -380,6 +373,13 @@ def build_app(
                 ),
             )
             return
+        if applied.rewound:
+            REWOUND.inc()
+            log.warning(
+                "lead %s was dated in the future by an earlier event; its clock is set back "
+                "to now (see README: future-dated events)",
+                redact(key),
+            )
         updated = applied.record
         outputs = encode_outputs(applied, now)
         lead = encode_lead(updated)
@@ -432,7 +432,18 @@ def build_app(
                 updated.due_ms = wheel.reschedule(contact, None, updated.due_ms, now)
                 if applied.actions:
                     changed += 1
-                    await emit(key, applied, encode_outputs(applied, now))
+                    outputs = encode_outputs(applied, now)
+                    too_large = oversized(key, outputs, encode_lead(updated))
+                    if too_large is None:
+                        await emit(key, applied, outputs)
+                    else:  # only if the limit was lowered since the lead's last event
+                        log.error(
+                            "timer: lead %s's stage change is not sent: it makes a %s, over "
+                            "LEADSCORE_MAX_OUTPUT_BYTES=%s",
+                            redact(key),
+                            too_large,
+                            max_output,
+                        )
                 if metrics_on:
                     census.move(wheel.partition, record.stage, updated.stage)
                 leads[key] = encode_lead(updated)
