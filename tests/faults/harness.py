@@ -488,35 +488,7 @@ def _first(topic: Topic, name: str) -> dict[str, dict[str, Any]]:
 
 def dead_lettered_sources(deployment: Deployment, topic: str) -> int:
     """Distinct source records in a dead-letter topic (by their source partition and offset)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": deployment.bootstrap,
-            "logger": LIBRDKAFKA_LOG,
-            "group.id": "faults-dlq",
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-        pending, sources = set(parts), set()
-        deadline = time.monotonic() + 60
-        while pending and time.monotonic() < deadline:
-            message = consumer.poll(1.0)
-            if message is None:
-                continue
-            if message.error():
-                pending.discard(message.partition())
-                continue
-            headers = dict(message.headers() or [])
-            sources.add(
-                (headers.get("leadscore.source.partition"), headers.get("leadscore.source.offset"))
-            )
-        return len(sources)
-    finally:
-        consumer.close()
+    return sum(dead_letter_reasons(deployment, topic).values())
 
 
 def describe(outcome: Outcome) -> list[str]:
