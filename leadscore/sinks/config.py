@@ -45,8 +45,8 @@ class EndpointSpec(BaseModel):
         3600.0,
         gt=0,
         le=7 * 86_400,
-        description="A delivery still failing this long after its first failure is "
-        "dead-lettered; waiting on an open breaker spends no attempts",
+        description="A delivery not done this long after it began is dead-lettered; "
+        "waiting on an open breaker spends no attempts",
     )
     redirects: Literal["refuse", "same_origin"] = Field(
         "refuse",

@@ -9,8 +9,8 @@ dead-letters the action.
 
 While an endpoint's circuit breaker is open, deliveries wait for it without
 spending attempts: an outage costs each action only the attempts that opened
-the breaker, and half-open trials are free too. A delivery still waiting
-``max_outage_seconds`` after its first failure gives up and is dead-lettered.
+the breaker, and half-open trials are free too. A delivery not done
+``max_outage_seconds`` after it began gives up and is dead-lettered.
 
 Error texts never carry the endpoint's URL (a Slack webhook URL is itself the
 secret): they name the scheme and host at most.
@@ -205,9 +205,9 @@ class EndpointClient:
         except (KeyError, TypeError, ValueError) as error:  # an action the schema let through
             return Outcome(False, 0, f"cannot build the request: {type(error).__name__}")
         counted = tries = 0
-        deadline: float | None = None  # set at the first failure
+        deadline = self.clock() + spec.max_outage_seconds
         while True:
-            if not await self._breaker_allows(deadline or float("inf")):
+            if not await self._breaker_allows(deadline):
                 return Outcome(
                     False,
                     tries,
@@ -221,8 +221,6 @@ class EndpointClient:
             except DeliveryError as error:
                 if not error.retryable:
                     return Outcome(False, tries, str(error))
-                if deadline is None:
-                    deadline = self.clock() + spec.max_outage_seconds
                 if not trial:
                     counted += 1
                 if counted >= spec.max_attempts:
