@@ -8,7 +8,7 @@ PEER_VENV := .venv-peer
 
 .DEFAULT_GOAL := help
 PHONY_BENCH := bench bench-smoke bench-large bench-profile peer-venv
-.PHONY: $(PHONY_BENCH) help install demo test test-unit test-integration test-faults lint format bench-timer bench-wheel bench-api bench-notify bench-metrics bench-guarantee bench-backpressure ops-plot broker broker-stop broker-status clean
+.PHONY: $(PHONY_BENCH) help install demo test test-unit test-integration test-faults lint format bench-timer bench-wheel bench-api bench-notify bench-metrics bench-guarantee bench-backpressure bench-input-checks ops-plot broker broker-stop broker-status clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ bench-metrics: $(INSTALLED) ## Drain throughput of one worker with per-event met
 
 bench-guarantee: $(INSTALLED) ## Drain throughput of one worker under at_least_once vs exactly_once (bench/results/)
 	$(BIN)/python bench/guarantee_cost.py --events 100000 --contacts 10000 --repeat 3
+
+bench-input-checks: $(INSTALLED) ## Per-event decode + score cost against a baseline commit (BASELINE=rev; bench/results/)
+	$(BIN)/python bench/input_checks.py --baseline $(or $(BASELINE),c55dc60) --events 100000 --repeat 5
 
 bench-backpressure: $(INSTALLED) ## A cold worker meets 1M waiting events: lag and RSS over time vs a 10k burst (bench/results/)
 	$(BIN)/python bench/backpressure.py --events 1000000 --contacts 100000 --baseline 10000
