@@ -38,12 +38,20 @@ class RuleProblem:
         return f"{where}{at}: {self.message}"
 
 
-class InvalidEvent(LeadscoreError):
-    """An input record cannot be scored; it goes to the dead-letter topic with ``reason``."""
+class InvalidRecord(LeadscoreError):
+    """A record that cannot be used; it goes to a dead-letter topic with ``reason``."""
 
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
         super().__init__(message)
+
+
+class InvalidEvent(InvalidRecord):
+    """An input record cannot be scored; it goes to the dead-letter topic with ``reason``."""
+
+
+class InvalidAction(InvalidRecord):
+    """A record on the actions topic a sink cannot act on; it goes to the sink DLQ."""
 
 
 class BrokerUnavailable(LeadscoreError):

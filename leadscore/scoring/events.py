@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -32,12 +33,13 @@ FORBIDDEN_ID_RANGES = (
 )  # fmt: skip
 
 
-def _escape(cp: int) -> str:
-    return f"\\u{cp:04x}" if cp <= 0xFFFF else f"\\U{cp:08x}"
+def _forbidden_class(char: Callable[[int], str], ranges: Iterable[tuple[int, int]]) -> str:
+    """The body of a regex character class of ``ranges``, each code point written by ``char``."""
+    return "".join(char(lo) if lo == hi else f"{char(lo)}-{char(hi)}" for lo, hi in ranges)
 
 
-FORBIDDEN_ID_CLASS = "".join(
-    _escape(lo) if lo == hi else f"{_escape(lo)}-{_escape(hi)}" for lo, hi in FORBIDDEN_ID_RANGES
+FORBIDDEN_ID_CLASS = _forbidden_class(
+    lambda cp: f"\\u{cp:04x}" if cp <= 0xFFFF else f"\\U{cp:08x}", FORBIDDEN_ID_RANGES
 )
 ID_PATTERN = f"^[^{FORBIDDEN_ID_CLASS}]+$"
 
@@ -49,16 +51,9 @@ def json_schema_id_pattern() -> str:
     (``\\U`` is Python's alone, ``\\u{...}`` ECMA's alone). The surrogate range is left
     out: a lone surrogate cannot be encoded in UTF-8, so no URL or JSON text has one.
     """
-
-    def char(cp: int) -> str:
-        return f"\\u{cp:04x}" if cp <= 0xFFFF else chr(cp)
-
-    ranges = "".join(
-        char(lo) if lo == hi else f"{char(lo)}-{char(hi)}"
-        for lo, hi in FORBIDDEN_ID_RANGES
-        if lo != 0xD800
-    )
-    return f"^[^{ranges}]+$"
+    ranges = [(lo, hi) for lo, hi in FORBIDDEN_ID_RANGES if lo != 0xD800]
+    body = _forbidden_class(lambda cp: f"\\u{cp:04x}" if cp <= 0xFFFF else chr(cp), ranges)
+    return f"^[^{body}]+$"
 
 
 _FORBIDDEN = re.compile(f"[{FORBIDDEN_ID_CLASS}]")
@@ -82,24 +77,24 @@ def visible(text: str) -> str:
     return _FORBIDDEN.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def _identifier(max_chars: int) -> Any:
+def _identifier(max_chars: int) -> Callable[[str], str]:
+    """A pydantic validator: ``text`` if it can be an identifier, else ValueError saying why."""
+
     def check(text: str) -> str:
         problem = id_problem(text, max_chars)
         if problem:
             raise ValueError(problem)
         return text
 
-    return AfterValidator(check)
+    return check
+
+
+_check_id = _identifier(MAX_ID_CHARS)
 
 
 def _optional_identifier(text: str | None) -> str | None:
     """An optional id: absent or empty means none; otherwise the rules of ids hold."""
-    if not text:
-        return None
-    problem = id_problem(text)
-    if problem:
-        raise ValueError(problem)
-    return text
+    return _check_id(text) if text else None
 
 
 def _property_names(properties: dict[str, str]) -> dict[str, str]:
@@ -109,7 +104,7 @@ def _property_names(properties: dict[str, str]) -> dict[str, str]:
     return properties
 
 
-NonEmpty = Annotated[str, _identifier(MAX_ID_CHARS)]
+NonEmpty = Annotated[str, AfterValidator(_check_id)]
 OptionalId = Annotated[str | None, AfterValidator(_optional_identifier)]
 
 
@@ -120,7 +115,7 @@ class EngagementEvent(BaseModel):
 
     event_id: NonEmpty
     contact_id: NonEmpty
-    type: Annotated[str, _identifier(MAX_TYPE_CHARS)]
+    type: Annotated[str, AfterValidator(_identifier(MAX_TYPE_CHARS))]
     occurred_at: int = Field(
         ge=MIN_EVENT_MS, le=MAX_EVENT_MS, description="epoch milliseconds, UTC"
     )

@@ -15,7 +15,7 @@ from leadscore.codecs.avro import schema
 from leadscore.codecs.dlq import HEADER_PREFIX
 from leadscore.codecs.records import decode_output
 from leadscore.config import Settings
-from leadscore.errors import LeadscoreError
+from leadscore.errors import InvalidAction
 from leadscore.metrics import sink_lag_stats
 from leadscore.scoring.events import id_problem
 
@@ -76,14 +76,6 @@ def records(messages: Iterable[Message], sink: str) -> Iterator[tuple[Message, i
 
 
 FIELD = re.compile(r"LeadAction\.(\w+)")
-
-
-class InvalidAction(LeadscoreError):
-    """A record on the actions topic that is not a LeadAction; ``reason`` names the kind."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def decode_action(value: bytes | None, required: Iterable[str] = ()) -> dict[str, Any]:

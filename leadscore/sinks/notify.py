@@ -30,6 +30,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import start_http_server
 
 from leadscore.config import Settings
+from leadscore.errors import InvalidAction
 from leadscore.logs import redact
 from leadscore.metrics import (
     SINK_ATTEMPTS,
@@ -44,7 +45,6 @@ from leadscore.sinks.breaker import STATE_VALUES
 from leadscore.sinks.config import NotifyConfig
 from leadscore.sinks.delivery import EndpointClient
 from leadscore.sinks.kafka import (
-    InvalidAction,
     dead_letter_headers,
     decode_action,
     position,

@@ -34,11 +34,11 @@ from rocksdict import Options, Rdict, WriteBatch
 from leadscore.codecs.outputs import encoder
 from leadscore.codecs.records import decode_output
 from leadscore.config import Settings
+from leadscore.errors import InvalidAction
 from leadscore.logs import redact
 from leadscore.metrics import SINK_ASSIGNMENTS, SINK_DEAD_LETTERS, SINK_LATENCY
 from leadscore.scoring.rules import MS_PER_DAY
 from leadscore.sinks.kafka import (
-    InvalidAction,
     dead_letter_headers,
     decode_action,
     records,

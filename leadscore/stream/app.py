@@ -430,10 +430,11 @@ def build_app(
                 applied = apply_tick(record, rules, now)
                 updated = applied.record
                 updated.due_ms = wheel.reschedule(contact, None, updated.due_ms, now)
+                lead = encode_lead(updated)
                 if applied.actions:
                     changed += 1
                     outputs = encode_outputs(applied, now)
-                    too_large = oversized(key, outputs, encode_lead(updated))
+                    too_large = oversized(key, outputs, lead)
                     if too_large is None:
                         await emit(key, applied, outputs)
                     else:  # only if the limit was lowered since the lead's last event
@@ -446,7 +447,7 @@ def build_app(
                         )
                 if metrics_on:
                     census.move(wheel.partition, record.stage, updated.stage)
-                leads[key] = encode_lead(updated)
+                leads[key] = lead
         if visited:
             log.info(
                 "timer: partition %s re-assessed %s due lead(s), %s changed stage",
@@ -471,7 +472,16 @@ def build_app(
 
     ticker = Ticker(settings)
     if settings.web_enabled:
-        install_web(app, leads, history, rules, settings, clock, ticker.broker_problem, partitions)
+        install_web(
+            app,
+            leads,
+            history,
+            rules,
+            settings,
+            clock,
+            ticker.broker_problem,
+            partitions=partitions,
+        )
 
     stage_names = [stage.name for stage in rules.stages]
 

@@ -163,7 +163,8 @@ def install_web(
     settings: Settings,
     clock: Callable[[], int],
     broker_problem: Callable[[], str | None] | None = None,
-    partitions: int = 1,
+    *,
+    partitions: int,
 ) -> None:
     """The API's views. ``partitions``: the events topic's partition count."""
     me = _ident(URL(settings.canonical_web_url()))

@@ -297,11 +297,9 @@ def commit_positions(deployment: Deployment) -> dict[int, tuple[int, int]]:
         topic = settings.events_topic
         parts = retrying(
             lambda: consumer.list_topics(topic, timeout=10).topics[topic].partitions,
-            what="list_topics",
         )
         committed = retrying(
             lambda: consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10),
-            what="committed offsets",
         )
         positions = {}
         for tp in committed:
@@ -309,7 +307,6 @@ def commit_positions(deployment: Deployment) -> dict[int, tuple[int, int]]:
                 lambda tp=tp: consumer.get_watermark_offsets(
                     TopicPartition(topic, tp.partition), timeout=10
                 ),
-                what="watermarks",
             )
             positions[tp.partition] = (max(tp.offset, 0), high)
         return positions

@@ -15,8 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception,
+    stop_after_delay,
+    wait_fixed,
+)
 
 from leadscore.config import Settings
 from leadscore.verify import read_topic
@@ -38,23 +45,46 @@ def client_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
     return {"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOG, **extra}
 
 
-def retrying(call: Any, timeout: float = 60.0, what: str = "a Kafka call") -> Any:
+# Errors of a cluster that is coming back. Synchronous client calls (committed(),
+# list_topics()) raise KafkaError built from a bare error code, whose retriable()
+# is always False, so the codes are named here.
+RETRIABLE_CODES = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NETWORK_EXCEPTION,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+    }
+)
+
+
+def _retriable(exc: BaseException) -> bool:
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    return isinstance(error, KafkaError) and (error.retriable() or error.code() in RETRIABLE_CODES)
+
+
+def retrying(call: Any, timeout: float = 60.0) -> Any:
     """``call()``, again while it raises a retriable Kafka error, until ``timeout``.
 
     Right after a broker restart the group coordinator is still loading and answers
     NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS: retriable, not a failure.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
+    for attempt in Retrying(
+        retry=retry_if_exception(_retriable),
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(1.0),
+        before_sleep=before_sleep_log(LIBRDKAFKA_LOG, logging.INFO),
+        reraise=True,
+    ):
+        with attempt:
             return call()
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            retriable = getattr(error, "retriable", lambda: False)()
-            if not retriable or time.monotonic() > deadline:
-                raise
-            LIBRDKAFKA_LOG.info("%s: retriable %s, again in 1 s", what, error)
-            time.sleep(1.0)
+    raise AssertionError("unreachable: Retrying returns or raises")
 
 
 class BrokerUnavailableError(RuntimeError):
