@@ -60,3 +60,15 @@ class BrokerUnavailable(LeadscoreError):
 
 class TopicsMissing(LeadscoreError):
     """Topics the worker needs do not exist; `leadscore topics create` makes them."""
+
+
+class OutputNotDelivered(LeadscoreError):
+    """An output record was not delivered: the changelog records after it are held back."""
+
+
+class ChangelogUnsent(LeadscoreError):
+    """The producer stopped with changelog records still queued: offsets cannot be committed."""
+
+
+class UntestedVersions(LeadscoreError):
+    """A library the worker customises is installed at a version it was not tested with."""

@@ -20,7 +20,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import faust
 
@@ -48,9 +48,9 @@ from leadscore.metrics import (
 )
 from leadscore.scoring import Rules, apply_event, apply_tick, snapshot
 from leadscore.scoring.engine import Applied
-from leadscore.stream import faust_fixes
 from leadscore.stream.census import Census
-from leadscore.stream.faust_fixes import OUTPUTS
+from leadscore.stream.faust_ext import App, broker_urls
+from leadscore.stream.faust_ext.consumer import Consumer, heal_head_holes, stuck_commits
 from leadscore.stream.history import History
 from leadscore.stream.partitioning import PartitionCheck
 from leadscore.stream.ticks import Ticker
@@ -198,10 +198,9 @@ def build_app(
     clock: Callable[[], int] = wall_clock_ms,
 ) -> faust.App:
     """The worker's Faust app. ``partitions`` is the input topic's partition count."""
-    faust_fixes.apply()
-    app = faust.App(
+    app = App(
         settings.app_id,
-        broker=[f"kafka://{host.strip()}" for host in settings.bootstrap_servers.split(",")],
+        broker=broker_urls(settings.bootstrap_servers),
         broker_credentials=_credentials(settings),
         store="rocksdb://",
         datadir=str(settings.data_dir),
@@ -322,7 +321,7 @@ def build_app(
     async def emit(key: bytes, applied: Applied, outputs: list[tuple[Any, bytes]]) -> None:
         record = applied.record
         for topic, value in outputs:
-            OUTPUTS.track(await topic.send(key=key, value=value))
+            await topic.send(key=key, value=value)  # fenced: see faust_ext.ordering
         if applied.change is not None:
             history.record(record.contact_id, record.event_count, applied.change.to_dict())
         if not metrics_on:
@@ -460,7 +459,6 @@ def build_app(
     async def score(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
             message = event.message
-            await faust_fixes.BETWEEN_EVENTS.enter(message)  # left when Faust acks it
             wheel = TimerWheel(timers, message.partition, slot_ms)
             try:
                 if message.topic == settings.ticks_topic:
@@ -508,10 +506,10 @@ def build_app(
     @app.timer(30.0)  # type: ignore[untyped-decorator]
     async def report_stuck_commits() -> None:
         """Log partitions whose records processed 30 s ago are still uncommitted."""
-        stuck = faust_fixes.stuck_commits(app.consumer, last_committed)
+        stuck = stuck_commits(app.consumer, last_committed)
         if stuck:
             log.warning("records processed 30 s ago are still uncommitted: %s", "; ".join(stuck))
-        for line in await faust_fixes.heal_head_holes(app.consumer, head_holes):
+        for line in await heal_head_holes(cast(Consumer, app.consumer), head_holes):
             log.warning("%s", line)
 
     @app.timer(settings.timer_interval_seconds)  # type: ignore[untyped-decorator]

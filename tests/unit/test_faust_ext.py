@@ -1,26 +1,41 @@
-"""The faust-streaming workarounds in leadscore.stream.faust_fixes, on real Faust objects."""
+"""The worker's Faust subclasses (leadscore.stream.faust_ext), on real Faust objects.
+
+Each test reproduces what Faust's own class did, as the module docstrings of
+faust_ext describe it; without the subclass's method it fails.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import sys
+import types
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import faust
 import pytest
+from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage, Message
 
-from leadscore.stream import faust_fixes
-from leadscore.stream.faust_fixes import OutputFence
+from leadscore.config import Settings
+from leadscore.errors import ConfigError, OutputNotDelivered, UntestedVersions
+from leadscore.scoring import load_rules
+from leadscore.stream.app import build_app
+from leadscore.stream.faust_ext import App
+from leadscore.stream.faust_ext.consumer import heal_head_holes
+from leadscore.stream.faust_ext.ordering import OutputFence
+from leadscore.stream.faust_ext.versions import check_versions
 
-faust_fixes.apply()
 EVENTS = TP("events", 0)
+NOWHERE = "leadscore://127.0.0.1:1"
+RULES = load_rules(Path(__file__).parents[2] / "examples" / "rules.yaml")
 
 
 @pytest.fixture
 def app() -> faust.App:
-    app = faust.App("faust-fixes-test", broker="kafka://127.0.0.1:1")
+    app = App("faust-ext-test", broker=NOWHERE)
     app.consumer_generation_id = 5
     app.topics._acking_topics.add(EVENTS.topic)  # what subscribing an agent does
     app.flow_control.resume()
@@ -93,7 +108,7 @@ async def failed_output_send_stops_the_table_writes_after_it() -> None:
     fence.track(failed)
     failed.set_exception(ConnectionError("broker gone"))
     await asyncio.sleep(0)
-    with pytest.raises(RuntimeError, match="not delivered"):
+    with pytest.raises(OutputNotDelivered, match="not delivered"):
         await fence.wait(fence.mark())
 
 
@@ -121,7 +136,7 @@ def test_flush_waits_for_records_queued_before_it_and_no_others() -> None:
 
 async def flush_waits_for_records_queued_before_it_and_no_others() -> None:
     # made inside the loop: a Faust app made outside binds its services to another one
-    buffer = faust.App("faust-fixes-buffer", broker="kafka://127.0.0.1:1").producer.buffer
+    buffer = App("faust-ext-buffer", broker=NOWHERE).producer.buffer
     channel = Channel()
     channel.gate[2] = asyncio.Event()
     await buffer.start()
@@ -175,8 +190,8 @@ async def head_hole_that_stays_is_read_again(app: faust.App) -> None:
     consumer.seek = seek  # type: ignore[method-assign]
     consumer.assignment = lambda: {EVENTS}  # type: ignore[method-assign]
     seen: dict[Any, tuple[int, int]] = {}
-    assert await faust_fixes.heal_head_holes(consumer, seen) == []  # maybe still in flight
-    lines = await faust_fixes.heal_head_holes(consumer, seen)
+    assert await heal_head_holes(consumer, seen) == []  # maybe still in flight
+    lines = await heal_head_holes(consumer, seen)
     assert sought == [(EVENTS, 6)]
     assert "offsets 6..9" in lines[0]
 
@@ -242,7 +257,7 @@ def kafka_record(offset: int) -> SimpleNamespace:
     [
         ("to the committed offset", 10, [10, 11, 12, *range(10, 30)]),
         ("of one partition", 10, [10, 11, 12, *range(11, 30)]),
-        # No committed offset: the client does not seek; fix 15 reads the partition
+        # No committed offset: the client does not seek; consumer (5) reads the partition
         # from its start again (Faust counted on that seek to re-read what it let go).
         ("to the committed offset", None, [10, 11, 12, *range(10, 30)]),
     ],
@@ -250,7 +265,7 @@ def kafka_record(offset: int) -> SimpleNamespace:
 def test_records_fetched_before_a_seek_are_not_delivered_after_it(
     app: faust.App, seek: str, committed: int | None, expected: list[int]
 ) -> None:
-    """Fix 8, on Faust's own drain loop: a seek lands while record 12 of a
+    """consumer (4), on Faust's own drain loop: a seek lands while record 12 of a
     fetched batch 10..14 is being delivered. Delivery must go on from the seek's
     offset, in order; Faust delivered 13 and 14 from the old batch, and then
     dropped the records the seek fetched again as already read."""
@@ -285,7 +300,7 @@ async def deliver_with_a_seek_at_12(app: faust.App, seek: str, committed: int | 
 
 
 def test_changelog_highwaters_under_exactly_once_come_from_the_broker() -> None:
-    """Fix 9: right after an assignment the client has no last stable offset yet
+    """consumer (8): right after an assignment the client has no last stable offset yet
     (None, which Faust's recovery turned into a highwater of -1)."""
 
     class Client:
@@ -295,9 +310,7 @@ def test_changelog_highwaters_under_exactly_once_come_from_the_broker() -> None:
         async def end_offsets(self, tps: list[TP]) -> dict[TP, int]:
             return {tp: 373 for tp in tps}  # what ListOffsets answers
 
-    app = faust.App(
-        "faust-fixes-eos", broker="kafka://127.0.0.1:1", processing_guarantee="exactly_once"
-    )
+    app = App("faust-ext-eos", broker=NOWHERE, processing_guarantee="exactly_once")
     app.in_worker = True  # as under `faust worker`
     thread = app.consumer._thread  # type: ignore[attr-defined]
     thread._consumer = Client()
@@ -312,7 +325,7 @@ def test_a_revocation_commits_what_was_processed_before_the_bookkeeping_goes(
 
 
 async def revoke_with_an_event_in_progress(app: faust.App) -> None:
-    """Fix 10: Faust dropped the partition's acks first and then committed
+    """consumer (6): Faust dropped the partition's acks first and then committed
     nothing; the event in progress, finished while flow is suspended, counts."""
     consumer = app.consumer
     consumer._thread = PartitionLog(committed=10)  # type: ignore[attr-defined]
@@ -342,11 +355,8 @@ async def revoke_with_an_event_in_progress(app: faust.App) -> None:
     assert EVENTS not in consumer._acked  # and then Faust dropped the bookkeeping
 
 
-def test_an_exactly_once_commit_happens_between_events(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(faust_fixes, "BETWEEN_EVENTS", faust_fixes.EventGate())
-    app = faust.App(
-        "faust-fixes-eos-commit", broker="kafka://127.0.0.1:1", processing_guarantee="exactly_once"
-    )
+def test_an_exactly_once_commit_happens_between_events() -> None:
+    app = App("faust-ext-eos-commit", broker=NOWHERE, processing_guarantee="exactly_once")
     app.in_worker = True  # as under `faust worker`
     app.consumer_generation_id = 5
     app.topics._acking_topics.add(EVENTS.topic)
@@ -355,9 +365,9 @@ def test_an_exactly_once_commit_happens_between_events(monkeypatch: pytest.Monke
 
 
 async def commit_with_an_event_in_progress(app: faust.App) -> None:
-    """Fix 11: the commit took the acked offsets while the agent went on sending
+    """consumer (7): the commit took the acked offsets while the agent went on sending
     outputs into the transactions it was about to commit."""
-    gate = faust_fixes.BETWEEN_EVENTS
+    gate = app.between_events
     consumer = app.consumer
     consumer._committed_offset[EVENTS] = 10
     consumer.ack(fetched(app, 10))
@@ -386,7 +396,7 @@ async def commit_with_an_event_in_progress(app: faust.App) -> None:
 def test_a_stream_acknowledges_through_the_consumer(
     app: faust.App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Fix 12: Faust's compiled stream iterator acknowledged records itself, so
+    """streams.Stream: Faust's compiled stream iterator acknowledged records itself, so
     the consumer's ``ack`` (fixes 2 and 11) never saw them."""
     acked: list[int] = []
     patched_ack = type(app.consumer).ack
@@ -416,7 +426,7 @@ async def stream_two_records(app: faust.App) -> None:
 
 
 def test_a_record_buffered_when_flow_control_resumes_is_kept(app: faust.App) -> None:
-    """Fix 13: recovery resumes flow that is already running after its seek;
+    """streams.FlowControl: recovery resumes flow that is already running after its seek;
     Faust's resume cleared the records the seek had fetched meanwhile."""
     asyncio.run(buffer_then_resume(app))
 
@@ -436,7 +446,7 @@ async def buffer_then_resume(app: faust.App) -> None:
 def test_without_a_committed_offset_a_commit_never_passes_the_first_delivered_record(
     app: faust.App,
 ) -> None:
-    """Fix 14: no committed offset (a new group). Record 0 was delivered and
+    """consumer (3): no committed offset (a new group). Record 0 was delivered and
     then lost before processing; 1 and 2 were processed. Faust committed 3."""
     asyncio.run(lose_the_first_delivered_record(app))
 
@@ -460,3 +470,155 @@ async def lose_the_first_delivered_record(app: faust.App) -> None:
     assert consumer._new_offset(EVENTS) is None
     consumer.ack(fetched(app, 0))  # read again and processed
     assert consumer._new_offset(EVENTS) == 3
+
+
+def test_a_jump_in_fetched_offsets_counts_nothing_as_processed(app: faust.App) -> None:
+    """consumer (2): Faust recorded offsets 5..9 as a gap, later counted as acked."""
+    asyncio.run(app.consumer._add_gap(EVENTS, 5, 10))
+    assert not app.consumer._gap.get(EVENTS)
+
+
+def test_a_changelog_record_waits_for_the_outputs_sent_before_it() -> None:
+    asyncio.run(changelog_waits_for_outputs())
+
+
+async def changelog_waits_for_outputs() -> None:
+    app = App("faust-ext-fence", broker=NOWHERE)
+    buffer = app.producer.buffer
+    channel = Channel()
+    output = asyncio.get_running_loop().create_future()
+    app.outputs.track(output)  # an action sent, not acknowledged yet
+    await buffer.start()
+    try:
+        buffer.put(record(channel, 1))  # the table write that follows it
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert channel.handed == []
+        output.set_result("delivered")
+        await asyncio.wait_for(buffer.flush(), timeout=30)
+        assert channel.handed == [1]
+    finally:
+        await buffer.stop()
+
+
+class SentRecords:
+    """Stands in for the Kafka client: records each send, acknowledges none."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int | None, str | None]] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def send(self, topic: str, key: Any, value: Any, partition: Any, *args: Any, **kw: Any):
+        self.sent.append((topic, partition, kw.get("transactional_id")))
+        return asyncio.get_running_loop().create_future()
+
+
+def test_every_topic_send_is_an_output_the_changelog_waits_for(app: faust.App) -> None:
+    asyncio.run(send_an_output(app))
+
+
+async def send_an_output(app: faust.App) -> None:
+    client = SentRecords()
+    app.producer.send = client.send  # this app's client only, started
+    app.producer.maybe_start = client.start
+    await app.topic("leadscore.actions").send(key=b"k", value=b"v")
+    assert client.sent == [("leadscore.actions", None, None)]
+    assert app.outputs.mark() == 1
+
+
+def test_under_exactly_once_an_output_goes_into_its_events_transaction() -> None:
+    """producer.TransactionManager.send: Faust looked the output topic up in the
+    consumer's metadata, found nothing, and sent outside any transaction."""
+    app = App("faust-ext-eos-send", broker=NOWHERE, processing_guarantee="exactly_once")
+    app.in_worker = True
+    app.consumer_generation_id = 5
+    app.topics._acking_topics.add(EVENTS.topic)
+    app.flow_control.resume()
+    asyncio.run(send_while_processing(app))
+
+
+async def send_while_processing(app: faust.App) -> None:
+    client = SentRecords()
+    app.producer.send = client.send
+    app.assignor.group_for_topic = lambda topic: 0  # what an assignment sets up
+    channel = app.channel()
+    stream = app.stream(channel)
+    message = fetched(app, 10)
+    message.incref()
+    await channel.put(app.create_event(b"k", b"v", None, message))
+    async for _event in stream.events():
+        await app.consumer.transactions.send("leadscore.actions", b"k", b"v", None, None, None)
+        break
+    await stream.stop()
+    assert client.sent == [("leadscore.actions", None, "faust-ext-eos-send-0-0")]
+
+
+def test_the_worker_refuses_library_versions_it_was_not_tested_with() -> None:
+    check_versions()  # the installed ones are the tested ones
+    with pytest.raises(UntestedVersions, match=r"faust-streaming 0\.15\.3 \(tested: 9\.9\.9\)"):
+        check_versions({"faust-streaming": "9.9.9"})
+
+
+def test_the_worker_app_refuses_a_transport_other_than_its_own() -> None:
+    with pytest.raises(ConfigError, match="its own transport"):
+        App("faust-ext-plain", broker="kafka://127.0.0.1:1")
+
+
+LIBRARIES = ("faust", "mode", "aiokafka")
+
+
+def library_state() -> dict[tuple[str, ...], Any]:
+    """Every attribute of every loaded faust, mode and aiokafka module, and of every
+    class they define, by object (held, so ids cannot be reused)."""
+    state: dict[tuple[str, ...], Any] = {}
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] not in LIBRARIES or module is None:
+            continue
+        for attr, value in list(vars(module).items()):
+            state[(name, attr)] = value
+            if isinstance(value, type) and value.__module__ == name:
+                for member, impl in list(vars(value).items()):
+                    state[(name, attr, member)] = impl
+    return state
+
+
+def changes(before: dict[tuple[str, ...], Any], after: dict[tuple[str, ...], Any]) -> list[str]:
+    changed = [".".join(key) for key, value in before.items() if after.get(key) is not value]
+    # New attributes of modules that existed before: only submodules imported since.
+    added = [
+        ".".join(key)
+        for key, value in after.items()
+        if key not in before
+        and key[0] in {k[0] for k in before}
+        and not isinstance(value, types.ModuleType)
+        and (len(key) == 2 or (key[0], key[1]) in before)
+    ]
+    return sorted(changed + added)
+
+
+def build_and_start_parts() -> None:
+    app = build_app(Settings(web_enabled=True), RULES, partitions=3)
+    # What a worker builds on its way up: the transport, consumer with its
+    # thread, producer with its buffer, transactions, flow control and tables.
+    app.consumer  # noqa: B018
+    app.producer  # noqa: B018
+    app.flow_control  # noqa: B018
+    app.tables  # noqa: B018
+    eos = build_app(
+        Settings(web_enabled=False, processing_guarantee="exactly_once"), RULES, partitions=3
+    )
+    eos.in_worker = True
+    eos.consumer.transactions  # noqa: B018
+
+
+def test_building_the_worker_changes_no_faust_mode_or_aiokafka_class_or_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = library_state()
+    build_and_start_parts()
+    assert changes(before, library_state()) == []
+    # The check sees an assignment of the kind faust_fixes.apply() made (it did 18).
+    monkeypatch.setattr(ProducerBuffer, "put", lambda self, fut: None)
+    assert changes(before, library_state()) == ["faust.transport.producer.ProducerBuffer.put"]

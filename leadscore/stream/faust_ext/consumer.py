@@ -1,0 +1,316 @@
+"""The consuming side: an offset is committed only once its record was processed.
+
+Each customisation is a method of ``Consumer`` (the aiokafka driver's consumer)
+or ``ConsumerThread`` (its client thread), found by the fault tier
+(tests/faults), with the symptom it caused there and the upstream report it
+answers. The unit tests are in tests/unit/test_faust_ext.py.
+
+1. **A record skipped during a rebalance counted as processed** (``ack``;
+   upstream #221, #241). When a rebalance starts Faust suspends flow, and a
+   stream then *skips* every record it takes from its buffer (and every record
+   of an older generation) but still acks it, into the next generation's
+   bookkeeping, where it marks an offset done that no agent processed; a SIGKILL
+   then lost the event (one page view missing after 3 kills, one run in five).
+   An ack while flow is suspended, or of an older generation, releases the
+   record without marking its offset committable; the offset is re-fetched from
+   the committed offset after the rebalance.
+2. **A jump in fetched offsets counted the skipped offsets as processed**
+   (``_add_gap``; upstream #312, #606). After every assignment Faust seeks to
+   the committed offset and resets its "last read" offset only once the seek
+   returns, while the fetcher is already delivering; the next record looked
+   like a jump over the records just read, and those were counted done (a
+   commit passed queued ones; an idle worker had 2,000 processed records
+   uncommitted and 581 offsets listed twice). No gap is recorded; a jump is
+   logged. Offsets with no record (transaction markers) then commit slowly, and
+   ``stuck_commits`` shows it.
+3. **A commit could pass an unprocessed record at the head** (``_new_offset``,
+   ``heal_head_holes``; upstream #312). Records of a batch fetched before a seek
+   moved "last read" past the records the seek fetched again, which were
+   dropped as already read (committed 6, every offset from 10 processed, 6..9
+   never); for a hole of one record Faust committed past it. A commit never
+   passes an offset that was not processed, and ``heal_head_holes`` seeks a
+   partition whose head hole stayed for a whole interval back to its committed
+   offset. Without a committed offset (a new group) the first offset delivered
+   since the assignment or last seek stands in for it.
+4. **A seek did not take effect on records already fetched** (``_getmany``,
+   ``getmany``, ``perform_seek``, ``seek``; upstream #221, #216). The cause of 3:
+   ``perform_seek`` awaits one partition's committed offset after another while
+   the fetcher keeps delivering (offsets 545..1036 delivered during a seek, then
+   1037 from the old batch, the 1,500 records the seek fetched again dropped).
+   Fetching, seeking and delivering a record take turns (one lock per
+   consumer); every seek of a partition is counted, and a record fetched before
+   its partition's latest seek is discarded: the seek reads it again, in order.
+5. **Without a committed offset, "seek back to the committed offset" did not
+   seek** (``seek_to_committed``). The client seeks only a partition whose
+   committed offset is above 0, so what Faust let go unprocessed there was never
+   read again (a new group began each partition ~500 records in, 1 of 14 SIGKILL
+   runs). An input partition without one is sought to its first offset.
+6. **A revocation committed nothing, and under exactly_once left the
+   transaction open** (``on_partitions_revoked``; upstream #502, robinhood/faust
+   #681). Faust drops a revoked partition's ack bookkeeping *before* it waits
+   for the events in progress and commits, so that commit had no offsets; under
+   exactly_once a worker that got the partition back went on in the same open
+   transaction (292 score changes published twice in the two-worker scenario).
+   Before Faust revokes, the worker stops fetching, lets the events in progress
+   finish and commits, as Kafka Streams does on revocation.
+7. **Under exactly_once, a commit could take an event's outputs without its
+   offset** (``_commit_tps``; upstream #517). The commit runs beside the agent;
+   outputs of events processed while it committed went into those transactions
+   with their offsets left for the next one (21 score changes published twice).
+   The commit waits for the event in progress and no event starts until it is
+   done (``ordering.EventGate``).
+8. **Under exactly_once, recovery could not see the changelog's end**
+   (``ConsumerThread._highwaters``; upstream #158, #47). Faust took a changelog
+   partition's end from the read_committed consumer's last stable offset, which
+   the client knows only after a fetch; right after an assignment every
+   highwater read as -1 (``ConsistencyError: persisted offset ... higher than
+   ... highwater (372 > -1)`` each time the two-worker scenario ran). The
+   highwaters come from the broker (ListOffsets answers the last stable offset
+   for a read_committed consumer), as under at_least_once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
+from faust.types.tuples import Message, ack_lock
+from mode.utils.futures import notify
+
+from leadscore.stream.faust_ext.ordering import gate_of
+
+log = logging.getLogger(__name__)
+
+
+class ConsumerThread(AIOKafkaConsumerThread):
+    """The aiokafka client thread, with highwaters from the broker (8)."""
+
+    async def _highwaters(self, partitions: Any) -> Any:
+        return await self._ensure_consumer().end_offsets(partitions)
+
+
+class Seeks:
+    """A consumer's seek bookkeeping (4)."""
+
+    def __init__(self) -> None:
+        self.turn = asyncio.Lock()  # fetch, seek and the delivery of one record
+        self.count: Counter[Any] = Counter()  # seeks per partition
+        self.at_fetch: dict[Any, int] = {}  # ``count`` when the batch in delivery was fetched
+        self.first: dict[Any, int] = {}  # first offset delivered since assignment or seek
+
+
+class Consumer(FaustConsumer):
+    """The aiokafka driver's consumer, which commits only processed offsets."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.seeks = Seeks()
+        self.revoking = False
+        super().__init__(*args, **kwargs)
+
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    # 1 and 7: acknowledgements
+    def ack(self, message: Message) -> bool:
+        gate_of(self.app).leave(message)
+        app = self.app
+        if message.generation_id == app.consumer_generation_id and (
+            app.flow_control.is_active() or (message.tracked and self.revoking)
+        ):
+            return bool(super().ack(message))
+        with ack_lock:
+            if message.acked:
+                return False
+            message.acked = True
+            self._unacked_messages.discard(message)
+            notify(self._waiting_for_ack)
+        log.warning(
+            "record %s[%d]@%d released during a rebalance without being marked done",
+            message.topic,
+            message.partition,
+            message.offset,
+        )
+        return False
+
+    # 2
+    async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
+        log.warning(
+            "offsets %d..%d of %s[%d] were not read before offset %d; they are not counted "
+            "as processed",
+            offset_from,
+            offset_to - 1,
+            tp.topic,
+            tp.partition,
+            offset_to,
+        )
+
+    # 3
+    def head_hole(self, tp: Any) -> tuple[int, int] | None:
+        """(committed offset, lowest acked offset) when records after the committed
+        offset were processed but the record at it was not, else None."""
+        acked = self._acked.get(tp)
+        committed = self._committed_offset.get(tp)
+        if committed is None:
+            committed = self.seeks.first.get(tp)
+        if acked and committed is not None:
+            first = min(acked)
+            if first > committed:
+                return committed, first
+        return None
+
+    def _new_offset(self, tp: Any) -> int | None:
+        if self.head_hole(tp) is not None:
+            return None  # the record at the committed offset was not processed
+        result: int | None = super()._new_offset(tp)
+        return result
+
+    # 4
+    async def _getmany(
+        self,
+        active_partitions: Any,
+        timeout: float,  # noqa: ASYNC109 (Faust's signature)
+    ) -> Any:
+        async with self.seeks.turn:
+            records = await super()._getmany(active_partitions, timeout)
+            self.seeks.at_fetch = dict(self.seeks.count)
+        return records
+
+    async def getmany(
+        self,
+        timeout: float,  # noqa: ASYNC109 (Faust's signature)
+    ) -> AsyncIterator[tuple[Any, Message]]:
+        seeks = self.seeks
+        discarded: Counter[Any] = Counter()
+        try:
+            async for tp, message in super().getmany(timeout):
+                async with seeks.turn:  # held while the drain loop delivers this record
+                    if seeks.count[tp] != seeks.at_fetch.get(tp, 0):
+                        discarded[tp] += 1
+                        continue
+                    if tp not in seeks.first and self.app.topics.acks_enabled_for(tp.topic):
+                        seeks.first[tp] = message.offset
+                        log.info(
+                            "first record of %s[%d] since the assignment or seek: offset %d "
+                            "(committed offset %s)",
+                            tp.topic,
+                            tp.partition,
+                            message.offset,
+                            self._committed_offset.get(tp),
+                        )
+                    yield tp, message
+        finally:
+            for tp, n in discarded.items():
+                log.info(
+                    "%d record(s) of %s[%d] fetched before a seek were discarded; the seek "
+                    "reads them again",
+                    n,
+                    tp.topic,
+                    tp.partition,
+                )
+
+    async def perform_seek(self) -> None:
+        async with self.seeks.turn:
+            await super().perform_seek()  # calls seek_to_committed
+
+    # 4 and 5
+    async def seek_to_committed(self) -> Any:
+        committed = await super().seek_to_committed()
+        seeks = self.seeks
+        # The client seeks only a partition with a committed offset above 0.
+        seeks.count.update(tp for tp, offset in committed.items() if offset and offset > 0)
+        # An input partition with none is read from its start again (5).
+        unread = [
+            tp
+            for tp, offset in committed.items()
+            if not offset and self.app.topics.acks_enabled_for(tp.topic)
+        ]
+        if unread:
+            starts = await self.earliest_offsets(*unread)
+            for tp in unread:
+                self._thread.seek(tp, starts[tp])  # not self.seek: this runs under ``turn``
+                seeks.count[tp] += 1
+                seeks.first.pop(tp, None)
+        return committed
+
+    async def seek(self, partition: Any, offset: int) -> None:
+        async with self.seeks.turn:
+            self.seeks.count[partition] += 1
+            self.seeks.first.pop(partition, None)
+            await super().seek(partition, offset)
+
+    # 6
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        if self.assignment():
+            app = self.app
+            self.stop_flow()
+            app.flow_control.suspend()
+            app.flow_control.clear()  # buffered records, not taken by a stream, are read again
+            self.revoking = True
+            try:
+                await self.wait_empty()  # ends with a commit (and ends the transactions)
+            finally:
+                self.revoking = False
+        self.seeks.first.clear()
+        await super().on_partitions_revoked(revoked)
+
+    # 7
+    async def _commit_tps(self, tps: Any, start_new_transaction: bool) -> bool:
+        if not self.in_transaction:
+            return bool(await super()._commit_tps(tps, start_new_transaction))
+        async with gate_of(self.app).closed():
+            return bool(await super()._commit_tps(tps, start_new_transaction))
+
+
+async def heal_head_holes(consumer: Consumer, seen: dict[Any, tuple[int, int]]) -> list[str]:
+    """Seek partitions whose unprocessed head (3) outlasted the previous call.
+
+    ``seen`` maps a partition to the (committed, first acked) pair found by the
+    previous call, and is updated. Returns a line per partition sought.
+    """
+    healed = []
+    holes = {tp: hole for tp in list(consumer._acked) if (hole := consumer.head_hole(tp))}
+    for tp, hole in holes.items():
+        if seen.get(tp) == hole and tp in consumer.assignment():
+            await consumer.seek(tp, hole[0])
+            healed.append(
+                f"{tp.topic}[{tp.partition}] offsets {hole[0]}..{hole[1] - 1} were never "
+                f"processed though {hole[1]} was: read again from {hole[0]}"
+            )
+    seen.clear()
+    seen.update(holes)
+    return healed
+
+
+def stuck_commits(consumer: Any, last: dict[Any, int | None]) -> list[str]:
+    """Partitions whose records processed by the previous call are still uncommitted.
+
+    Faust commits a partition up to the first hole in its acked offsets, one run
+    of consecutive offsets per commit; a hole that never fills, or repeated
+    offsets (which split the runs), leave processed records uncommitted or make
+    the commit crawl. Each line shows Faust's bookkeeping for one such partition.
+    ``last`` holds the highest acked offset per partition seen by the previous
+    call, and is updated.
+    """
+    lines = []
+    for tp, acked in consumer._acked.items():
+        committed = consumer._committed_offset.get(tp)
+        waiting = last.get(tp)
+        last[tp] = max(acked) if acked else None
+        if waiting is None or not acked or (committed is not None and committed > waiting):
+            continue
+        offsets = sorted(acked)
+        holes = [(a + 1, b - 1) for a, b in itertools.pairwise(offsets) if b - a > 1]
+        gaps = sorted((iv.begin, iv.end - 1) for iv in consumer._gap.get(tp, ()))
+        lines.append(
+            f"{tp.topic}[{tp.partition}] committed={committed} "
+            f"read={consumer._read_offset.get(tp)} acked={len(offsets)} "
+            f"({offsets[0]}..{offsets[-1]}, {len(offsets) - len(set(offsets))} repeated) "
+            f"holes={holes[:5]} gaps={gaps[:5]}"
+        )
+    return lines
