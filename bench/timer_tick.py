@@ -1,8 +1,8 @@
 """Cost of one timer tick: N leads in RocksDB, a share of them due, against a full scan.
 
-The worker keeps lead records and the timer wheel in RocksDB tables (one store
-per partition). This benchmark builds the same layout in one rocksdict store:
-N lead records scored by the real engine and scheduled in a TimerWheel; then it
+The worker keeps lead records in a RocksDB table (one store per partition) and
+the timer wheel in memory. This benchmark builds the same layout: N lead records
+scored by the real engine in one rocksdict store, scheduled in a TimerWheel; then it
 times a tick at the moment ``--due`` of them have come due (wheel walk, lead
 reads, apply_tick, writes) and, as the baseline in the same run, a scan that
 reads and decodes every lead record (what a timer without a due-time index
@@ -52,10 +52,10 @@ def build(db: Rdict, leads: int) -> tuple[Store, TimerWheel, list[int]]:
         progress("score", i + 1, leads)
     first_due = min(r.due_ms for r in records if r.due_ms is not None)
     store = Store(db)
-    wheel = TimerWheel(store, partition=0, slot_ms=SLOT_MS)  # type: ignore[arg-type]
+    wheel = TimerWheel(partition=0, slot_ms=SLOT_MS, now_ms=first_due)
     dues = []
     for i, record in enumerate(records):
-        record.due_ms = wheel.reschedule(record.contact_id, None, record.due_ms, first_due)
+        record.due_ms = wheel.reschedule(record.contact_id, None, record.due_ms)
         assert record.due_ms is not None
         dues.append(record.due_ms)
         db[f"lead:{record.contact_id}".encode()] = encode_lead(record)
@@ -72,7 +72,7 @@ def tick(store: Store, wheel: TimerWheel, now: int) -> tuple[int, int]:
             key = f"lead:{contact}".encode()
             record = decode_lead(store[key])
             applied = apply_tick(record, rules, now)
-            applied.record.due_ms = wheel.reschedule(contact, None, applied.record.due_ms, now)
+            applied.record.due_ms = wheel.reschedule(contact, None, applied.record.due_ms)
             store[key] = encode_lead(applied.record)
             visited += 1
             actions += len(applied.actions)

@@ -1,9 +1,9 @@
 """Per-event cost of keeping the timer wheel up to date, against scoring without it.
 
 Each event in the worker reads the lead, applies the rules, writes the lead
-and, when the lead's due slot moves, updates the wheel (cursor read, read-
-modify-write of the old and the new slot). This times both paths over the
-same seeded events on real rocksdict stores, in one run:
+and, when the lead's due slot moves, moves it in the in-memory wheel (a set
+removal and insert). This times both paths over the same seeded events on a
+real rocksdict lead store, in one run:
 
     python bench/wheel_overhead.py --events 200000 --contacts 20000 --repeat 3
 
@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from common import Store, progress, record_results, shown, spread
+from common import progress, record_results, shown, spread
 from rocksdict import Rdict
 
 from leadscore.codecs.leads import decode_lead, encode_lead
@@ -47,8 +47,7 @@ def run(evs: list[EngagementEvent], with_wheel: bool) -> float:
     rules = load_rules()
     with tempfile.TemporaryDirectory() as tmp:
         leads = Rdict(os.path.join(tmp, "leads"))
-        timers = Rdict(os.path.join(tmp, "timers"))
-        wheel = TimerWheel(Store(timers), 0, SLOT_MS)  # type: ignore[arg-type]
+        wheel = TimerWheel(0, SLOT_MS, evs[0].occurred_at)
         try:
             started = time.perf_counter()
             for e in evs:
@@ -63,13 +62,11 @@ def run(evs: list[EngagementEvent], with_wheel: bool) -> float:
                         e.contact_id,
                         record.due_ms if record else None,
                         applied.record.due_ms,
-                        e.occurred_at,
                     )
                 leads[key] = encode_lead(applied.record)
             return time.perf_counter() - started
         finally:
             leads.close()
-            timers.close()
 
 
 def main() -> None:

@@ -131,8 +131,8 @@ class Settings(BaseSettings):
     )
     metrics_enabled: bool = Field(
         True,
-        description="Per-event metrics: counters, latency histograms and the leads-by-stage "
-        "census (false only to measure their cost)",
+        description="Per-event metrics: counters and latency histograms (false only to "
+        "measure their cost; the leads-by-stage census is kept either way)",
     )
     rocksdb_write_buffer_bytes: int = Field(
         4 * 1024 * 1024,

@@ -4,11 +4,13 @@ Per input record, in one processing step: decode (or dead-letter), apply the
 pure scoring core, send actions, the audit record and the lead snapshot, then
 write the table. Offsets are committed by Faust after the step completes.
 
-Decay-driven changes: each lead's next crossing time is kept in a per-partition
-timer wheel (the ``timers`` table). A timer sends one tick record per owned
-partition to the ticks topic; the agent handles the tick like any record of
-that partition, so the re-assessment, its actions and the table writes happen
-in a normal processing step (and in its transaction under exactly_once).
+Decay-driven changes: each lead's next crossing time is in its lead record and
+indexed by a per-partition timer wheel in memory, rebuilt from the lead records
+when the partition is assigned (``leadscore.stream.wheel``), as is the count of
+leads by stage. A timer sends one tick record per owned partition to the ticks
+topic; the agent handles the tick like any record of that partition, so the
+re-assessment, its actions and the table writes happen in a normal processing
+step (and in its transaction under exactly_once).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NoReturn, cast
 
 import faust
@@ -48,14 +50,13 @@ from leadscore.metrics import (
 )
 from leadscore.scoring import Rules, apply_event, apply_tick, snapshot
 from leadscore.scoring.engine import Applied
-from leadscore.stream.census import Census
 from leadscore.stream.faust_ext import App, broker_urls
 from leadscore.stream.faust_ext.consumer import Consumer, heal_head_holes, stuck_commits
 from leadscore.stream.history import History
 from leadscore.stream.partitioning import PartitionCheck
 from leadscore.stream.ticks import Ticker
 from leadscore.stream.web import api_middleware, install_web, not_ready, owned_partitions
-from leadscore.stream.wheel import TimerWheel
+from leadscore.stream.wheel import Timers, TimerWheel
 
 log = logging.getLogger("leadscore.stream")
 
@@ -191,6 +192,32 @@ def changelog_specs(app: faust.App) -> list[TopicSpec]:
     ]
 
 
+def table_partitions(app: faust.App, table: Any) -> list[int]:
+    """The partitions of ``table`` this worker holds as active (not standby)."""
+    topic = table.changelog_topic.get_topic_name()
+    return sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic)
+
+
+def stored_items(table: Any, partition: int) -> Iterator[tuple[bytes, bytes]]:
+    """The records of one partition of ``table``'s local store.
+
+    Reads the RocksDB store's per-partition databases (Faust's store keeps one per
+    partition and offers no public way to read one; the version is pinned).
+    """
+    store = table.data
+    db = store._dbs.get(partition)
+    if db is None:
+        return iter(())
+    return cast(Iterator[tuple[bytes, bytes]], store._visible_items(db))
+
+
+def lead_index(items: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[str, int | None, str]]:
+    """(contact id, due time, stage) of each stored lead record."""
+    for _key, raw in items:
+        record = decode_lead(raw)
+        yield record.contact_id, record.due_ms, record.stage
+
+
 def build_app(
     settings: Settings,
     rules: Rules,
@@ -235,7 +262,7 @@ def build_app(
     score_changes = app.topic(settings.score_changes_topic, schema=RAW)
     dlq = app.topic(settings.dlq_topic, schema=RAW)
 
-    # Each table partition is its own RocksDB store (4 tables x the partitions owned).
+    # Each table partition is its own RocksDB store (2 tables x the partitions owned).
     # Faust's defaults (64 MiB memtables, three per store, and a 2 GiB block cache each)
     # would let 24 stores grow past any memory budget; these bound a store to about
     # 2 x write buffer + block cache.
@@ -257,15 +284,29 @@ def build_app(
         )
 
     leads = raw_table("leads", "lead records by contact id")
-    timers = raw_table(
-        "timers", "per-partition timer wheel: slot -> leads due for a decay re-assessment"
-    )
     history = History(
         raw_table("history", "each lead's latest score changes (a bounded ring per lead)"),
         settings.history_size,
     )
-    census = Census(raw_table("census", "leads by stage, one key per partition"))
     slot_ms = max(1, int(settings.timer_interval_seconds * 1000))
+    timers = Timers(slot_ms)
+
+    @leads.on_recover  # type: ignore[untyped-decorator]
+    async def index_leads() -> None:
+        """Rebuild the timer wheels and stage counts of the partitions now owned."""
+        owned = table_partitions(app, leads)
+        now = clock()
+        for partition in owned:
+            started = time.perf_counter()
+            timers.rebuild(partition, lead_index(stored_items(leads, partition)), now)
+            log.info(
+                "partition %s: %s lead(s) indexed for decay timers in %.2f s",
+                partition,
+                sum(timers.stages[partition].values()),
+                time.perf_counter() - started,
+            )
+        timers.keep_only(owned)
+
     metrics_on = settings.metrics_enabled
     since_event, since_ingest = EVENT_TO_ACTION.labels("event"), EVENT_TO_ACTION.labels("ingest")
     for threshold in rules.thresholds:  # series from the start, so dashboards show 0
@@ -391,13 +432,13 @@ def build_app(
             return
         due = updated.due_ms
         updated.due_ms = wheel.reschedule(
-            engagement.contact_id, record.due_ms if record else None, due, now
+            engagement.contact_id, record.due_ms if record else None, due
         )
         await emit(key, applied, outputs)
         leads[key] = lead if updated.due_ms == due else encode_lead(updated)
+        timers.move(message.partition, record.stage if record else None, updated.stage)
         if not metrics_on:
             return
-        census.move(message.partition, record.stage if record else None, updated.stage)
         EVENTS.labels("scored").inc()
         sent = time.time()
         # The record's Kafka timestamp, in seconds (None when the record has none).
@@ -428,7 +469,7 @@ def build_app(
                 visited += 1
                 applied = apply_tick(record, rules, now)
                 updated = applied.record
-                updated.due_ms = wheel.reschedule(contact, None, updated.due_ms, now)
+                updated.due_ms = wheel.reschedule(contact, None, updated.due_ms)
                 lead = encode_lead(updated)
                 if applied.actions:
                     changed += 1
@@ -444,8 +485,7 @@ def build_app(
                             too_large,
                             max_output,
                         )
-                if metrics_on:
-                    census.move(wheel.partition, record.stage, updated.stage)
+                timers.move(wheel.partition, record.stage, updated.stage)
                 leads[key] = lead
         if visited:
             log.info(
@@ -459,7 +499,7 @@ def build_app(
     async def score(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
             message = event.message
-            wheel = TimerWheel(timers, message.partition, slot_ms)
+            wheel = timers.wheel(message.partition, clock())
             try:
                 if message.topic == settings.ticks_topic:
                     await tick(wheel)
@@ -491,7 +531,7 @@ def build_app(
         recovery = app.tables.recovery  # type: ignore[attr-defined]
         return WorkerView(
             ready=not_ready(app, settings, ticker.broker_problem) is None,
-            stages=census.total(owned, stage_names),
+            stages=timers.census(owned, stage_names),
             partitions=len(owned),
             lag=consumer_lag(app, settings.events_topic),
             recovery_remaining=recovery.active_remaining_total() if recovery.in_recovery else 0,

@@ -619,6 +619,6 @@ def test_building_the_worker_changes_no_faust_mode_or_aiokafka_class_or_module(
     before = library_state()
     build_and_start_parts()
     assert changes(before, library_state()) == []
-    # The check sees an assignment of the kind faust_fixes.apply() made (it did 18).
+    # The check sees a run-time assignment to a library class.
     monkeypatch.setattr(ProducerBuffer, "put", lambda self, fut: None)
     assert changes(before, library_state()) == ["faust.transport.producer.ProducerBuffer.put"]

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from leadscore.metrics import REGISTRY, SINK_LAG, WorkerCollector, WorkerView, sink_lag_stats
-from leadscore.stream.census import Census
+from leadscore.stream.wheel import Timers
 
 STAGES = ["cold", "warm", "hot", "qualified"]
 
@@ -20,7 +20,7 @@ STAGES = ["cold", "warm", "hot", "qualified"]
     )
 )
 def test_census_counts_every_lead_once_in_its_latest_stage(moves: list[tuple[int, int, str]]):
-    census = Census({})
+    census = Timers(1000)
     where: dict[int, tuple[int, str]] = {}  # lead -> (partition, stage)
     for partition, lead, stage in moves:
         partition = where.get(lead, (partition, ""))[0]  # a lead stays in its partition
@@ -31,19 +31,19 @@ def test_census_counts_every_lead_once_in_its_latest_stage(moves: list[tuple[int
         for p, stage in where.values():
             if p == partition:
                 expected[stage] += 1
-        assert census.total([partition], STAGES) == expected
-    assert sum(census.total(range(4), STAGES).values()) == len(where)
+        assert census.census([partition], STAGES) == expected
+    assert sum(census.census(range(4), STAGES).values()) == len(where)
 
 
 def test_census_totals_only_the_partitions_asked_and_lists_every_stage():
-    census = Census({})
+    census = Timers(1000)
     census.move(0, None, "warm")
     census.move(1, None, "hot")
     census.move(1, "hot", "qualified")
-    assert census.total([1], STAGES) == {"cold": 0, "warm": 0, "hot": 0, "qualified": 1}
-    assert census.total([], STAGES) == dict.fromkeys(STAGES, 0)
+    assert census.census([1], STAGES) == {"cold": 0, "warm": 0, "hot": 0, "qualified": 1}
+    assert census.census([], STAGES) == dict.fromkeys(STAGES, 0)
     census.move(0, "warm", "warm")  # no change, no write needed
-    assert census.of(0) == {"warm": 1}
+    assert census.stages[0] == {"warm": 1}
 
 
 def scrape(collector: WorkerCollector) -> str:
