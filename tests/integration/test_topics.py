@@ -12,7 +12,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
 from leadscore.errors import TopicsMissing
 from leadscore.kafka_admin import TopicSpec, ensure_changelogs
 from leadscore.scoring import load_rules
-from leadscore.stream.app import build_app, changelog_specs
+from leadscore.stream.app import CHANGELOG_COMPACTION, build_app, changelog_specs
 from tests.integration.kafka import client_config
 from tests.integration.workers import Deployment
 
@@ -31,6 +31,9 @@ def test_changelogs_are_created_compacted_and_served(deployment: Deployment) -> 
     resource = ConfigResource(ConfigResource.Type.TOPIC, names[0])
     config = admin.describe_configs([resource])[resource].result(10)
     assert config["cleanup.policy"].value == "compact"
+    # Rolled and cleaned often, so recovery reads about one record per lead.
+    for setting, value in CHANGELOG_COMPACTION.items():
+        assert config[setting].value == value, setting
     # A second start finds them there.
     assert ensure_changelogs(settings, specs, partitions=3) == dict.fromkeys(names, "exists")
 
