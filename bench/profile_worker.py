@@ -35,14 +35,27 @@ COSTS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("table reads (RocksDB get)", ("ManagedUserDict.__getitem__", "Store._get", "_contains")),
     ("codecs (event decode, output and lead JSON)", ("leadscore/codecs/",)),
-    ("metrics and census", ("leadscore/metrics", "prometheus_client", "census.py")),
+    ("metrics, census and timer wheel", ("leadscore/metrics", "prometheus_client", "wheel.py")),
     (
         "output records (Faust topic send, aiokafka producer and sender)",
-        ("Topic.send", "publish_message", "aiokafka/producer", "ProducerBuffer"),
+        (
+            "Topic.send",
+            "publish_message",
+            "aiokafka/producer",
+            "ProducerBuffer",
+            "faust_ext/producer",
+        ),
     ),
     (
         "consuming (aiokafka fetch, Faust stream and commit)",
-        ("aiokafka/consumer", "faust/transport/consumer", "faust/streams", "Conductor"),
+        (
+            "aiokafka/consumer",
+            "faust/transport/consumer",
+            "faust/streams",
+            "Conductor",
+            "faust_ext/consumer",
+            "faust_ext/streams",
+        ),
     ),
     ("event loop waiting (epoll)", ("EpollSelector.select",)),
 ]
