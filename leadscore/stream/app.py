@@ -195,7 +195,7 @@ def changelog_specs(app: faust.App) -> list[TopicSpec]:
 #: Changelog topic settings that keep recovery proportional to the leads, not the events.
 #: Kafka never compacts a partition's active segment, and with the defaults (1 GiB
 #: segments, rolled every 7 days, cleaned when half the log is superseded) a changelog
-#: holds every write of the last week: recovery replays ~3 records per lead per event.
+#: holds every write of the last week, and a recovery replays every one of them.
 #: Rolling every 10 minutes or 64 MiB and cleaning at 10% dirty keeps it near one
 #: record per key. They apply to changelogs created from now on; an existing one keeps
 #: its settings until altered (kafka-configs --alter --entity-type topics ...).
@@ -278,7 +278,7 @@ def build_app(
 
     # Each table partition is its own RocksDB store (2 tables x the partitions owned).
     # Faust's defaults (64 MiB memtables, three per store, and a 2 GiB block cache each)
-    # would let 24 stores grow past any memory budget; these bound a store to about
+    # would let a dozen stores grow past any memory budget; these bound a store to about
     # 2 x write buffer + block cache.
     rocksdb = {
         "write_buffer_size": settings.rocksdb_write_buffer_bytes,
