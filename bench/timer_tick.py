@@ -70,7 +70,7 @@ def tick(store: Store, wheel: TimerWheel, now: int) -> tuple[int, int]:
     for due in wheel.take_due(now):
         for contact in due.contacts:
             key = f"lead:{contact}".encode()
-            record = decode_lead(store[key])
+            record = decode_lead(store[key], contact.encode())
             applied = apply_tick(record, rules, now)
             applied.record.due_ms = wheel.reschedule(contact, None, applied.record.due_ms)
             store[key] = encode_lead(applied.record)
@@ -85,7 +85,7 @@ def scan(db: Rdict) -> int:
     for key, value in db.items(from_key=b"lead:"):
         if not key.startswith(b"lead:"):
             break
-        decode_lead(value)
+        decode_lead(value, key[len(b"lead:") :])
         seen += 1
     return seen
 

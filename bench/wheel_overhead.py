@@ -53,7 +53,7 @@ def run(evs: list[EngagementEvent], with_wheel: bool) -> float:
             for e in evs:
                 key = e.contact_id.encode()
                 stored = leads.get(key)
-                record = decode_lead(stored) if stored else None
+                record = decode_lead(stored, key) if stored else None
                 applied = apply_event(record, e, rules, e.occurred_at)
                 if applied.status != "scored":
                     continue

@@ -146,6 +146,13 @@ class Settings(BaseSettings):
         description="RocksDB block cache of each table partition's store (Faust's default "
         "is 2 GiB each)",
     )
+    batch_max_events: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="Most input records the worker processes as one step: it takes what "
+        "has arrived, up to this many, and never waits for more while it holds any",
+    )
     history_size: int = Field(
         20,
         ge=0,

@@ -72,3 +72,7 @@ class ChangelogUnsent(LeadscoreError):
 
 class UntestedVersions(LeadscoreError):
     """A library the worker customises is installed at a version it was not tested with."""
+
+
+class UnreadableLead(LeadscoreError):
+    """A stored lead record in no encoding this version reads (written by a newer one)."""

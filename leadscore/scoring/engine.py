@@ -76,9 +76,9 @@ def new_lead(contact_id: str, account_id: str | None, rules: Rules) -> LeadRecor
     )
 
 
-def event_digest(event_id: str) -> str:
-    """A short, fixed-size fingerprint of an event id, as kept for deduplication."""
-    return hashlib.blake2b(event_id.encode("utf-8"), digest_size=8).hexdigest()
+def event_digest(event_id: str) -> bytes:
+    """A short, fixed-size fingerprint of an event id (8 raw bytes), as kept for deduplication."""
+    return hashlib.blake2b(event_id.encode("utf-8"), digest_size=8).digest()
 
 
 def action_id(contact_id: str, kind: str, name: str, sequence: int) -> str:
@@ -370,8 +370,8 @@ def _count_velocity(buckets: dict[int, int], t: int, ref: int, rules: Rules) -> 
 
 
 def _remember(
-    seen: dict[str, int], floor: int, digest: str, t: int, ref: int, rules: Rules
-) -> tuple[dict[str, int], int]:
+    seen: dict[bytes, int], floor: int, digest: bytes, t: int, ref: int, rules: Rules
+) -> tuple[dict[bytes, int], int]:
     """Add an event id; forget ids older than the horizon or beyond the per-lead bound.
 
     The floor rises to the oldest time still fully remembered: an event older than

@@ -61,7 +61,7 @@ class LeadRecord:
     fired: list[str] = field(default_factory=list)  # thresholds fired and not yet re-armed
     action_seq: dict[str, int] = field(default_factory=dict)  # "kind:name" -> actions so far
     velocity: dict[int, int] = field(default_factory=dict)  # event-time hour -> accepted events
-    seen: dict[str, int] = field(default_factory=dict)  # event id digest -> event time
+    seen: dict[bytes, int] = field(default_factory=dict)  # event id digest (8 bytes) -> event time
     dedupe_floor_ms: int = 0  # events older than this can no longer be deduplicated
     fit: float = 0.0
     fit_contributions: dict[str, float] = field(default_factory=dict)  # fit rule id -> points
@@ -92,7 +92,7 @@ class LeadRecord:
             "fired": self.fired,
             "action_seq": self.action_seq,
             "velocity": {str(k): v for k, v in self.velocity.items()},
-            "seen": self.seen,
+            "seen": {digest.hex(): t for digest, t in self.seen.items()},
             "dedupe_floor_ms": self.dedupe_floor_ms,
             "fit": self.fit,
             "fit_contributions": self.fit_contributions,
@@ -122,7 +122,7 @@ class LeadRecord:
             fired=list(data["fired"]),
             action_seq=dict(data["action_seq"]),
             velocity={int(k): int(v) for k, v in data["velocity"].items()},
-            seen=dict(data["seen"]),
+            seen={bytes.fromhex(digest): int(t) for digest, t in data["seen"].items()},
             dedupe_floor_ms=int(data["dedupe_floor_ms"]),
             fit=float(data.get("fit", 0.0)),
             fit_contributions=dict(data.get("fit_contributions", {})),

@@ -26,14 +26,10 @@ from typing import Any, NoReturn, cast
 
 import faust
 
-from leadscore.codecs.dlq import dlq_headers
-from leadscore.codecs.events import decode_event
-from leadscore.codecs.leads import decode_lead, encode_lead
+from leadscore.codecs.leads import peek_lead
 from leadscore.codecs.outputs import encoder
 from leadscore.config import PRODUCER_MAX_REQUEST_BYTES, Settings
-from leadscore.errors import InvalidEvent
 from leadscore.kafka_admin import TopicSpec
-from leadscore.logs import redact
 from leadscore.metrics import (
     ACTIONS,
     DEAD_LETTERS,
@@ -48,24 +44,21 @@ from leadscore.metrics import (
     set_build_info,
     watch_worker,
 )
-from leadscore.scoring import Rules, apply_event, apply_tick, snapshot
-from leadscore.scoring.engine import Applied
+from leadscore.scoring import Rules
 from leadscore.stream.faust_ext import App, broker_urls
 from leadscore.stream.faust_ext.consumer import Consumer, heal_head_holes, stuck_commits
+from leadscore.stream.faust_ext.streams import Stream, in_partition_of
 from leadscore.stream.history import History
-from leadscore.stream.partitioning import PartitionCheck
+from leadscore.stream.step import Effects, Encoders, Input, Limits, process
 from leadscore.stream.ticks import Ticker
 from leadscore.stream.web import api_middleware, install_web, not_ready, owned_partitions
-from leadscore.stream.wheel import Timers, TimerWheel
+from leadscore.stream.wheel import Timers
 
 log = logging.getLogger("leadscore.stream")
 
 RAW: faust.Schema[bytes, bytes] = faust.Schema(
     key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
 )
-TOO_LATE = "too_late"
-FROM_FUTURE = "from_future"
-OUTPUT_TOO_LARGE = "output_too_large"
 
 
 def wall_clock_ms() -> int:
@@ -227,9 +220,9 @@ def stored_items(table: Any, partition: int) -> Iterator[tuple[bytes, bytes]]:
 
 def lead_index(items: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[str, int | None, str]]:
     """(contact id, due time, stage) of each stored lead record."""
-    for _key, raw in items:
-        record = decode_lead(raw)
-        yield record.contact_id, record.due_ms, record.stage
+    for key, raw in items:
+        due_ms, stage = peek_lead(raw)
+        yield key.decode("utf-8"), due_ms, stage
 
 
 def build_app(
@@ -328,200 +321,113 @@ def build_app(
         ACTIONS.labels("threshold_crossed", threshold.name)
         TIME_TO_THRESHOLD.labels(threshold.name)
 
-    encode_action = encoder("LeadAction", settings.output_format)
-    encode_change = encoder("ScoreChange", settings.output_format)
-    encode_state = encoder("LeadState", settings.output_format)
-    max_bytes = settings.max_event_bytes
-    max_output = settings.max_output_bytes
-    max_ahead_ms = int(settings.max_clock_skew_seconds * 1000)
-    max_properties = settings.max_properties_bytes
-    partition_check = PartitionCheck(partitions)
+    limits = Limits(
+        max_event_bytes=settings.max_event_bytes,
+        max_properties_bytes=settings.max_properties_bytes,
+        max_output_bytes=settings.max_output_bytes,
+        max_ahead_ms=int(settings.max_clock_skew_seconds * 1000),
+        partitions=partitions,
+    )
+    destinations = {
+        "actions": actions,
+        "score_changes": score_changes,
+        "lead_state": lead_state,
+        "dlq": dlq,
+    }
+    encoders = Encoders(
+        action=encoder("LeadAction", settings.output_format),
+        change=encoder("ScoreChange", settings.output_format),
+        state=encoder("LeadState", settings.output_format),
+        topic_names={
+            **{name: topic.get_topic_name() for name, topic in destinations.items()},
+            "leads": leads.changelog_topic.get_topic_name(),
+        },
+    )
+    log_levels = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
-    async def dead_letter(message: Any, error: InvalidEvent) -> None:
-        headers = dlq_headers(
-            error,
-            message.topic,
-            message.partition,
-            message.offset,
-            int(message.timestamp * 1000) if message.timestamp else None,
-        )
-        await dlq.send(key=message.key, value=message.value, headers=headers)
-        EVENTS.labels("dead_lettered").inc()
-        DEAD_LETTERS.labels(error.reason).inc()
-        log.warning(
-            "dead-lettered reason=%s partition=%s offset=%s contact=%s",
-            error.reason,
-            message.partition,
-            message.offset,
-            redact(message.key),
-        )
-
-    def encode_outputs(applied: Applied, now: int) -> list[tuple[Any, bytes]]:
-        """The records an applied step sends, in order: actions, the audit record, the state."""
-        outputs: list[tuple[Any, bytes]] = [
-            (actions, encode_action(action.to_dict())) for action in applied.actions
-        ]
-        if applied.change is not None:
-            outputs.append((score_changes, encode_change(applied.change.to_dict())))
-        outputs.append((lead_state, encode_state(snapshot(applied.record, rules, now).to_dict())))
-        return outputs
-
-    def oversized(key: bytes, outputs: list[tuple[Any, bytes]], lead: bytes) -> str | None:
-        """Which record of a step would be over LEADSCORE_MAX_OUTPUT_BYTES, if any."""
-        for topic, value in [*outputs, (leads.changelog_topic, lead)]:
-            size = len(key) + len(value)
-            if size > max_output:
-                return f"{topic.get_topic_name()} record of {size} bytes"
-        return None
-
-    async def emit(key: bytes, applied: Applied, outputs: list[tuple[Any, bytes]]) -> None:
-        record = applied.record
-        for topic, value in outputs:
-            await topic.send(key=key, value=value)  # fenced: see faust_ext.ordering
-        if applied.change is not None:
-            history.record(record.contact_id, record.event_count, applied.change.to_dict())
+    def observe(effects: Effects, started: float) -> None:
+        """Count what a batch did (the latencies are taken now, after its outputs were sent)."""
+        for reason, count in effects.dead_letters.items():
+            DEAD_LETTERS.labels(reason).inc(count)
+        if effects.dead_letters:
+            EVENTS.labels("dead_lettered").inc(sum(effects.dead_letters.values()))
+        if effects.rewound:
+            REWOUND.inc(effects.rewound)
         if not metrics_on:
             return
-        for action in applied.actions:
-            ACTIONS.labels(action.kind, action.name).inc()
-            if action.kind == "threshold_crossed":
-                TIME_TO_THRESHOLD.labels(action.name).observe(
-                    (record.ref_ms - record.first_event_ms) / 1000
-                )
-
-    async def score_event(message: Any, wheel: TimerWheel) -> None:
-        started = time.perf_counter()
-        try:
-            engagement = decode_event(message.key, message.value, max_bytes, max_properties)
-        except InvalidEvent as error:
-            await dead_letter(message, error)
+        if effects.off_partition:
+            OFF_PARTITION.inc(effects.off_partition)
+        if effects.duplicates:
+            EVENTS.labels("duplicate").inc(effects.duplicates)
+        for (kind, name), count in effects.actions.items():
+            ACTIONS.labels(kind, name).inc(count)
+        for name, seconds in effects.time_to_threshold:
+            TIME_TO_THRESHOLD.labels(name).observe(seconds)
+        if not effects.scored:
             return
-        key = message.key
-        if not partition_check.on_partition(key, message.partition) and metrics_on:
-            OFF_PARTITION.inc()
-        stored = leads.get(key)
-        record = decode_lead(stored) if stored else None
-        now = clock()
-        applied = apply_event(record, engagement, rules, now, max_ahead_ms)
-        if applied.status == FROM_FUTURE:
-            await dead_letter(
-                message,
-                InvalidEvent(
-                    FROM_FUTURE,
-                    f"occurred_at is {(engagement.occurred_at - now) / 1000:.0f} s ahead of the "
-                    "worker's clock; the limit is LEADSCORE_MAX_CLOCK_SKEW_SECONDS="
-                    f"{settings.max_clock_skew_seconds:g}",
-                ),
-            )
-            return
-        if applied.status == "duplicate":
-            if metrics_on:
-                EVENTS.labels("duplicate").inc()
-            return
-        if applied.status == TOO_LATE:
-            await dead_letter(
-                message,
-                InvalidEvent(
-                    TOO_LATE,
-                    "event is older than this lead's dedupe horizon; it cannot be checked "
-                    "for duplicates, so it is not scored",
-                ),
-            )
-            return
-        if applied.rewound:
-            REWOUND.inc()
-            log.warning(
-                "lead %s was dated in the future by an earlier event; its clock is set back "
-                "to now (see README: future-dated events)",
-                redact(key),
-            )
-        updated = applied.record
-        outputs = encode_outputs(applied, now)
-        lead = encode_lead(updated)
-        too_large = oversized(key, outputs, lead)
-        if too_large is not None:
-            limit = f"LEADSCORE_MAX_OUTPUT_BYTES={max_output}"
-            await dead_letter(
-                message, InvalidEvent(OUTPUT_TOO_LARGE, f"scoring it makes a {too_large}; {limit}")
-            )
-            return
-        due = updated.due_ms
-        updated.due_ms = wheel.reschedule(
-            engagement.contact_id, record.due_ms if record else None, due
-        )
-        await emit(key, applied, outputs)
-        leads[key] = lead if updated.due_ms == due else encode_lead(updated)
-        timers.move(message.partition, record.stage if record else None, updated.stage)
-        if not metrics_on:
-            return
-        EVENTS.labels("scored").inc()
+        EVENTS.labels("scored").inc(len(effects.scored))
         sent = time.time()
-        # The record's Kafka timestamp, in seconds (None when the record has none).
-        ingested = max(0.0, sent - message.timestamp) if message.timestamp else None
-        if ingested is not None:
-            INGEST_TO_SCORE.observe(ingested)
-        if applied.actions:
-            occurred = max(0.0, sent - engagement.occurred_at / 1000)
-            for _ in applied.actions:
-                since_event.observe(occurred)
-                if ingested is not None:
-                    since_ingest.observe(ingested)
-        PROCESSING.observe(time.perf_counter() - started)
+        for scored in effects.scored:
+            ingested = max(0.0, sent - scored.timestamp_ms / 1000) if scored.timestamp_ms else None
+            if ingested is not None:
+                INGEST_TO_SCORE.observe(ingested)
+            if scored.actions:
+                occurred = max(0.0, sent - scored.occurred_ms / 1000)
+                for _ in range(scored.actions):
+                    since_event.observe(occurred)
+                    if ingested is not None:
+                        since_ingest.observe(ingested)
+        # per scored event: the batch's time shared out
+        each = (time.perf_counter() - started) / len(effects.scored)
+        for _ in effects.scored:
+            PROCESSING.observe(each)
 
-    async def tick(wheel: TimerWheel) -> None:
-        """Re-assess the leads of this partition whose decay crossing time has come."""
-        now = clock()
-        visited = changed = 0
-        for due in wheel.take_due(now):
-            for contact in due.contacts:
-                key = contact.encode("utf-8")
-                stored = leads.get(key)
-                if stored is None:
-                    continue
-                record = decode_lead(stored)
-                if record.due_ms is None or record.due_ms // slot_ms != due.slot:
-                    continue  # rescheduled since; its current slot holds it
-                visited += 1
-                applied = apply_tick(record, rules, now)
-                updated = applied.record
-                updated.due_ms = wheel.reschedule(contact, None, updated.due_ms)
-                lead = encode_lead(updated)
-                if applied.actions:
-                    changed += 1
-                    outputs = encode_outputs(applied, now)
-                    too_large = oversized(key, outputs, lead)
-                    if too_large is None:
-                        await emit(key, applied, outputs)
-                    else:  # only if the limit was lowered since the lead's last event
-                        log.error(
-                            "timer: lead %s's stage change is not sent: it makes a %s, over "
-                            "LEADSCORE_MAX_OUTPUT_BYTES=%s",
-                            redact(key),
-                            too_large,
-                            max_output,
-                        )
-                timers.move(wheel.partition, record.stage, updated.stage)
-                leads[key] = lead
-        if visited:
-            log.info(
-                "timer: partition %s re-assessed %s due lead(s), %s changed stage",
-                wheel.partition,
-                visited,
-                changed,
+    def inputs_of(events: list[Any]) -> Iterator[Input]:
+        ticks = settings.ticks_topic
+        for event in events:
+            message = event.message
+            yield Input(
+                message.topic,
+                message.partition,
+                message.offset,
+                message.key,
+                message.value,
+                int(message.timestamp * 1000) if message.timestamp else None,
+                tick=message.topic == ticks,
             )
+
+    async def step(events: list[Any]) -> None:
+        """One batch: process it, send its outputs, write its leads (fenced behind them)."""
+        started = time.perf_counter()
+        # The table reads and writes the partition of the current event: one per partition.
+        of_partition = {event.message.partition: event for event in events}
+
+        def read(partition: int, key: bytes) -> bytes | None:
+            with in_partition_of(of_partition[partition]):
+                return cast(bytes | None, leads.get(key))
+
+        effects = process(inputs_of(events), read, timers, rules, clock(), limits, encoders)
+        for output in effects.outputs:
+            await destinations[output.destination].send(
+                key=output.key, value=output.value, headers=list(output.headers) or None
+            )  # fenced: see faust_ext.ordering
+        for key, (partition, value) in effects.writes.items():
+            with in_partition_of(of_partition[partition]):
+                leads[key] = value
+        for contact, seq, change, partition in effects.history:
+            with in_partition_of(of_partition[partition]):
+                history.record(contact, seq, change)
+        for line in effects.logs:
+            log.log(log_levels[line.level], line.message, *line.args)
+        observe(effects, started)
 
     @app.agent(inputs, name="score")
     async def score(stream: faust.StreamT[Any]) -> None:
-        async for event in stream.events():
-            message = event.message
-            wheel = timers.wheel(message.partition, clock())
+        async for events in cast(Stream, stream).batches(settings.batch_max_events):
             try:
-                if message.topic == settings.ticks_topic:
-                    await tick(wheel)
-                else:
-                    await score_event(message, wheel)
+                await step(events)
             except Exception as error:  # any failure must stop the worker, never skip
-                stop_unprocessed(message, error, settings)
+                stop_unprocessed(events[0].message, error, settings)
 
     ticker = Ticker(settings)
     if settings.web_enabled:

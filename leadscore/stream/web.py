@@ -225,7 +225,7 @@ def install_web(
         stored = leads.get(contact_id.encode("utf-8"))
         if stored is None:
             raise ApiError(404, "not_found", "no lead with this contact id")
-        return aioweb.json_response(answer(decode_lead(stored)))  # type: ignore[return-value]
+        return aioweb.json_response(answer(decode_lead(stored, contact_id.encode("utf-8"))))  # type: ignore[return-value]
 
     def query(request: Request, name: str) -> str | None:
         value: str | None = request.query.get(name)

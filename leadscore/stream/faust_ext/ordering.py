@@ -93,6 +93,16 @@ class EventGate:
         self._open.set()
         self._closers = 0
 
+    @property
+    def busy(self) -> bool:
+        """Events are being processed (handed out and not yet acknowledged)."""
+        return bool(self._busy)
+
+    @property
+    def is_open(self) -> bool:
+        """No commit is waiting: an event may start."""
+        return self._open.is_set()
+
     async def enter(self, message: Any) -> None:
         """Before processing ``message``: wait while a commit is under way."""
         await self._open.wait()

@@ -25,21 +25,73 @@ processed, with the fetch position past them (a worker starting without a
 committed offset processed partition 2 from offset 1; 2 of 24 SIGKILL runs).
 Resuming running flow leaves the buffers alone; resuming suspended flow still
 clears what a revocation left.
+
+**Batches never wait while holding events** (``Stream.batches``). A batch is
+what has already arrived, up to a size: the stream hands out events until the
+next one would have to be waited for, then hands out ``FLUSH``, and the batch's
+events are acknowledged once the caller is done with it. Holding events while
+waiting for more would stall everything that waits for held events to be
+acknowledged: an exactly_once commit (the gate) and a rebalance (Faust's
+``wait_empty``, which has no timeout). So the wait itself says when: the
+topic's ``__anext__``, which Faust's iterator calls only when the queue is
+empty, returns ``FLUSH`` instead of waiting while events are out; and an event
+that arrives while a commit has closed the gate is preceded by ``FLUSH`` too.
+(Faust's ``take_events`` waits up to a timeout for a full buffer, with the
+events already taken held.)
+
+**A table reads and writes the partition of the event being processed**
+(``in_partition_of``). Faust's tables take the partition of a read, a write and
+its changelog record from the current event, which its iterator sets for each
+event it hands out. A batch holds events of many partitions, so the worker
+makes each event of the batch current in turn, the way the iterator does,
+around the table calls for the leads of that event's partition.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import faust
+from faust.streams import _current_event
 from mode.utils.queues import FlowControlEvent
 
 from leadscore.stream.faust_ext.ordering import gate_of, outputs_of
 
 
+class Flush:
+    """The stream's marker for "the events handed out so far are a batch"."""
+
+    def __repr__(self) -> str:
+        return "FLUSH"
+
+
+FLUSH = Flush()
+
+
 class Stream(faust.Stream[Any]):
     """Faust's stream on its pure-Python iterator, gated between events."""
+
+    async def batches(self, max_: int) -> AsyncIterator[list[Any]]:
+        """Lists of up to ``max_`` events that had arrived, each acknowledged after its turn."""
+        channel = self.channel
+        if not isinstance(channel, Topic):
+            raise TypeError(f"batches() needs a leadscore Topic to read, not {channel!r}")
+        channel.flush_when_holding = True
+        self.enable_acks = False  # acknowledged here, once the caller is done with the batch
+        batch: list[Any] = []
+        async for value in self:
+            if value is not FLUSH:
+                batch.append(self.current_event)
+                if len(batch) < max_:
+                    continue
+            if batch:
+                yield batch
+                for event in batch:
+                    await self.ack(event)
+                batch = []
 
     def __aiter__(self) -> AsyncIterator[Any]:
         values = self._gated(cast(AsyncGenerator[Any, None], self._py_aiter()))
@@ -52,6 +104,9 @@ class Stream(faust.Stream[Any]):
             async for value in values:
                 event = self.current_event
                 if event is not None:
+                    if gate.busy and not gate.is_open:  # a commit waits for the held events
+                        yield FLUSH
+                        self.current_event = event
                     await gate.enter(event.message)  # left when the consumer acks it
                 yield value
         finally:
@@ -60,6 +115,16 @@ class Stream(faust.Stream[Any]):
 
 class Topic(faust.Topic):
     """Faust's topic; each send registers with the app's output fence."""
+
+    #: Set on the channel a ``Stream.batches`` reads: waiting for a record while events
+    #: are held hands out ``FLUSH`` first.
+    flush_when_holding = False
+
+    async def __anext__(self) -> Any:
+        # Faust's iterator calls this only when the queue is empty, that is, to wait.
+        if self.flush_when_holding and gate_of(self.app).busy:
+            return FLUSH
+        return await super().__anext__()
 
     async def send(self, **kwargs: Any) -> Any:
         sent = await super().send(**kwargs)
@@ -74,3 +139,13 @@ class FlowControl(FlowControlEvent):
         if self.is_active():
             return  # the buffers hold current records
         super().resume()
+
+
+@contextmanager
+def in_partition_of(event: Any) -> Iterator[None]:
+    """Make ``event`` the current event, as Faust's stream iterator does for each event."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)

@@ -1,0 +1,365 @@
+"""The worker's step: a batch of input records in, everything it causes out, as data.
+
+``process(batch, leads, timers, rules, now)`` decodes each record (or
+dead-letters it), scores it with the pure core against the lead as the batch
+has left it so far, and returns ``Effects``: the output records in the order
+they are to be sent, the lead records to write (one per touched lead: the
+batch's last), the history entries and the tallies for metrics and logs.
+Nothing here knows Faust or Kafka; the agent (``leadscore.stream.app``) sends
+the outputs, writes the leads and acknowledges the batch, and the ordering
+that makes that safe is ``leadscore.stream.faust_ext.ordering``'s.
+
+Law (tests/unit/test_step.py): for a fixed ``now``, any split of a sequence of
+records into consecutive batches gives the same outputs, in the same order, the
+same lead records and the same timer and stage index. Outputs are per record
+(each scored event sends its actions, its score change and the lead's state);
+only the lead records are coalesced, one write per touched lead per batch.
+
+``timers`` (the in-memory timer wheels and stage counts, derived from the lead
+records: ``leadscore.stream.wheel``) is the one piece of state the step
+updates in place: it is an index over the leads, not a store of its own.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from leadscore.codecs.dlq import dlq_headers
+from leadscore.codecs.events import decode_event
+from leadscore.codecs.leads import decode_lead, encode_lead
+from leadscore.errors import InvalidEvent
+from leadscore.scoring import LeadRecord, Rules, apply_event, apply_tick, snapshot
+from leadscore.scoring.engine import Applied
+from leadscore.stream.partitioning import PartitionCheck
+from leadscore.stream.wheel import Timers
+
+TOO_LATE = "too_late"
+FROM_FUTURE = "from_future"
+OUTPUT_TOO_LARGE = "output_too_large"
+
+#: A lead's stored record, by (partition, key); None for a lead never stored.
+Read = Callable[[int, bytes], bytes | None]
+
+#: Where an output goes; the agent maps each to its topic.
+Destination = Literal["actions", "score_changes", "lead_state", "dlq"]
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """One record read from the input topics."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+    tick: bool = False  # a record of the ticks topic: visit the partition's due leads
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    destination: Destination
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """What the agent needs to observe latencies for one scored event."""
+
+    timestamp_ms: int | None  # the input record's Kafka timestamp
+    occurred_ms: int  # the event's time
+    actions: int  # how many actions it caused
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    level: Literal["info", "warning", "error"]
+    message: str
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(slots=True)
+class Effects:
+    outputs: list[Output] = field(default_factory=list)
+    #: Lead records to store, by key: (partition, the lead's last record in the batch).
+    writes: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
+    #: (contact id, sequence number, score change, partition) for each lead's history.
+    history: list[tuple[str, int, dict[str, Any], int]] = field(default_factory=list)
+    scored: list[Scored] = field(default_factory=list)
+    duplicates: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    actions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: (threshold name, seconds from the lead's first event to the crossing)
+    time_to_threshold: list[tuple[str, float]] = field(default_factory=list)
+    rewound: int = 0
+    off_partition: int = 0
+    logs: list[LogLine] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_event_bytes: int
+    max_properties_bytes: int
+    max_output_bytes: int
+    max_ahead_ms: int
+    partitions: int  # of the input topic
+
+
+class Encoders:
+    """The output encoders (Avro or JSON, as configured) and the topic names for size errors."""
+
+    def __init__(
+        self,
+        action: Callable[[dict[str, Any]], bytes],
+        change: Callable[[dict[str, Any]], bytes],
+        state: Callable[[dict[str, Any]], bytes],
+        topic_names: Mapping[str, str],
+    ) -> None:
+        self.action = action
+        self.change = change
+        self.state = state
+        self.topic_names = topic_names
+
+
+def redact_key(key: bytes | None) -> str:
+    from leadscore.logs import redact  # the log module configures logging; keep it lazy
+
+    return redact(key)
+
+
+class _Batch:
+    """One call of ``process``: the leads as the batch has left them, and what it produced."""
+
+    def __init__(
+        self,
+        read: Read,
+        timers: Timers,
+        rules: Rules,
+        now: int,
+        limits: Limits,
+        encoders: Encoders,
+    ) -> None:
+        self.read = read
+        self.timers = timers
+        self.rules = rules
+        self.now = now
+        self.limits = limits
+        self.enc = encoders
+        self.check = PartitionCheck(limits.partitions)
+        self.records: dict[bytes, LeadRecord | None] = {}  # read once per batch
+        self.touched: dict[bytes, int] = {}  # leads to write (to their partition), in order
+        self.effects = Effects()
+
+    def lead(self, key: bytes, partition: int) -> LeadRecord | None:
+        if key in self.records:
+            return self.records[key]
+        stored = self.read(partition, key)
+        record = decode_lead(stored, key) if stored is not None else None
+        self.records[key] = record
+        return record
+
+    def dead_letter(self, record: Input, error: InvalidEvent) -> None:
+        headers = dlq_headers(
+            error, record.topic, record.partition, record.offset, record.timestamp_ms
+        )
+        self.effects.outputs.append(Output("dlq", record.key, record.value, tuple(headers)))
+        self.effects.dead_letters[error.reason] += 1
+        self.effects.logs.append(
+            LogLine(
+                "warning",
+                "dead-lettered reason=%s partition=%s offset=%s contact=%s",
+                (error.reason, record.partition, record.offset, redact_key(record.key)),
+            )
+        )
+
+    def encode(self, applied: Applied) -> tuple[list[Output], bytes]:
+        """An applied step's actions and audit record (in order), and its lead-state value."""
+        outputs = [Output("actions", None, self.enc.action(a.to_dict())) for a in applied.actions]
+        if applied.change is not None:
+            outputs.append(Output("score_changes", None, self.enc.change(applied.change.to_dict())))
+        state = self.enc.state(snapshot(applied.record, self.rules, self.now).to_dict())
+        return outputs, state
+
+    def oversized(self, key: bytes, outputs: list[Output], state: bytes, lead: bytes) -> str | None:
+        """Which record of a step would be over LEADSCORE_MAX_OUTPUT_BYTES, if any."""
+        names = self.enc.topic_names
+        sized = [(names[o.destination], o.value or b"") for o in outputs]
+        sized += [(names["lead_state"], state), (names["leads"], lead)]
+        for topic, value in sized:
+            size = len(key) + len(value)
+            if size > self.limits.max_output_bytes:
+                return f"{topic} record of {size} bytes"
+        return None
+
+    def emit(
+        self, key: bytes, partition: int, applied: Applied, outputs: list[Output], state: bytes
+    ) -> None:
+        effects = self.effects
+        record = applied.record
+        effects.outputs.extend(Output(o.destination, key, o.value) for o in outputs)
+        effects.outputs.append(Output("lead_state", key, state))
+        if applied.change is not None:
+            effects.history.append(
+                (record.contact_id, record.event_count, applied.change.to_dict(), partition)
+            )
+        for action in applied.actions:
+            effects.actions[(action.kind, action.name)] += 1
+            if action.kind == "threshold_crossed":
+                effects.time_to_threshold.append(
+                    (action.name, (record.ref_ms - record.first_event_ms) / 1000)
+                )
+
+    def store(
+        self, key: bytes, partition: int, before: LeadRecord | None, after: LeadRecord
+    ) -> None:
+        self.records[key] = after
+        self.touched[key] = partition
+        self.timers.move(partition, before.stage if before else None, after.stage)
+
+    def event(self, record: Input) -> None:
+        limits = self.limits
+        try:
+            engagement = decode_event(
+                record.key, record.value, limits.max_event_bytes, limits.max_properties_bytes
+            )
+        except InvalidEvent as error:
+            self.dead_letter(record, error)
+            return
+        key = engagement.contact_id.encode("utf-8")  # the record's key: decode_event checks it
+        if not self.check.on_partition(key, record.partition):
+            self.effects.off_partition += 1
+        before = self.lead(key, record.partition)
+        now = self.now
+        applied = apply_event(before, engagement, self.rules, now, limits.max_ahead_ms)
+        if applied.status == FROM_FUTURE:
+            ahead = (engagement.occurred_at - now) / 1000
+            self.dead_letter(
+                record,
+                InvalidEvent(
+                    FROM_FUTURE,
+                    f"occurred_at is {ahead:.0f} s ahead of the worker's clock; the limit is "
+                    f"LEADSCORE_MAX_CLOCK_SKEW_SECONDS={limits.max_ahead_ms / 1000:g}",
+                ),
+            )
+            return
+        if applied.status == "duplicate":
+            self.effects.duplicates += 1
+            return
+        if applied.status == TOO_LATE:
+            self.dead_letter(
+                record,
+                InvalidEvent(
+                    TOO_LATE,
+                    "event is older than this lead's dedupe horizon; it cannot be checked "
+                    "for duplicates, so it is not scored",
+                ),
+            )
+            return
+        if applied.rewound:
+            self.effects.rewound += 1
+            self.effects.logs.append(
+                LogLine(
+                    "warning",
+                    "lead %s was dated in the future by an earlier event; its clock is set "
+                    "back to now (see README: future-dated events)",
+                    (redact_key(key),),
+                )
+            )
+        updated = applied.record
+        outputs, state = self.encode(applied)
+        too_large = self.oversized(key, outputs, state, encode_lead(updated))
+        if too_large is not None:
+            limit = f"LEADSCORE_MAX_OUTPUT_BYTES={limits.max_output_bytes}"
+            self.dead_letter(
+                record,
+                InvalidEvent(OUTPUT_TOO_LARGE, f"scoring it makes a {too_large}; {limit}"),
+            )
+            return
+        wheel = self.timers.wheel(record.partition, now)
+        updated.due_ms = wheel.reschedule(
+            engagement.contact_id, before.due_ms if before else None, updated.due_ms
+        )
+        self.emit(key, record.partition, applied, outputs, state)
+        self.store(key, record.partition, before, updated)
+        self.effects.scored.append(
+            Scored(record.timestamp_ms, engagement.occurred_at, len(applied.actions))
+        )
+
+    def tick(self, partition: int) -> None:
+        """Re-assess the leads of ``partition`` whose decay crossing time has come."""
+        now = self.now
+        wheel = self.timers.wheel(partition, now)
+        visited = changed = 0
+        for due in wheel.take_due(now):
+            for contact in due.contacts:
+                key = contact.encode("utf-8")
+                before = self.lead(key, partition)
+                if before is None or before.due_ms is None:
+                    continue
+                if before.due_ms // wheel.slot_ms != due.slot:
+                    continue  # rescheduled since; its current slot holds it
+                visited += 1
+                applied = apply_tick(before, self.rules, now)
+                updated = applied.record
+                updated.due_ms = wheel.reschedule(contact, None, updated.due_ms)
+                if applied.actions:
+                    changed += 1
+                    outputs, state = self.encode(applied)
+                    too_large = self.oversized(key, outputs, state, encode_lead(updated))
+                    if too_large is None:
+                        self.emit(key, partition, applied, outputs, state)
+                    else:  # only if the limit was lowered since the lead's last event
+                        self.effects.logs.append(
+                            LogLine(
+                                "error",
+                                "timer: lead %s's stage change is not sent: it makes a %s, "
+                                "over LEADSCORE_MAX_OUTPUT_BYTES=%s",
+                                (redact_key(key), too_large, self.limits.max_output_bytes),
+                            )
+                        )
+                self.store(key, partition, before, updated)
+        if visited:
+            self.effects.logs.append(
+                LogLine(
+                    "info",
+                    "timer: partition %s re-assessed %s due lead(s), %s changed stage",
+                    (partition, visited, changed),
+                )
+            )
+
+    def finish(self) -> Effects:
+        effects = self.effects
+        for key, partition in self.touched.items():
+            record = self.records[key]
+            if record is not None:
+                effects.writes[key] = (partition, encode_lead(record))
+        return effects
+
+
+def process(
+    batch: Iterable[Input],
+    read: Read,
+    timers: Timers,
+    rules: Rules,
+    now: int,
+    limits: Limits,
+    encoders: Encoders,
+) -> Effects:
+    """Score ``batch`` against the stored leads at processing time ``now``: see the module doc.
+
+    ``read(partition, key)`` is a lead's stored record (None for a new lead); a lead
+    lives in the partition its records arrive on.
+    """
+    step = _Batch(read, timers, rules, now, limits, encoders)
+    for record in batch:
+        if record.tick:
+            step.tick(record.partition)
+        else:
+            step.event(record)
+    return step.finish()

@@ -1,0 +1,77 @@
+"""The lead record's binary encoding (leadscore.codecs.leads)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leadscore.codecs.leads import decode_lead, encode_lead, peek_lead
+from leadscore.errors import UnreadableLead
+from leadscore.scoring import EngagementEvent, LeadRecord, apply_event, apply_tick, load_rules
+from leadscore.scoring.rules import MS_PER_DAY
+
+RULES = load_rules()
+T0 = 1_763_888_400_000
+KEY = b"ada@example.com"
+TYPES = ["page_view", "email_open", "download", "signup", "demo_request", "webinar_attended"]
+
+histories = st.lists(
+    st.tuples(
+        st.sampled_from(TYPES),
+        st.integers(min_value=0, max_value=9 * MS_PER_DAY),
+        st.dictionaries(
+            st.sampled_from(["title", "company_size", "country", "seniority"]),
+            st.text(max_size=30),
+            max_size=3,
+        ),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+def lead_of(history: list[tuple[str, int, dict[str, str]]], account: str | None) -> LeadRecord:
+    record: LeadRecord | None = None
+    for i, (kind, offset, properties) in enumerate(history):
+        event = EngagementEvent(
+            event_id=f"id-{i}",
+            contact_id=KEY.decode(),
+            account_id=account,
+            type=kind,
+            occurred_at=T0 + offset,
+            properties=properties,
+        )
+        record = apply_event(record, event, RULES, T0 + offset + 5).record
+    assert record is not None
+    return apply_tick(record, RULES, T0 + 20 * MS_PER_DAY).record
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    histories,
+    st.one_of(st.none(), st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=20)),
+)
+def test_a_lead_record_reads_back_as_written(history, account) -> None:
+    record = lead_of(history, account)
+    raw = encode_lead(record)
+    assert decode_lead(raw, KEY) == record
+    assert peek_lead(raw) == (record.due_ms, record.stage)
+
+
+@settings(max_examples=50, deadline=None)
+@given(histories)
+def test_a_record_written_as_json_before_the_binary_encoding_is_still_read(history) -> None:
+    record = lead_of(history, "acme")
+    written_before = orjson.dumps(record.to_dict())
+    assert decode_lead(written_before, KEY) == record
+    assert peek_lead(written_before) == (record.due_ms, record.stage)
+    assert len(encode_lead(record)) < len(written_before) / 2
+
+
+def test_a_record_of_an_unknown_version_is_refused_by_name() -> None:
+    raw = bytearray(encode_lead(lead_of([("signup", 0, {})], None)))
+    raw[0] = 9
+    with pytest.raises(UnreadableLead, match="version 9"):
+        decode_lead(bytes(raw), KEY)
