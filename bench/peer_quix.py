@@ -10,7 +10,8 @@ branches. The per-event work is leadscore's own: the same decoder and the same
 pure scoring core with the default rules, so the comparison is the framework,
 not the rules. It writes what leadscore writes per event (the lead snapshot,
 the audit record, the actions) as JSON; it has no timer wheel, score history
-or census, which leadscore keeps in memory (wheel, census) and in a history table.
+or census, which leadscore keeps in memory (wheel, census) and as offsets of the
+audit records in each lead record (history).
 
 Runs in its own virtualenv (``make peer-venv``): Quix Streams 3.28 pins
 confluent-kafka below 2.13, leadscore's own pin starts at 2.16.

@@ -157,7 +157,8 @@ class Settings(BaseSettings):
         20,
         ge=0,
         le=1000,
-        description="Score changes kept per lead for /leads/{id}/history (0: none)",
+        description="Score changes per lead whose place on the score-changes topic the lead "
+        "record keeps, for /leads/{id}/history (0: none)",
     )
     api_expose_pii: bool = Field(
         False,

@@ -76,3 +76,7 @@ class UntestedVersions(LeadscoreError):
 
 class UnreadableLead(LeadscoreError):
     """A stored lead record in no encoding this version reads (written by a newer one)."""
+
+
+class HistoryUnavailable(LeadscoreError):
+    """The score-changes topic did not answer a history read in time."""

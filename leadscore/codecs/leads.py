@@ -66,6 +66,8 @@ def encode_lead(record: LeadRecord) -> bytes:
         record.disqualified_by,
         record.requalified_ms,
         record.assessed_ms - ref,
+        record.change_partition,
+        _back_from_last(record.change_offsets),
     )
     stage = record.stage.encode("utf-8")
     due = -1 if record.due_ms is None else record.due_ms
@@ -100,6 +102,8 @@ def decode_lead(raw: bytes, key: bytes) -> LeadRecord:
         disqualified_by,
         requalified_ms,
         assessed_ahead,
+        change_partition,
+        change_offsets,
     ) = _decode(raw[start:])
     ref_hour = ref // MS_PER_HOUR
     return LeadRecord(
@@ -132,7 +136,24 @@ def decode_lead(raw: bytes, key: bytes) -> LeadRecord:
         requalified_ms=requalified_ms,
         assessed_ms=ref + assessed_ahead,
         due_ms=due,
+        change_partition=change_partition,
+        change_offsets=_from_last(change_offsets),
     )
+
+
+def _back_from_last(offsets: list[int]) -> list[int]:
+    """[last, last - each earlier one...]: small numbers after the first."""
+    if not offsets:
+        return []
+    last = offsets[-1]
+    return [last, *(last - o for o in offsets[:-1])]
+
+
+def _from_last(packed: list[int]) -> list[int]:
+    if not packed:
+        return []
+    last = packed[0]
+    return [*(last - back for back in packed[1:]), last]
 
 
 def peek_lead(raw: bytes) -> tuple[int | None, str]:

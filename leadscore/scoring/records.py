@@ -72,6 +72,10 @@ class LeadRecord:
     requalified_ms: int = -1  # event time of the latest re-qualifying event
     assessed_ms: int = 0  # time the stage and thresholds were last evaluated at
     due_ms: int | None = None  # when decay next changes the stage or re-arms a threshold
+    # Where the lead's latest score changes are on the score-changes topic (the worker's
+    # history of the lead; the scoring core neither reads nor writes them).
+    change_partition: int = -1
+    change_offsets: list[int] = field(default_factory=list)  # oldest first
 
     @property
     def disqualified(self) -> bool:
@@ -103,6 +107,8 @@ class LeadRecord:
             "requalified_ms": self.requalified_ms,
             "assessed_ms": self.assessed_ms,
             "due_ms": self.due_ms,
+            "change_partition": self.change_partition,
+            "change_offsets": self.change_offsets,
         }
 
     @classmethod
@@ -136,6 +142,8 @@ class LeadRecord:
             requalified_ms=int(data.get("requalified_ms", -1)),
             assessed_ms=int(data.get("assessed_ms", data["ref_ms"])),
             due_ms=data.get("due_ms"),
+            change_partition=int(data.get("change_partition", -1)),
+            change_offsets=[int(o) for o in data.get("change_offsets", [])],
         )
 
 

@@ -1,8 +1,11 @@
 """The Faust app: the ``leads`` table and the ``score`` agent.
 
-Per input record, in one processing step: decode (or dead-letter), apply the
-pure scoring core, send actions, the audit record and the lead snapshot, then
-write the table. Offsets are committed by Faust after the step completes.
+Per batch of input records (what has arrived, up to LEADSCORE_BATCH_MAX_EVENTS):
+``leadscore.stream.step.process`` decodes (or dead-letters), scores and says
+what to send and write; the agent sends the actions, audit records and lead
+snapshots, waits for where the audit records landed (each lead's history), and
+writes each touched lead once. The batch is acknowledged after that, and Faust
+commits acknowledged offsets (``faust_ext.ordering`` holds the order).
 
 Decay-driven changes: each lead's next crossing time is in its lead record and
 indexed by a per-partition timer wheel in memory, rebuilt from the lead records
@@ -26,7 +29,7 @@ from typing import Any, NoReturn, cast
 
 import faust
 
-from leadscore.codecs.leads import peek_lead
+from leadscore.codecs.leads import encode_lead, peek_lead
 from leadscore.codecs.outputs import encoder
 from leadscore.config import PRODUCER_MAX_REQUEST_BYTES, Settings
 from leadscore.kafka_admin import TopicSpec
@@ -48,7 +51,7 @@ from leadscore.scoring import Rules
 from leadscore.stream.faust_ext import App, broker_urls
 from leadscore.stream.faust_ext.consumer import Consumer, heal_head_holes, stuck_commits
 from leadscore.stream.faust_ext.streams import Stream, in_partition_of
-from leadscore.stream.history import History
+from leadscore.stream.history import ChangeReader, keep_change
 from leadscore.stream.step import Effects, Encoders, Input, Limits, process
 from leadscore.stream.ticks import Ticker
 from leadscore.stream.web import api_middleware, install_web, not_ready, owned_partitions
@@ -269,7 +272,7 @@ def build_app(
     score_changes = app.topic(settings.score_changes_topic, schema=RAW)
     dlq = app.topic(settings.dlq_topic, schema=RAW)
 
-    # Each table partition is its own RocksDB store (2 tables x the partitions owned).
+    # Each table partition is its own RocksDB store (one per partition owned).
     # Faust's defaults (64 MiB memtables, three per store, and a 2 GiB block cache each)
     # would let a dozen stores grow past any memory budget; these bound a store to about
     # 2 x write buffer + block cache.
@@ -292,10 +295,7 @@ def build_app(
         )
 
     leads = raw_table("leads", "lead records by contact id")
-    history = History(
-        raw_table("history", "each lead's latest score changes (a bounded ring per lead)"),
-        settings.history_size,
-    )
+    history_size = settings.history_size
     slot_ms = max(1, int(settings.timer_interval_seconds * 1000))
     timers = Timers(slot_ms)
 
@@ -407,16 +407,21 @@ def build_app(
                 return cast(bytes | None, leads.get(key))
 
         effects = process(inputs_of(events), read, timers, rules, clock(), limits, encoders)
+        changes: list[tuple[bytes, Any]] = []
         for output in effects.outputs:
-            await destinations[output.destination].send(
-                key=output.key, value=output.value, headers=list(output.headers) or None
-            )  # fenced: see faust_ext.ordering
-        for key, (partition, value) in effects.writes.items():
+            # Under exactly_once an output joins the transaction of its source's partition.
+            with in_partition_of(of_partition[output.source]):
+                sent = await destinations[output.destination].send(
+                    key=output.key, value=output.value, headers=list(output.headers) or None
+                )  # fenced: see faust_ext.ordering
+            if output.destination == "score_changes" and output.key is not None and history_size:
+                changes.append((output.key, sent))
+        for key, sent in changes:  # where each landed: the lead's history (stream.history)
+            landed = await sent
+            keep_change(effects.writes[key][1], landed.partition, landed.offset, history_size)
+        for key, (partition, record) in effects.writes.items():
             with in_partition_of(of_partition[partition]):
-                leads[key] = value
-        for contact, seq, change, partition in effects.history:
-            with in_partition_of(of_partition[partition]):
-                history.record(contact, seq, change)
+                leads[key] = encode_lead(record)
         for line in effects.logs:
             log.log(log_levels[line.level], line.message, *line.args)
         observe(effects, started)
@@ -434,7 +439,7 @@ def build_app(
         install_web(
             app,
             leads,
-            history,
+            ChangeReader(settings),
             rules,
             settings,
             clock,

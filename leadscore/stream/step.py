@@ -1,10 +1,10 @@
 """The worker's step: a batch of input records in, everything it causes out, as data.
 
-``process(batch, leads, timers, rules, now)`` decodes each record (or
+``process(batch, read, timers, rules, now, ...)`` decodes each record (or
 dead-letters it), scores it with the pure core against the lead as the batch
 has left it so far, and returns ``Effects``: the output records in the order
 they are to be sent, the lead records to write (one per touched lead: the
-batch's last), the history entries and the tallies for metrics and logs.
+batch's last) and the tallies for metrics and logs.
 Nothing here knows Faust or Kafka; the agent (``leadscore.stream.app``) sends
 the outputs, writes the leads and acknowledges the batch, and the ordering
 that makes that safe is ``leadscore.stream.faust_ext.ordering``'s.
@@ -65,6 +65,9 @@ class Output:
     destination: Destination
     key: bytes | None
     value: bytes | None
+    #: The input partition whose record caused it: under exactly_once an output goes
+    #: in the transaction of that partition, with the record's offset.
+    source: int
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
@@ -88,9 +91,9 @@ class LogLine:
 class Effects:
     outputs: list[Output] = field(default_factory=list)
     #: Lead records to store, by key: (partition, the lead's last record in the batch).
-    writes: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
-    #: (contact id, sequence number, score change, partition) for each lead's history.
-    history: list[tuple[str, int, dict[str, Any], int]] = field(default_factory=list)
+    #: The agent encodes them (``encode_lead``) once it has added where their score
+    #: changes landed (``leadscore.stream.history``).
+    writes: dict[bytes, tuple[int, LeadRecord]] = field(default_factory=dict)
     scored: list[Scored] = field(default_factory=list)
     duplicates: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
@@ -168,7 +171,9 @@ class _Batch:
         headers = dlq_headers(
             error, record.topic, record.partition, record.offset, record.timestamp_ms
         )
-        self.effects.outputs.append(Output("dlq", record.key, record.value, tuple(headers)))
+        self.effects.outputs.append(
+            Output("dlq", record.key, record.value, record.partition, tuple(headers))
+        )
         self.effects.dead_letters[error.reason] += 1
         self.effects.logs.append(
             LogLine(
@@ -178,11 +183,14 @@ class _Batch:
             )
         )
 
-    def encode(self, applied: Applied) -> tuple[list[Output], bytes]:
+    def encode(self, applied: Applied, source: int) -> tuple[list[Output], bytes]:
         """An applied step's actions and audit record (in order), and its lead-state value."""
-        outputs = [Output("actions", None, self.enc.action(a.to_dict())) for a in applied.actions]
+        outputs = [
+            Output("actions", None, self.enc.action(a.to_dict()), source) for a in applied.actions
+        ]
         if applied.change is not None:
-            outputs.append(Output("score_changes", None, self.enc.change(applied.change.to_dict())))
+            change = self.enc.change(applied.change.to_dict())
+            outputs.append(Output("score_changes", None, change, source))
         state = self.enc.state(snapshot(applied.record, self.rules, self.now).to_dict())
         return outputs, state
 
@@ -198,16 +206,12 @@ class _Batch:
         return None
 
     def emit(
-        self, key: bytes, partition: int, applied: Applied, outputs: list[Output], state: bytes
+        self, key: bytes, source: int, applied: Applied, outputs: list[Output], state: bytes
     ) -> None:
         effects = self.effects
         record = applied.record
-        effects.outputs.extend(Output(o.destination, key, o.value) for o in outputs)
-        effects.outputs.append(Output("lead_state", key, state))
-        if applied.change is not None:
-            effects.history.append(
-                (record.contact_id, record.event_count, applied.change.to_dict(), partition)
-            )
+        effects.outputs.extend(Output(o.destination, key, o.value, source) for o in outputs)
+        effects.outputs.append(Output("lead_state", key, state, source))
         for action in applied.actions:
             effects.actions[(action.kind, action.name)] += 1
             if action.kind == "threshold_crossed":
@@ -272,7 +276,7 @@ class _Batch:
                 )
             )
         updated = applied.record
-        outputs, state = self.encode(applied)
+        outputs, state = self.encode(applied, record.partition)
         too_large = self.oversized(key, outputs, state, encode_lead(updated))
         if too_large is not None:
             limit = f"LEADSCORE_MAX_OUTPUT_BYTES={limits.max_output_bytes}"
@@ -310,7 +314,7 @@ class _Batch:
                 updated.due_ms = wheel.reschedule(contact, None, updated.due_ms)
                 if applied.actions:
                     changed += 1
-                    outputs, state = self.encode(applied)
+                    outputs, state = self.encode(applied, partition)
                     too_large = self.oversized(key, outputs, state, encode_lead(updated))
                     if too_large is None:
                         self.emit(key, partition, applied, outputs, state)
@@ -338,7 +342,7 @@ class _Batch:
         for key, partition in self.touched.items():
             record = self.records[key]
             if record is not None:
-                effects.writes[key] = (partition, encode_lead(record))
+                effects.writes[key] = (partition, record)
         return effects
 
 

@@ -16,6 +16,7 @@ metrics.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -40,9 +41,10 @@ from leadscore.api import (
 )
 from leadscore.codecs.leads import decode_lead
 from leadscore.config import Settings
+from leadscore.errors import HistoryUnavailable
 from leadscore.metrics import API_LATENCY, API_REQUESTS, exposition
 from leadscore.scoring import LeadRecord, Rules
-from leadscore.stream.history import History
+from leadscore.stream.history import ChangeReader
 from leadscore.stream.partitioning import key_partition
 
 log = logging.getLogger("leadscore.web")
@@ -158,7 +160,7 @@ def _ident(url: URL) -> tuple[str, int]:
 def install_web(
     app: faust.App,
     leads: Any,
-    history: History,
+    history: ChangeReader,
     rules: Rules,
     settings: Settings,
     clock: Callable[[], int],
@@ -202,7 +204,9 @@ def install_web(
             raise unavailable("the worker that owns this lead did not answer") from None
 
     async def on_owner(
-        request: Request, contact_id: str, answer: Callable[[LeadRecord], dict[str, Any]]
+        request: Request,
+        contact_id: str,
+        answer: Callable[[LeadRecord], dict[str, Any] | Awaitable[dict[str, Any]]],
     ) -> Response:
         """Answer on this worker if it owns the lead, else forward to the owner."""
         check_contact_id(contact_id)
@@ -225,7 +229,10 @@ def install_web(
         stored = leads.get(contact_id.encode("utf-8"))
         if stored is None:
             raise ApiError(404, "not_found", "no lead with this contact id")
-        return aioweb.json_response(answer(decode_lead(stored, contact_id.encode("utf-8"))))  # type: ignore[return-value]
+        body = answer(decode_lead(stored, contact_id.encode("utf-8")))
+        if inspect.isawaitable(body):
+            body = await body
+        return aioweb.json_response(body)  # type: ignore[return-value]
 
     def query(request: Request, name: str) -> str | None:
         value: str | None = request.query.get(name)
@@ -253,8 +260,12 @@ def install_web(
         async def get(self, request: Request, contact_id: str) -> Response:
             limit = check_limit(query(request, "limit"), history.size)
 
-            def answer(record: LeadRecord) -> dict[str, Any]:
-                changes = history.latest(record.contact_id, record.event_count, limit)
+            async def answer(record: LeadRecord) -> dict[str, Any]:
+                try:
+                    changes = await history.latest(record, limit)
+                except HistoryUnavailable as error:
+                    log.warning("history read failed: %s", error)
+                    raise unavailable("the score-changes topic did not answer") from None
                 return history_body(record, changes, history.size)
 
             return await on_owner(request, contact_id, answer)

@@ -52,9 +52,11 @@ def lead_of(history: list[tuple[str, int, dict[str, str]]], account: str | None)
 @given(
     histories,
     st.one_of(st.none(), st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=20)),
+    st.lists(st.integers(min_value=0, max_value=2**62), max_size=20, unique=True).map(sorted),
 )
-def test_a_lead_record_reads_back_as_written(history, account) -> None:
+def test_a_lead_record_reads_back_as_written(history, account, offsets) -> None:
     record = lead_of(history, account)
+    record.change_offsets, record.change_partition = offsets, (5 if offsets else -1)
     raw = encode_lead(record)
     assert decode_lead(raw, KEY) == record
     assert peek_lead(raw) == (record.due_ms, record.stage)

@@ -9,7 +9,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadscore.codecs.leads import decode_lead
+from leadscore.codecs.leads import decode_lead, encode_lead
 from leadscore.codecs.outputs import encoder
 from leadscore.config import Settings
 from leadscore.scoring import load_rules
@@ -67,7 +67,6 @@ def run(batches: list[list[Input]], now: int = NOW) -> tuple[dict[bytes, bytes],
         effects = process(batch, reader(leads), timers, RULES, now, LIMITS, ENCODERS)
         leads.update(written(effects))
         every.outputs += effects.outputs
-        every.history += effects.history
         every.scored += effects.scored
         every.duplicates += effects.duplicates
         every.dead_letters += effects.dead_letters
@@ -80,7 +79,7 @@ def reader(leads: dict[bytes, bytes]) -> Read:
 
 
 def written(effects: Effects) -> dict[bytes, bytes]:
-    return {key: value for key, (_partition, value) in effects.writes.items()}
+    return {key: encode_lead(record) for key, (_partition, record) in effects.writes.items()}
 
 
 def split(records: list[Input], cuts: list[int]) -> list[list[Input]]:
@@ -142,7 +141,6 @@ def test_any_split_into_batches_gives_the_same_outputs_and_state(spec, cuts) -> 
     leads, timers, split_run = run(split(inputs, cuts))
     assert leads == one_leads
     assert split_run.outputs == one.outputs
-    assert split_run.history == one.history
     assert (split_run.duplicates, split_run.dead_letters, split_run.actions) == (
         one.duplicates,
         one.dead_letters,
@@ -165,10 +163,10 @@ def test_a_batch_writes_each_touched_lead_once_and_sends_every_event_s_outputs()
     ]
     effects = process(batch, reader({}), Timers(SLOT_MS), RULES, NOW, LIMITS, ENCODERS)
     assert list(effects.writes) == [b"ada", b"bob"]
-    assert [p for p, _ in effects.writes.values()] == [
-        key_partition(b"ada", 4),
-        key_partition(b"bob", 4),
-    ]
+    homes = [key_partition(b"ada", PARTITIONS), key_partition(b"bob", PARTITIONS)]
+    assert [p for p, _ in effects.writes.values()] == homes
+    sources = {(o.key, o.source) for o in effects.outputs}
+    assert sources == {(b"ada", homes[0]), (b"bob", homes[1])}, "each output names its record"
     assert decode_lead(written(effects)[b"ada"], b"ada").event_count == 3
     kinds = [(o.destination, o.key) for o in effects.outputs if o.destination != "actions"]
     assert kinds == [
