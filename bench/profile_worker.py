@@ -37,8 +37,9 @@ COSTS: list[tuple[str, tuple[str, ...]]] = [
     ("codecs (event decode, output and lead JSON)", ("leadscore/codecs/",)),
     ("metrics, census and timer wheel", ("leadscore/metrics", "prometheus_client", "wheel.py")),
     (
-        "output records (Faust topic send, aiokafka producer and sender)",
+        "output records (librdkafka or Faust topic send, aiokafka producer and sender)",
         (
+            "stream/sender.py",
             "Topic.send",
             "publish_message",
             "aiokafka/producer",
@@ -57,6 +58,7 @@ COSTS: list[tuple[str, tuple[str, ...]]] = [
             "faust_ext/streams",
         ),
     ),
+    ("the step's own work and the agent (stream/step.py, stream/app.py)", ("leadscore/stream/",)),
     ("event loop waiting (epoll)", ("EpollSelector.select",)),
 ]
 OTHER = "other (asyncio, aiokafka connection I/O, Faust/mode services)"
@@ -80,6 +82,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=60_000)
     parser.add_argument("--contacts", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--stacks", type=Path, help="also keep py-spy's raw stacks here")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     bootstrap, started_broker = ensure_broker()
@@ -118,6 +121,8 @@ def main() -> None:
             recorder.wait(60)
             running.stop()
             counts = bucket(stacks)
+            if args.stacks:
+                shutil.copyfile(stacks, args.stacks)
             for d in (deployment, workload):
                 d.delete_topics()
     finally:

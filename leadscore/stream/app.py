@@ -50,8 +50,11 @@ from leadscore.metrics import (
 from leadscore.scoring import Rules
 from leadscore.stream.faust_ext import App, broker_urls
 from leadscore.stream.faust_ext.consumer import Consumer, heal_head_holes, stuck_commits
+from leadscore.stream.faust_ext.ordering import outputs_of
 from leadscore.stream.faust_ext.streams import Stream, in_partition_of
 from leadscore.stream.history import ChangeReader, keep_change
+from leadscore.stream.partitioning import PartitionCheck
+from leadscore.stream.sender import DirectSender
 from leadscore.stream.step import Effects, Encoders, Input, Limits, process
 from leadscore.stream.ticks import Ticker
 from leadscore.stream.web import api_middleware, install_web, not_ready, owned_partitions
@@ -343,6 +346,7 @@ def build_app(
             "leads": leads.changelog_topic.get_topic_name(),
         },
     )
+    partition_check = PartitionCheck(partitions)
     log_levels = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
     def observe(effects: Effects, started: float) -> None:
@@ -353,10 +357,11 @@ def build_app(
             EVENTS.labels("dead_lettered").inc(sum(effects.dead_letters.values()))
         if effects.rewound:
             REWOUND.inc(effects.rewound)
+        partition_check.count(effects.off_partition)  # warns at most once a minute
         if not metrics_on:
             return
         if effects.off_partition:
-            OFF_PARTITION.inc(effects.off_partition)
+            OFF_PARTITION.inc(sum(effects.off_partition.values()))
         if effects.duplicates:
             EVENTS.labels("duplicate").inc(effects.duplicates)
         for (kind, name), count in effects.actions.items():
@@ -396,17 +401,27 @@ def build_app(
                 tick=message.topic == ticks,
             )
 
-    async def step(events: list[Any]) -> None:
-        """One batch: process it, send its outputs, write its leads (fenced behind them)."""
-        started = time.perf_counter()
-        # The table reads and writes the partition of the current event: one per partition.
-        of_partition = {event.message.partition: event for event in events}
+    # at_least_once: outputs through librdkafka, a delivery fence per batch (stream.sender);
+    # exactly_once: through Faust's topics, each in its source partition's transaction.
+    direct = (
+        DirectSender(settings, outputs_of(app))
+        if settings.processing_guarantee == "at_least_once"
+        else None
+    )
+    topic_names = {name: topic.get_topic_name() for name, topic in destinations.items()}
 
-        def read(partition: int, key: bytes) -> bytes | None:
-            with in_partition_of(of_partition[partition]):
-                return cast(bytes | None, leads.get(key))
+    async def send_direct(sender: DirectSender, effects: Effects) -> None:
+        outputs = effects.outputs
+        landed = await sender.send_all(
+            [(topic_names[o.destination], o.key, o.value, list(o.headers) or None) for o in outputs]
+        )
+        if not history_size:
+            return
+        for output, (partition, offset) in zip(outputs, landed, strict=True):
+            if output.destination == "score_changes" and output.key is not None:
+                keep_change(effects.writes[output.key][1], partition, offset, history_size)
 
-        effects = process(inputs_of(events), read, timers, rules, clock(), limits, encoders)
+    async def send_in_transactions(effects: Effects, of_partition: dict[int, Any]) -> None:
         changes: list[tuple[bytes, Any]] = []
         for output in effects.outputs:
             # Under exactly_once an output joins the transaction of its source's partition.
@@ -419,6 +434,22 @@ def build_app(
         for key, sent in changes:  # where each landed: the lead's history (stream.history)
             landed = await sent
             keep_change(effects.writes[key][1], landed.partition, landed.offset, history_size)
+
+    async def step(events: list[Any]) -> None:
+        """One batch: process it, send its outputs, write its leads (fenced behind them)."""
+        started = time.perf_counter()
+        # The table reads and writes the partition of the current event: one per partition.
+        of_partition = {event.message.partition: event for event in events}
+
+        def read(partition: int, key: bytes) -> bytes | None:
+            with in_partition_of(of_partition[partition]):
+                return cast(bytes | None, leads.get(key))
+
+        effects = process(inputs_of(events), read, timers, rules, clock(), limits, encoders)
+        if direct is not None:
+            await send_direct(direct, effects)
+        else:
+            await send_in_transactions(effects, of_partition)
         for key, (partition, record) in effects.writes.items():
             with in_partition_of(of_partition[partition]):
                 leads[key] = encode_lead(record)

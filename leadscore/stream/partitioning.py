@@ -47,7 +47,14 @@ class PartitionCheck:
         """Whether ``key`` belongs on ``partition``; if not, count it (and maybe say so)."""
         if key_partition(key, self.partitions) == partition:
             return True
-        self.unsaid[partition] += 1
+        self.count(Counter({partition: 1}))
+        return False
+
+    def count(self, off: Counter[int]) -> None:
+        """Count events found off their key's partition (by partition); maybe say so."""
+        if not off:
+            return
+        self.unsaid.update(off)
         now = self.clock()
         if self.said_at is None or now - self.said_at >= self.every:
             self.said_at = now
@@ -61,4 +68,3 @@ class PartitionCheck:
                 counts,
             )
             self.unsaid.clear()
-        return False

@@ -33,7 +33,7 @@ from leadscore.codecs.leads import decode_lead, encode_lead
 from leadscore.errors import InvalidEvent
 from leadscore.scoring import LeadRecord, Rules, apply_event, apply_tick, snapshot
 from leadscore.scoring.engine import Applied
-from leadscore.stream.partitioning import PartitionCheck
+from leadscore.stream.partitioning import key_partition
 from leadscore.stream.wheel import Timers
 
 TOO_LATE = "too_late"
@@ -101,7 +101,8 @@ class Effects:
     #: (threshold name, seconds from the lead's first event to the crossing)
     time_to_threshold: list[tuple[str, float]] = field(default_factory=list)
     rewound: int = 0
-    off_partition: int = 0
+    #: events that arrived on another partition than their key's, by partition
+    off_partition: Counter[int] = field(default_factory=Counter)
     logs: list[LogLine] = field(default_factory=list)
 
 
@@ -154,7 +155,6 @@ class _Batch:
         self.now = now
         self.limits = limits
         self.enc = encoders
-        self.check = PartitionCheck(limits.partitions)
         self.records: dict[bytes, LeadRecord | None] = {}  # read once per batch
         self.touched: dict[bytes, int] = {}  # leads to write (to their partition), in order
         self.effects = Effects()
@@ -236,8 +236,8 @@ class _Batch:
             self.dead_letter(record, error)
             return
         key = engagement.contact_id.encode("utf-8")  # the record's key: decode_event checks it
-        if not self.check.on_partition(key, record.partition):
-            self.effects.off_partition += 1
+        if key_partition(key, self.limits.partitions) != record.partition:
+            self.effects.off_partition[record.partition] += 1
         before = self.lead(key, record.partition)
         now = self.now
         applied = apply_event(before, engagement, self.rules, now, limits.max_ahead_ms)
