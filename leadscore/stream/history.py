@@ -85,9 +85,3 @@ class ChangeReader:
         return await loop.run_in_executor(
             None, self._read, record.contact_id, record.change_partition, wanted
         )
-
-    def close(self) -> None:
-        with self._lock:
-            if self._consumer is not None:
-                self._consumer.close()
-                self._consumer = None

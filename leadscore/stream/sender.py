@@ -93,6 +93,3 @@ class DirectSender:
                 f"writes are held back: {failures[0]}"
             )
         return landed
-
-    def close(self) -> None:
-        self.producer.flush(10)

@@ -31,6 +31,7 @@ from leadscore.codecs.dlq import dlq_headers
 from leadscore.codecs.events import decode_event
 from leadscore.codecs.leads import decode_lead, encode_lead
 from leadscore.errors import InvalidEvent
+from leadscore.logs import redact
 from leadscore.scoring import LeadRecord, Rules, apply_event, apply_tick, snapshot
 from leadscore.scoring.engine import Applied
 from leadscore.stream.partitioning import key_partition
@@ -131,12 +132,6 @@ class Encoders:
         self.topic_names = topic_names
 
 
-def redact_key(key: bytes | None) -> str:
-    from leadscore.logs import redact  # the log module configures logging; keep it lazy
-
-    return redact(key)
-
-
 class _Batch:
     """One call of ``process``: the leads as the batch has left them, and what it produced."""
 
@@ -179,7 +174,7 @@ class _Batch:
             LogLine(
                 "warning",
                 "dead-lettered reason=%s partition=%s offset=%s contact=%s",
-                (error.reason, record.partition, record.offset, redact_key(record.key)),
+                (error.reason, record.partition, record.offset, redact(record.key)),
             )
         )
 
@@ -272,7 +267,7 @@ class _Batch:
                     "warning",
                     "lead %s was dated in the future by an earlier event; its clock is set "
                     "back to now (see README: future-dated events)",
-                    (redact_key(key),),
+                    (redact(key),),
                 )
             )
         updated = applied.record
@@ -324,7 +319,7 @@ class _Batch:
                                 "error",
                                 "timer: lead %s's stage change is not sent: it makes a %s, "
                                 "over LEADSCORE_MAX_OUTPUT_BYTES=%s",
-                                (redact_key(key), too_large, self.limits.max_output_bytes),
+                                (redact(key), too_large, self.limits.max_output_bytes),
                             )
                         )
                 self.store(key, partition, before, updated)
