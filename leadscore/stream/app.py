@@ -18,6 +18,7 @@ step (and in its transaction under exactly_once).
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -25,6 +26,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
 import faust
@@ -47,7 +49,7 @@ from leadscore.metrics import (
     set_build_info,
     watch_worker,
 )
-from leadscore.scoring import Rules
+from leadscore.scoring import LeadRecord, Rules
 from leadscore.stream.faust_ext import App, broker_urls
 from leadscore.stream.faust_ext.consumer import Consumer, heal_head_holes, stuck_commits
 from leadscore.stream.faust_ext.ordering import outputs_of
@@ -55,7 +57,7 @@ from leadscore.stream.faust_ext.streams import Stream, in_partition_of
 from leadscore.stream.history import ChangeReader, keep_change
 from leadscore.stream.partitioning import PartitionCheck
 from leadscore.stream.sender import DirectSender
-from leadscore.stream.step import Effects, Encoders, Input, Limits, process
+from leadscore.stream.step import Effects, Encoders, Input, Limits, Read, process
 from leadscore.stream.ticks import Ticker
 from leadscore.stream.web import api_middleware, install_web, not_ready, owned_partitions
 from leadscore.stream.wheel import Timers
@@ -410,17 +412,6 @@ def build_app(
     )
     topic_names = {name: topic.get_topic_name() for name, topic in destinations.items()}
 
-    async def send_direct(sender: DirectSender, effects: Effects) -> None:
-        outputs = effects.outputs
-        landed = await sender.send_all(
-            [(topic_names[o.destination], o.key, o.value, list(o.headers) or None) for o in outputs]
-        )
-        if not history_size:
-            return
-        for output, (partition, offset) in zip(outputs, landed, strict=True):
-            if output.destination == "score_changes" and output.key is not None:
-                keep_change(effects.writes[output.key][1], partition, offset, history_size)
-
     async def send_in_transactions(effects: Effects, of_partition: dict[int, Any]) -> None:
         changes: list[tuple[bytes, Any]] = []
         for output in effects.outputs:
@@ -435,8 +426,13 @@ def build_app(
             landed = await sent
             keep_change(effects.writes[key][1], landed.partition, landed.offset, history_size)
 
+    def finish(effects: Effects, started: float) -> None:
+        for line in effects.logs:
+            log.log(log_levels[line.level], line.message, *line.args)
+        observe(effects, started)
+
     async def step(events: list[Any]) -> None:
-        """One batch: process it, send its outputs, write its leads (fenced behind them)."""
+        """exactly_once: one batch, sent in its transactions, then its leads written."""
         started = time.perf_counter()
         # The table reads and writes the partition of the current event: one per partition.
         of_partition = {event.message.partition: event for event in events}
@@ -446,19 +442,99 @@ def build_app(
                 return cast(bytes | None, leads.get(key))
 
         effects = process(inputs_of(events), read, timers, rules, clock(), limits, encoders)
-        if direct is not None:
-            await send_direct(direct, effects)
-        else:
-            await send_in_transactions(effects, of_partition)
+        await send_in_transactions(effects, of_partition)
         for key, (partition, record) in effects.writes.items():
             with in_partition_of(of_partition[partition]):
                 leads[key] = encode_lead(record)
-        for line in effects.logs:
-            log.log(log_levels[line.level], line.message, *line.args)
-        observe(effects, started)
+        finish(effects, started)
+
+    @dataclass
+    class InFlight:
+        """at_least_once: a processed batch whose outputs are being delivered."""
+
+        events: list[Any]
+        of_partition: dict[int, Any]
+        effects: Effects
+        delivered: asyncio.Future[list[tuple[int, int]]]
+        started: float
+
+    def start_delivery(sender: DirectSender, events: list[Any], effects: Effects) -> InFlight:
+        records = [
+            (topic_names[o.destination], o.key, o.value, list(o.headers) or None)
+            for o in effects.outputs
+        ]
+        return InFlight(
+            events,
+            {event.message.partition: event for event in events},
+            effects,
+            asyncio.ensure_future(sender.send_all(records)),
+            time.perf_counter(),
+        )
+
+    async def land(stream: Stream, flight: InFlight, following: Effects | None) -> None:
+        """Wait for ``flight``'s outputs, then write its leads and acknowledge its events.
+
+        ``following`` (the batch processed meanwhile) read ``flight``'s leads before
+        their score changes landed: those offsets are added to its records too.
+        """
+        landed = await flight.delivered
+        effects = flight.effects
+        if history_size:
+            for output, (partition, offset) in zip(effects.outputs, landed, strict=True):
+                if output.destination != "score_changes" or output.key is None:
+                    continue
+                keep_change(effects.writes[output.key][1], partition, offset, history_size)
+                if following is not None and output.key in following.writes:
+                    keep_change(following.writes[output.key][1], partition, offset, history_size)
+        for key, (partition, record) in effects.writes.items():
+            with in_partition_of(flight.of_partition[partition]):
+                leads[key] = encode_lead(record)
+        for event in flight.events:
+            await stream.ack(event)
+        finish(effects, flight.started)
+
+    def reader(events: list[Any], pending: dict[bytes, tuple[int, LeadRecord]]) -> Read:
+        """Leads as ``pending`` (the batch in flight) left them, else as the table has them."""
+        of_partition = {event.message.partition: event for event in events}
+
+        def read(partition: int, key: bytes) -> bytes | LeadRecord | None:
+            hit = pending.get(key)
+            if hit is not None:
+                return hit[1]
+            with in_partition_of(of_partition[partition]):
+                return cast(bytes | None, leads.get(key))
+
+        return read
+
+    async def pipelined(stream: Stream, sender: DirectSender) -> None:
+        """at_least_once: batch N+1 is scored while batch N's outputs are being delivered.
+
+        A batch's leads are written, and its events acknowledged, only once its outputs
+        are: the delivery fence is per batch as before, but the agent does not sit idle
+        in it. Batch N+1 reads batch N's leads from N's results, not the table.
+        """
+        flight: InFlight | None = None
+        async for events in stream.batches(settings.batch_max_events, acknowledge=False):
+            try:
+                effects = None
+                if events:
+                    read = reader(events, flight.effects.writes if flight is not None else {})
+                    now = clock()
+                    effects = process(inputs_of(events), read, timers, rules, now, limits, encoders)
+                if flight is not None:
+                    await land(stream, flight, effects)
+                    flight = None
+                if effects is not None:
+                    flight = start_delivery(sender, events, effects)
+            except Exception as error:  # any failure must stop the worker, never skip
+                unacked = flight.events if flight is not None else events
+                stop_unprocessed(unacked[0].message, error, settings)
 
     @app.agent(inputs, name="score")
     async def score(stream: faust.StreamT[Any]) -> None:
+        if direct is not None:
+            await pipelined(cast(Stream, stream), direct)
+            return
         async for events in cast(Stream, stream).batches(settings.batch_max_events):
             try:
                 await step(events)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -32,7 +32,7 @@ from leadscore.stream.faust_ext.ordering import OutputFence
 FLUSH_SLICE_S = 0.5
 
 #: (topic, key, value, headers)
-Record = tuple[str, bytes | None, bytes | None, list[tuple[str, str | bytes | None]] | None]
+Record = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 
 
 class DirectSender:
@@ -81,7 +81,13 @@ class DirectSender:
         for index, (topic, key, value, headers) in enumerate(records):
             while True:
                 try:
-                    produce(topic, value, key, headers=headers, on_delivery=delivered_to(index))
+                    produce(
+                        topic,
+                        value,
+                        key,
+                        headers=cast(Any, headers),
+                        on_delivery=delivered_to(index),
+                    )
                     break
                 except BufferError:  # the local queue is full: let deliveries drain
                     await asyncio.to_thread(self.producer.poll, 0.1)

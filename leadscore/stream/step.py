@@ -41,8 +41,9 @@ TOO_LATE = "too_late"
 FROM_FUTURE = "from_future"
 OUTPUT_TOO_LARGE = "output_too_large"
 
-#: A lead's stored record, by (partition, key); None for a lead never stored.
-Read = Callable[[int, bytes], bytes | None]
+#: A lead's stored record, by (partition, key): its bytes, or the record itself when a
+#: batch still in flight left it (its write not made yet); None for a lead never stored.
+Read = Callable[[int, bytes], bytes | LeadRecord | None]
 
 #: Where an output goes; the agent maps each to its topic.
 Destination = Literal["actions", "score_changes", "lead_state", "dlq"]
@@ -158,7 +159,7 @@ class _Batch:
         if key in self.records:
             return self.records[key]
         stored = self.read(partition, key)
-        record = decode_lead(stored, key) if stored is not None else None
+        record = decode_lead(stored, key) if isinstance(stored, bytes) else stored
         self.records[key] = record
         return record
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from leadscore.codecs.leads import decode_lead, encode_lead
 from leadscore.codecs.outputs import encoder
 from leadscore.config import Settings
-from leadscore.scoring import load_rules
+from leadscore.scoring import LeadRecord, load_rules
 from leadscore.scoring.rules import MS_PER_DAY, MS_PER_HOUR
 from leadscore.stream.partitioning import key_partition
 from leadscore.stream.step import Effects, Encoders, Input, Limits, Read, process
@@ -58,20 +58,45 @@ def tick_record(offset: int, partition: int) -> Input:
     return Input("ticks", partition, offset, None, b"", None, tick=True)
 
 
-def run(batches: list[list[Input]], now: int = NOW) -> tuple[dict[bytes, bytes], Timers, Effects]:
-    """Process ``batches`` in turn, applying each one's writes as the worker does."""
+def run(
+    batches: list[list[Input]], now: int = NOW, pipelined: bool = False
+) -> tuple[dict[bytes, bytes], Timers, Effects]:
+    """Process ``batches`` in turn, applying each one's writes as the worker does.
+
+    ``pipelined``: as the at_least_once worker does, a batch's writes are made only
+    after the next batch was processed, which reads them from the batch's records.
+    """
     leads: dict[bytes, bytes] = {}
     timers = Timers(SLOT_MS)
     every = Effects()
+    in_flight: Effects | None = None
     for batch in batches:
-        effects = process(batch, reader(leads), timers, RULES, now, LIMITS, ENCODERS)
-        leads.update(written(effects))
+        read = reader(leads)
+        if pipelined and in_flight is not None:
+            read = overlay(in_flight, read)
+        effects = process(batch, read, timers, RULES, now, LIMITS, ENCODERS)
+        if pipelined:
+            if in_flight is not None:
+                leads.update(written(in_flight))
+            in_flight = effects
+        else:
+            leads.update(written(effects))
         every.outputs += effects.outputs
         every.scored += effects.scored
         every.duplicates += effects.duplicates
         every.dead_letters += effects.dead_letters
         every.actions += effects.actions
+    if in_flight is not None:
+        leads.update(written(in_flight))
     return leads, timers, every
+
+
+def overlay(in_flight: Effects, read: Read) -> Read:
+    def read_through(partition: int, key: bytes) -> bytes | LeadRecord | None:
+        hit = in_flight.writes.get(key)
+        return hit[1] if hit is not None else read(partition, key)
+
+    return read_through
 
 
 def reader(leads: dict[bytes, bytes]) -> Read:
@@ -151,6 +176,14 @@ def test_any_split_into_batches_gives_the_same_outputs_and_state(spec, cuts) -> 
     }
     assert {p: +c for p, c in timers.stages.items()} == {
         p: +c for p, c in one_timers.stages.items()
+    }
+
+    # The at_least_once worker scores a batch while the previous one is in flight.
+    piped_leads, piped_timers, piped = run(split(inputs, cuts), pipelined=True)
+    assert piped_leads == one_leads
+    assert piped.outputs == one.outputs
+    assert {p: w.slots for p, w in piped_timers.wheels.items() if w.slots} == {
+        p: w.slots for p, w in one_timers.wheels.items() if w.slots
     }
 
 

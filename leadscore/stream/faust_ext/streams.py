@@ -74,23 +74,31 @@ FLUSH = Flush()
 class Stream(faust.Stream[Any]):
     """Faust's stream on its pure-Python iterator, gated between events."""
 
-    async def batches(self, max_: int) -> AsyncIterator[list[Any]]:
-        """Lists of up to ``max_`` events that had arrived, each acknowledged after its turn."""
+    async def batches(self, max_: int, *, acknowledge: bool = True) -> AsyncIterator[list[Any]]:
+        """Lists of up to ``max_`` events that had arrived.
+
+        With ``acknowledge``, each batch is acknowledged once the caller asks for the
+        next. Without, the caller acknowledges (``Stream.ack``) when it is done, and is
+        handed an empty batch whenever the stream would wait while events it holds are
+        not acknowledged yet: its cue to finish them.
+        """
         channel = self.channel
         if not isinstance(channel, Topic):
             raise TypeError(f"batches() needs a leadscore Topic to read, not {channel!r}")
         channel.flush_when_holding = True
-        self.enable_acks = False  # acknowledged here, once the caller is done with the batch
+        self.enable_acks = False  # acknowledged here or by the caller, never by Faust
+        gate = gate_of(self.app)
         batch: list[Any] = []
         async for value in self:
             if value is not FLUSH:
                 batch.append(self.current_event)
                 if len(batch) < max_:
                     continue
-            if batch:
+            if batch or (not acknowledge and gate.busy):
                 yield batch
-                for event in batch:
-                    await self.ack(event)
+                if acknowledge:
+                    for event in batch:
+                        await self.ack(event)
                 batch = []
 
     def __aiter__(self) -> AsyncIterator[Any]:
