@@ -283,7 +283,9 @@ def fill(directory: Path) -> Path | None:
     """
     filler = directory / "filler"
     try:
-        out = filler.open("wb")
+        # Unbuffered: a buffered file keeps the chunk that did not fit and fails again
+        # with ENOSPC when it is closed (a fault-tier run met that).
+        out = filler.open("wb", buffering=0)
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
@@ -292,7 +294,6 @@ def fill(directory: Path) -> Path | None:
         try:
             while True:
                 out.write(b"\0" * 65_536)
-                out.flush()
         except OSError as error:
             if error.errno != errno.ENOSPC:
                 raise
