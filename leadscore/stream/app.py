@@ -436,11 +436,7 @@ def build_app(
         started = time.perf_counter()
         # The table reads and writes the partition of the current event: one per partition.
         of_partition = {event.message.partition: event for event in events}
-
-        def read(partition: int, key: bytes) -> bytes | None:
-            with in_partition_of(of_partition[partition]):
-                return cast(bytes | None, leads.get(key))
-
+        read = reader(events, {})
         effects = process(inputs_of(events), read, timers, rules, clock(), limits, encoders)
         await send_in_transactions(effects, of_partition)
         for key, (partition, record) in effects.writes.items():
