@@ -449,29 +449,34 @@ def build_app(
         """at_least_once: a processed batch whose outputs are being delivered."""
 
         events: list[Any]
-        of_partition: dict[int, Any]
         effects: Effects
         delivered: asyncio.Future[list[tuple[int, int]]]
         started: float
 
     def start_delivery(sender: DirectSender, events: list[Any], effects: Effects) -> InFlight:
         records = [
-            (topic_names[o.destination], o.key, o.value, list(o.headers) or None)
+            (topic_names[o.destination], None, o.key, o.value, list(o.headers) or None)
             for o in effects.outputs
         ]
         return InFlight(
             events,
-            {event.message.partition: event for event in events},
             effects,
             asyncio.ensure_future(sender.send_all(records)),
             time.perf_counter(),
         )
 
-    async def land(stream: Stream, flight: InFlight, following: Effects | None) -> None:
-        """Wait for ``flight``'s outputs, then write its leads and acknowledge its events.
+    changelog = leads.changelog_topic.get_topic_name()
 
-        ``following`` (the batch processed meanwhile) read ``flight``'s leads before
-        their score changes landed: those offsets are added to its records too.
+    async def land(
+        stream: Stream, sender: DirectSender, flight: InFlight, following: Effects | None
+    ) -> None:
+        """Wait for ``flight``'s outputs, deliver its changelog records, then acknowledge it.
+
+        The changelog records are sent only once the outputs are acknowledged, and
+        applied to the local store only once they are acknowledged themselves
+        (``faust_ext.tables``). ``following`` (the batch processed meanwhile) read
+        ``flight``'s leads before their score changes landed: those offsets are added
+        to its records too.
         """
         landed = await flight.delivered
         effects = flight.effects
@@ -482,9 +487,17 @@ def build_app(
                 keep_change(effects.writes[output.key][1], partition, offset, history_size)
                 if following is not None and output.key in following.writes:
                     keep_change(following.writes[output.key][1], partition, offset, history_size)
-        for key, (partition, record) in effects.writes.items():
-            with in_partition_of(flight.of_partition[partition]):
-                leads[key] = encode_lead(record)
+        writes = [
+            (partition, key, encode_lead(record))
+            for key, (partition, record) in effects.writes.items()
+        ]
+        offsets = await sender.deliver(
+            [(changelog, partition, key, value, None) for partition, key, value in writes]
+        )
+        leads.apply_delivered(
+            (partition, offset, key, value)
+            for (partition, key, value), (_, offset) in zip(writes, offsets, strict=True)
+        )
         for event in flight.events:
             await stream.ack(event)
         finish(effects, flight.started)
@@ -503,25 +516,25 @@ def build_app(
         return read
 
     async def pipelined(stream: Stream, sender: DirectSender) -> None:
-        """at_least_once: batch N+1 is scored while batch N's outputs are being delivered.
+        """at_least_once: batch N+1 is scored, and its outputs sent, while batch N lands.
 
-        A batch's leads are written, and its events acknowledged, only once its outputs
-        are: the delivery fence is per batch as before, but the agent does not sit idle
-        in it. Batch N+1 reads batch N's leads from N's results, not the table.
+        A batch's changelog records are sent, and its events acknowledged, only once its
+        outputs are delivered: the delivery fences are per batch as before, but the agent
+        does not sit idle in them. Batch N+1 reads batch N's leads from N's results,
+        since N's are in the table only once N has landed.
         """
         flight: InFlight | None = None
         async for events in stream.batches(settings.batch_max_events, acknowledge=False):
             try:
-                effects = None
+                started = None
                 if events:
                     read = reader(events, flight.effects.writes if flight is not None else {})
                     now = clock()
                     effects = process(inputs_of(events), read, timers, rules, now, limits, encoders)
+                    started = start_delivery(sender, events, effects)
                 if flight is not None:
-                    await land(stream, flight, effects)
-                    flight = None
-                if effects is not None:
-                    flight = start_delivery(sender, events, effects)
+                    await land(stream, sender, flight, started.effects if started else None)
+                flight = started
             except Exception as error:  # any failure must stop the worker, never skip
                 unacked = flight.events if flight is not None else events
                 stop_unprocessed(unacked[0].message, error, settings)

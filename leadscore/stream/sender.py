@@ -1,17 +1,23 @@
-"""Outputs through librdkafka under at_least_once: a batch produced, then every delivery awaited.
+"""Records through librdkafka under at_least_once: a batch produced, then its deliveries awaited.
 
 Faust's send path (its topic, producer buffer and aiokafka) costs about 200 µs
 per record on this machine's worker profile; ``confluent_kafka.Producer.produce``
-costs about 1.3 µs. Under at_least_once nothing ties an output to a transaction,
-so the worker sends a batch's outputs through one idempotent librdkafka producer
-(``murmur2_random``: a contact's records land on the partition every Java
-client and Faust would choose) and waits until each is acknowledged, the
-delivery fence of the batch. The wait is registered with the app's output fence
-(``faust_ext.ordering``), so no changelog record of the batch can reach Kafka
-before the outputs, even if a table were written early. Under exactly_once the
-outputs stay in Faust's transactions.
+costs about 1.3 µs. Under at_least_once nothing ties a record to a transaction,
+so the worker sends a batch's outputs, and then its changelog records, through
+one idempotent librdkafka producer (``murmur2_random``: a contact's records land
+on the partition every Java client and Faust would choose; changelog records
+name their partition) and waits until each is acknowledged: the batch's
+delivery fences. An output send is registered with the app's output fence
+(``faust_ext.ordering``), so no changelog record Faust buffers can reach Kafka
+before it. Under exactly_once everything stays in Faust's transactions.
 
-A failed delivery raises ``OutputNotDelivered``: an output that librdkafka gave
+Deliveries are reported by one polling thread per sender; a ``send_all`` is
+woken once, when the last of its records is acknowledged, so two batches in
+flight (one's outputs, the previous one's changelog) each wait for their own
+records only. The idempotent producer keeps each partition's records in the
+order they were produced, across retries.
+
+A failed delivery raises ``OutputNotDelivered``: a record that librdkafka gave
 up on (after ``message.timeout.ms``) is an infrastructure failure, and the
 worker stops without acknowledging the batch.
 """
@@ -19,7 +25,8 @@ worker stops without acknowledging the batch.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -28,11 +35,39 @@ from leadscore.config import PRODUCER_MAX_REQUEST_BYTES, Settings
 from leadscore.errors import OutputNotDelivered
 from leadscore.stream.faust_ext.ordering import OutputFence
 
-#: How long one wait for deliveries blocks a thread before the loop looks again.
-FLUSH_SLICE_S = 0.5
+#: How long one poll for delivery reports blocks the polling thread.
+POLL_SLICE_S = 0.1
 
-#: (topic, key, value, headers)
-Record = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
+#: (topic, partition or None for the key's, key, value, headers)
+Record = tuple[str, int | None, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
+
+
+class _Delivery:
+    """The delivery reports of one ``send_all``, resolved on the event loop once all are in."""
+
+    def __init__(self, count: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.waiting = count
+        self.landed: list[tuple[int, int]] = [(-1, -1)] * count
+        self.failures: list[str] = []
+        self.loop = loop
+        self.done: asyncio.Future[None] = loop.create_future()
+
+    def report(self, index: int) -> Callable[[KafkaError | None, Message], None]:
+        def on_delivery(error: KafkaError | None, message: Message) -> None:
+            # Runs on the polling thread.
+            if error is not None:
+                self.failures.append(f"{message.topic()}: {error}")
+            else:
+                self.landed[index] = (message.partition() or 0, message.offset() or 0)
+            self.waiting -= 1
+            if not self.waiting:
+                self.loop.call_soon_threadsafe(self._finish)
+
+        return on_delivery
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 class DirectSender:
@@ -49,14 +84,31 @@ class DirectSender:
                 "queue.buffering.max.messages": 1_000_000,
             }
         )
+        self._poller: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def _poll(self) -> None:
+        while not self._stopping.is_set():
+            self.producer.poll(POLL_SLICE_S)
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Stop polling after delivering what is queued; returns the records left undelivered."""
+        self._stopping.set()
+        if self._poller is not None:
+            self._poller.join()
+            self._poller = None
+        return self.producer.flush(timeout)
 
     async def send_all(self, records: Sequence[Record]) -> list[tuple[int, int]]:
-        """Send ``records`` and wait for all of them: (partition, offset) of each, in order."""
+        """Send outputs and wait for all of them: (partition, offset) of each, in order.
+
+        The wait is registered with the app's output fence.
+        """
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         self.fence.track(done)
         try:
-            landed = await self._send(records)
+            landed = await self.deliver(records)
         except BaseException as error:
             done.set_exception(error if isinstance(error, Exception) else OutputNotDelivered())
             done.exception()  # retrieved here; the fence re-raises its own error
@@ -64,38 +116,40 @@ class DirectSender:
         done.set_result(None)
         return landed
 
-    async def _send(self, records: Sequence[Record]) -> list[tuple[int, int]]:
-        landed: list[tuple[int, int]] = [(-1, -1)] * len(records)
-        failures: list[str] = []
-
-        def delivered_to(index: int) -> Any:
-            def on_delivery(error: KafkaError | None, message: Message) -> None:
-                if error is not None:
-                    failures.append(f"{message.topic()}: {error}")
-                else:
-                    landed[index] = (message.partition() or 0, message.offset() or 0)
-
-            return on_delivery
-
+    async def deliver(self, records: Sequence[Record]) -> list[tuple[int, int]]:
+        """Send ``records`` and wait for all of them: (partition, offset) of each, in order."""
+        if not records:
+            return []
+        if self._poller is None:
+            self._stopping.clear()
+            self._poller = threading.Thread(target=self._poll, name="leadscore-sender", daemon=True)
+            self._poller.start()
+        delivery = _Delivery(len(records), asyncio.get_running_loop())
         produce = self.producer.produce
-        for index, (topic, key, value, headers) in enumerate(records):
+        for index, (topic, partition, key, value, headers) in enumerate(records):
+            on_delivery = delivery.report(index)
             while True:
                 try:
-                    produce(
-                        topic,
-                        value,
-                        key,
-                        headers=cast(Any, headers),
-                        on_delivery=delivered_to(index),
-                    )
+                    if partition is None:
+                        produce(
+                            topic, value, key, headers=cast(Any, headers), on_delivery=on_delivery
+                        )
+                    else:
+                        produce(
+                            topic,
+                            value,
+                            key,
+                            partition,
+                            headers=cast(Any, headers),
+                            on_delivery=on_delivery,
+                        )
                     break
-                except BufferError:  # the local queue is full: let deliveries drain
-                    await asyncio.to_thread(self.producer.poll, 0.1)
-        while await asyncio.to_thread(self.producer.flush, FLUSH_SLICE_S):
-            pass
-        if failures:
+                except BufferError:  # the local queue is full: the poller drains it
+                    await asyncio.sleep(0.01)
+        await delivery.done
+        if delivery.failures:
             raise OutputNotDelivered(
-                f"{len(failures)} output record(s) were not delivered, so the batch's table "
-                f"writes are held back: {failures[0]}"
+                f"{len(delivery.failures)} record(s) were not delivered, so the batch is "
+                f"not acknowledged: {delivery.failures[0]}"
             )
-        return landed
+        return delivery.landed

@@ -26,6 +26,7 @@ from leadscore.stream.app import build_app
 from leadscore.stream.faust_ext import App
 from leadscore.stream.faust_ext.consumer import heal_head_holes
 from leadscore.stream.faust_ext.ordering import OutputFence
+from leadscore.stream.faust_ext.streams import in_partition_of
 from leadscore.stream.faust_ext.versions import check_versions
 
 EVENTS = TP("events", 0)
@@ -622,3 +623,26 @@ def test_building_the_worker_changes_no_faust_mode_or_aiokafka_class_or_module(
     # The check sees a run-time assignment to a library class.
     monkeypatch.setattr(ProducerBuffer, "put", lambda self, fut: None)
     assert changes(before, library_state()) == ["faust.transport.producer.ProducerBuffer.put"]
+
+
+class EventOf:
+    """An event of a partition, as far as a table looks at one."""
+
+    def __init__(self, partition: int) -> None:
+        self.message = SimpleNamespace(partition=partition)
+
+
+def test_delivered_changelog_records_are_applied_with_their_offsets(tmp_path: Path) -> None:
+    app = App("faust-ext-test", broker=NOWHERE, store="rocksdb://", datadir=str(tmp_path))
+    table = app.Table("leads", partitions=2, key_type=bytes, value_type=bytes)
+    topic = table.changelog_topic.get_topic_name()
+    table.apply_delivered([(1, 7, b"ann", b"v1"), (0, 3, b"bob", b"v2"), (1, 9, b"ann", b"v3")])
+    store = table.data
+    assert store.persisted_offset(TP(topic, 1)) == 9  # a restart reads from offset 10
+    assert store.persisted_offset(TP(topic, 0)) == 3
+    in_one, in_zero = EventOf(1), EventOf(0)
+    with in_partition_of(in_one):
+        assert table.get(b"ann") == b"v3"  # the later record wins
+        assert table.get(b"bob") is None  # each record in its own partition's store
+    with in_partition_of(in_zero):
+        assert table.get(b"bob") == b"v2"

@@ -4,6 +4,7 @@
 - ``producer``: the producer buffer and transaction manager that keep it.
 - ``consumer``: the consumer that commits only processed offsets.
 - ``streams``: the stream, topic and flow control classes.
+- ``tables``: the table class, which applies changelog records delivered by the worker.
 - ``app``: the app and the transport (``leadscore://``) that tie them together.
 - ``versions``: the exact library versions they were tested with.
 """

@@ -6,7 +6,7 @@ Faust is customised through its own extension points and nothing else:
   the ``faust.transports`` entry point (pyproject.toml), with the consumer,
   client thread, producer and transaction manager of ``consumer`` and
   ``producer``;
-- ``App`` passes ``Stream`` and ``Topic`` through Faust's class settings and
+- ``App`` passes ``Stream``, ``Topic`` and ``Table`` through Faust's class settings and
   overrides ``flow_control``;
 - no faust, mode or aiokafka class or module is assigned to at run time
   (tests/unit/test_faust_ext.py snapshots them around building and starting an
@@ -27,6 +27,7 @@ from leadscore.stream.faust_ext.consumer import Consumer
 from leadscore.stream.faust_ext.ordering import EventGate, OutputFence
 from leadscore.stream.faust_ext.producer import Producer, TransactionManager
 from leadscore.stream.faust_ext.streams import FlowControl, Stream, Topic
+from leadscore.stream.faust_ext.tables import Table
 from leadscore.stream.faust_ext.versions import check_versions
 
 #: The broker URL scheme of ``Transport`` (the ``faust.transports`` entry point's name).
@@ -56,7 +57,7 @@ class App(faust.App):
         check_versions()
         self.outputs = OutputFence()
         self.between_events = EventGate()
-        super().__init__(id, Stream=Stream, Topic=Topic, **options)
+        super().__init__(id, Stream=Stream, Topic=Topic, Table=Table, **options)
         schemes = {url.scheme for url in (*self.conf.broker_consumer, *self.conf.broker_producer)}
         if schemes != {SCHEME}:
             raise ConfigError(
