@@ -1,10 +1,11 @@
 """The peer: leadscore's default rules as a Quix Streams application.
 
     .venv-peer/bin/python bench/peer_quix.py BOOTSTRAP GROUP STATE_DIR EVENTS LEAD_STATE \
-        SCORE_CHANGES ACTIONS
+        SCORE_CHANGES ACTIONS GUARANTEE
 
+GUARANTEE is ``at-least-once`` (Quix Streams' default) or ``exactly-once``.
 Written the way Quix Streams' documentation shows a stateful app: one
-``Application`` (at-least-once, its defaults), a ``StreamingDataFrame`` with a
+``Application`` (its defaults otherwise), a ``StreamingDataFrame`` with a
 stateful ``apply`` (RocksDB state with a changelog topic) and ``to_topic``
 branches. The per-event work is leadscore's own: the same decoder and the same
 pure scoring core with the default rules, so the comparison is the framework,
@@ -57,13 +58,14 @@ def score(value: bytes, key: bytes, timestamp: int, headers: Any, state: State) 
 
 
 def main() -> None:
-    bootstrap, group, state_dir, events, lead_state, changes, actions = sys.argv[1:8]
+    bootstrap, group, state_dir, events, lead_state, changes, actions, guarantee = sys.argv[1:9]
     app = Application(
         broker_address=bootstrap,
         consumer_group=group,
         auto_offset_reset="earliest",
         state_dir=state_dir,
         loglevel="WARNING",
+        processing_guarantee=guarantee,
     )
     sdf = app.dataframe(app.topic(events, value_deserializer="bytes"))
     scored = sdf.apply(score, stateful=True, metadata=True).filter(lambda v: v is not None)

@@ -39,6 +39,8 @@ HERE = Path(__file__).resolve().parent
 PEER_PYTHON = HERE.parent / ".venv-peer" / "bin" / "python"
 PARTITIONS = 6
 SYSTEMS = ("leadscore", "limit", "peer")
+#: Drained too (no latency runs): both stream processors under exactly_once.
+EXACTLY_ONCE = ("leadscore-eos", "peer-eos")
 
 
 @dataclass
@@ -158,8 +160,10 @@ def start(system: str, deployment: Deployment, web: bool = False) -> Running:
     log = log_path.open("ab")
     state_dir: Path | None = None
     port = None
-    if system == "leadscore":
+    if system in ("leadscore", "leadscore-eos"):
         state_dir = Path(env["LEADSCORE_DATA_DIR"])
+        if system == "leadscore-eos":
+            env["LEADSCORE_PROCESSING_GUARANTEE"] = "exactly_once"
         if web:
             port = free_port()
             env.update(LEADSCORE_WEB_ENABLED="true", LEADSCORE_WEB_PORT=str(port))
@@ -173,7 +177,7 @@ def start(system: str, deployment: Deployment, web: bool = False) -> Running:
             deployment.events,
             deployment.counted,
         ]
-    elif system == "peer":
+    elif system in ("peer", "peer-eos"):
         state_dir = deployment.root / "quix-state"
         command = [
             str(PEER_PYTHON),
@@ -185,6 +189,7 @@ def start(system: str, deployment: Deployment, web: bool = False) -> Running:
             deployment.counted,
             deployment.topic("SCORE_CHANGES"),
             deployment.actions,
+            "exactly-once" if system == "peer-eos" else "at-least-once",
         ]
     else:
         raise ValueError(system)

@@ -26,7 +26,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
 import faust
@@ -53,9 +52,11 @@ from leadscore.scoring import LeadRecord, Rules
 from leadscore.stream.faust_ext import App, broker_urls
 from leadscore.stream.faust_ext.consumer import Consumer, heal_head_holes, stuck_commits
 from leadscore.stream.faust_ext.ordering import outputs_of
+from leadscore.stream.faust_ext.recovery import ChangelogLoader
 from leadscore.stream.faust_ext.streams import Stream, in_partition_of
 from leadscore.stream.history import ChangeReader, keep_change
 from leadscore.stream.partitioning import PartitionCheck
+from leadscore.stream.pipeline import Pipeline
 from leadscore.stream.sender import DirectSender
 from leadscore.stream.step import Effects, Encoders, Input, Limits, Read, process
 from leadscore.stream.ticks import Ticker
@@ -269,6 +270,9 @@ def build_app(
         topic_disable_leader=True,
     )
     set_build_info(rules.version)
+    app.changelog_loader = ChangelogLoader(
+        settings.confluent_config(), group_id=f"{settings.app_id}-changelog-loader"
+    )
     # The agent reads events and timer ticks: the two topics have the same partition
     # count, so Faust assigns partition N of both to the same worker (co-partitioned).
     inputs = app.topic(settings.events_topic, settings.ticks_topic, schema=RAW)
@@ -436,7 +440,7 @@ def build_app(
         started = time.perf_counter()
         # The table reads and writes the partition of the current event: one per partition.
         of_partition = {event.message.partition: event for event in events}
-        read = reader(events, {})
+        read = reader(events, lambda _key: None)
         effects = process(inputs_of(events), read, timers, rules, clock(), limits, encoders)
         await send_in_transactions(effects, of_partition)
         for key, (partition, record) in effects.writes.items():
@@ -444,105 +448,63 @@ def build_app(
                 leads[key] = encode_lead(record)
         finish(effects, started)
 
-    @dataclass
-    class InFlight:
-        """at_least_once: a processed batch whose outputs are being delivered."""
-
-        events: list[Any]
-        effects: Effects
-        delivered: asyncio.Future[list[tuple[int, int]]]
-        started: float
-
-    def start_delivery(sender: DirectSender, events: list[Any], effects: Effects) -> InFlight:
-        records = [
-            (topic_names[o.destination], None, o.key, o.value, list(o.headers) or None)
-            for o in effects.outputs
-        ]
-        return InFlight(
-            events,
-            effects,
-            asyncio.ensure_future(sender.send_all(records)),
-            time.perf_counter(),
-        )
-
-    changelog = leads.changelog_topic.get_topic_name()
-
-    async def land(
-        stream: Stream, sender: DirectSender, flight: InFlight, following: Effects | None
-    ) -> None:
-        """Wait for ``flight``'s outputs, deliver its changelog records, then acknowledge it.
-
-        The changelog records are sent only once the outputs are acknowledged, and
-        applied to the local store only once they are acknowledged themselves
-        (``faust_ext.tables``). ``following`` (the batch processed meanwhile) read
-        ``flight``'s leads before their score changes landed: those offsets are added
-        to its records too.
-        """
-        landed = await flight.delivered
-        effects = flight.effects
-        if history_size:
-            for output, (partition, offset) in zip(effects.outputs, landed, strict=True):
-                if output.destination != "score_changes" or output.key is None:
-                    continue
-                keep_change(effects.writes[output.key][1], partition, offset, history_size)
-                if following is not None and output.key in following.writes:
-                    keep_change(following.writes[output.key][1], partition, offset, history_size)
-        writes = [
-            (partition, key, encode_lead(record))
-            for key, (partition, record) in effects.writes.items()
-        ]
-        offsets = await sender.deliver(
-            [(changelog, partition, key, value, None) for partition, key, value in writes]
-        )
-        leads.apply_delivered(
-            (partition, offset, key, value)
-            for (partition, key, value), (_, offset) in zip(writes, offsets, strict=True)
-        )
-        for event in flight.events:
-            await stream.ack(event)
-        finish(effects, flight.started)
-
-    def reader(events: list[Any], pending: dict[bytes, tuple[int, LeadRecord]]) -> Read:
-        """Leads as ``pending`` (the batch in flight) left them, else as the table has them."""
+    def reader(events: list[Any], in_flight: Callable[[bytes], LeadRecord | None]) -> Read:
+        """Leads as the batches in flight left them, else as the table has them."""
         of_partition = {event.message.partition: event for event in events}
 
         def read(partition: int, key: bytes) -> bytes | LeadRecord | None:
-            hit = pending.get(key)
+            hit = in_flight(key)
             if hit is not None:
-                return hit[1]
+                return hit
             with in_partition_of(of_partition[partition]):
                 return cast(bytes | None, leads.get(key))
 
         return read
 
-    async def pipelined(stream: Stream, sender: DirectSender) -> None:
-        """at_least_once: batch N+1 is scored, and its outputs sent, while batch N lands.
+    # at_least_once: batches land in order while later ones are scored (stream.pipeline).
+    pipeline = (
+        Pipeline(
+            sender=direct,
+            table=leads,
+            topic_names=topic_names,
+            history_size=history_size,
+            finish=finish,
+        )
+        if direct is not None
+        else None
+    )
 
-        A batch's changelog records are sent, and its events acknowledged, only once its
-        outputs are delivered: the delivery fences are per batch as before, but the agent
-        does not sit idle in them. Batch N+1 reads batch N's leads from N's results,
-        since N's are in the table only once N has landed.
-        """
-        flight: InFlight | None = None
-        async for events in stream.batches(settings.batch_max_events, acknowledge=False):
+    async def pipelined(stream: Stream, pipeline: Pipeline) -> None:
+        """at_least_once: batches are scored while earlier ones land (``stream.pipeline``)."""
+
+        async def land_all() -> None:
             try:
-                started = None
-                if events:
-                    read = reader(events, flight.effects.writes if flight is not None else {})
+                await pipeline.land_all(stream.ack)
+            except Exception as error:  # any failure must stop the worker, never skip
+                stop_unprocessed(pipeline.oldest_events()[0].message, error, settings)
+
+        lander = asyncio.ensure_future(land_all())
+        try:
+            async for events in stream.batches(settings.batch_max_events, acknowledge=False):
+                try:
+                    if not events:  # the stream would wait while batches are in flight
+                        await pipeline.progress()
+                        continue
+                    read = reader(events, pipeline.lead)
                     now = clock()
                     effects = process(inputs_of(events), read, timers, rules, now, limits, encoders)
-                    started = start_delivery(sender, events, effects)
-                if flight is not None:
-                    await land(stream, sender, flight, started.effects if started else None)
-                flight = started
-            except Exception as error:  # any failure must stop the worker, never skip
-                unacked = flight.events if flight is not None else events
-                stop_unprocessed(unacked[0].message, error, settings)
+                    pipeline.launch(events, effects)
+                    await pipeline.room()
+                except Exception as error:  # any failure must stop the worker, never skip
+                    unacked = pipeline.oldest_events() or events
+                    stop_unprocessed(unacked[0].message, error, settings)
+        finally:
+            lander.cancel()
 
     @app.agent(inputs, name="score")
     async def score(stream: faust.StreamT[Any]) -> None:
-        if direct is not None:
-            await pipelined(cast(Stream, stream), direct)
+        if pipeline is not None:
+            await pipelined(cast(Stream, stream), pipeline)
             return
         async for events in cast(Stream, stream).batches(settings.batch_max_events):
             try:
@@ -561,6 +523,7 @@ def build_app(
             clock,
             ticker.broker_problem,
             partitions=partitions,
+            in_flight=pipeline.lead if pipeline is not None else None,
         )
 
     stage_names = [stage.name for stage in rules.stages]

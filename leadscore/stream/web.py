@@ -167,8 +167,13 @@ def install_web(
     broker_problem: Callable[[], str | None] | None = None,
     *,
     partitions: int,
+    in_flight: Callable[[bytes], LeadRecord | None] | None = None,
 ) -> None:
-    """The API's views. ``partitions``: the events topic's partition count."""
+    """The API's views. ``partitions``: the events topic's partition count.
+
+    ``in_flight``: a lead as the worker's batches in flight left it (None if they
+    did not touch it), read before the table (``stream.pipeline``).
+    """
     me = _ident(URL(settings.canonical_web_url()))
     shared_url = SharedUrlReport(settings.canonical_web_url())
 
@@ -226,10 +231,14 @@ def install_web(
                 raise unavailable("the lead's partition is moving between workers")
             request["served"] = "forwarded"  # type: ignore[index]
             return await forward(owner, request)
-        stored = leads.get(contact_id.encode("utf-8"))
-        if stored is None:
-            raise ApiError(404, "not_found", "no lead with this contact id")
-        body = answer(decode_lead(stored, contact_id.encode("utf-8")))
+        key = contact_id.encode("utf-8")
+        record = in_flight(key) if in_flight is not None else None
+        if record is None:
+            stored = leads.get(key)
+            if stored is None:
+                raise ApiError(404, "not_found", "no lead with this contact id")
+            record = decode_lead(stored, key)
+        body = answer(record)
         if inspect.isawaitable(body):
             body = await body
         return aioweb.json_response(body)  # type: ignore[return-value]

@@ -5,6 +5,7 @@
 - ``consumer``: the consumer that commits only processed offsets.
 - ``streams``: the stream, topic and flow control classes.
 - ``tables``: the table class, which applies changelog records delivered by the worker.
+- ``recovery``: changelog partitions loaded in bulk before Faust's recovery reads them.
 - ``app``: the app and the transport (``leadscore://``) that tie them together.
 - ``versions``: the exact library versions they were tested with.
 """

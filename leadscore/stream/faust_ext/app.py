@@ -6,7 +6,8 @@ Faust is customised through its own extension points and nothing else:
   the ``faust.transports`` entry point (pyproject.toml), with the consumer,
   client thread, producer and transaction manager of ``consumer`` and
   ``producer``;
-- ``App`` passes ``Stream``, ``Topic`` and ``Table`` through Faust's class settings and
+- ``App`` passes ``Stream``, ``Topic``, ``Table`` and ``TableManager`` through Faust's
+  class settings and
   overrides ``flow_control``;
 - no faust, mode or aiokafka class or module is assigned to at run time
   (tests/unit/test_faust_ext.py snapshots them around building and starting an
@@ -26,6 +27,7 @@ from leadscore.errors import ConfigError
 from leadscore.stream.faust_ext.consumer import Consumer
 from leadscore.stream.faust_ext.ordering import EventGate, OutputFence
 from leadscore.stream.faust_ext.producer import Producer, TransactionManager
+from leadscore.stream.faust_ext.recovery import ChangelogLoader, TableManager
 from leadscore.stream.faust_ext.streams import FlowControl, Stream, Topic
 from leadscore.stream.faust_ext.tables import Table
 from leadscore.stream.faust_ext.versions import check_versions
@@ -57,7 +59,11 @@ class App(faust.App):
         check_versions()
         self.outputs = OutputFence()
         self.between_events = EventGate()
-        super().__init__(id, Stream=Stream, Topic=Topic, Table=Table, **options)
+        #: Set by the worker: loads assigned changelog partitions in bulk (``recovery``).
+        self.changelog_loader: ChangelogLoader | None = None
+        super().__init__(
+            id, Stream=Stream, Topic=Topic, Table=Table, TableManager=TableManager, **options
+        )
         schemes = {url.scheme for url in (*self.conf.broker_consumer, *self.conf.broker_producer)}
         if schemes != {SCHEME}:
             raise ConfigError(

@@ -19,24 +19,11 @@ records go into the source partition's transaction).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, cast
 
 import faust
-from faust.types import TP, EventT
-from faust.types.tuples import Message
+from faust.types import TP
 
-
-class _Applied:
-    """What ``Store.apply_changelog_batch`` reads of a changelog event: its message."""
-
-    __slots__ = ("message",)
-
-    def __init__(self, message: Message) -> None:
-        self.message = message
-
-
-def _same(value: Any) -> Any:
-    return value
+from leadscore.stream.faust_ext.recovery import applied, as_events
 
 
 class Table(faust.Table[bytes, bytes]):
@@ -46,13 +33,10 @@ class Table(faust.Table[bytes, bytes]):
         """Apply (partition, offset, key, value) records, acknowledged in the changelog."""
         topic = self.changelog_topic.get_topic_name()
         tps: dict[int, TP] = {}
-        applied = []
+        events = []
         for partition, offset, key, value in records:
             tp = tps.get(partition)
             if tp is None:
                 tp = tps[partition] = TP(topic, partition)
-            message = Message(topic, partition, offset, 0.0, 0, None, key, value, None, tp=tp)
-            applied.append(_Applied(message))
-        # The store reads only ``event.message`` of each (faust/stores/rocksdb.py).
-        events = cast(list[EventT[Any]], applied)
-        self.data.apply_changelog_batch(events, to_key=_same, to_value=_same)
+            events.append(applied(tp, offset, key, value))
+        self.apply_changelog_batch(as_events(events))
