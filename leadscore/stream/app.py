@@ -487,9 +487,6 @@ def build_app(
         try:
             async for events in stream.batches(settings.batch_max_events, acknowledge=False):
                 try:
-                    if not events:  # the stream would wait while batches are in flight
-                        await pipeline.progress()
-                        continue
                     read = reader(events, pipeline.lead)
                     now = clock()
                     effects = process(inputs_of(events), read, timers, rules, now, limits, encoders)

@@ -11,9 +11,12 @@ delivery fences. An output send is registered with the app's output fence
 (``faust_ext.ordering``), so no changelog record Faust buffers can reach Kafka
 before it. Under exactly_once everything stays in Faust's transactions.
 
-Deliveries are reported by one polling thread per sender; a ``send_all`` is
-woken once, when the last of its records is acknowledged, so two batches in
-flight (one's outputs, the previous one's changelog) each wait for their own
+Delivery reports are served on the event loop: while any send waits, a pump
+task calls ``poll(0)`` and sleeps a little when nothing was ready. A polling
+thread instead had to take the GIL for every report's callback while the loop
+thread scored, and landing a batch took tens of milliseconds. A ``send_all``
+is woken once, when the last of its records is acknowledged, so two batches in
+flight (one's outputs, an earlier one's changelog) each wait for their own
 records only. The idempotent producer keeps each partition's records in the
 order they were produced, across retries.
 
@@ -25,7 +28,6 @@ worker stops without acknowledging the batch.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -35,8 +37,9 @@ from leadscore.config import PRODUCER_MAX_REQUEST_BYTES, Settings
 from leadscore.errors import OutputNotDelivered
 from leadscore.stream.faust_ext.ordering import OutputFence
 
-#: How long one poll for delivery reports blocks the polling thread.
-POLL_SLICE_S = 0.1
+#: How long the pump sleeps when no delivery report was ready (about the loop's timer
+#: resolution: a report waits at most this long once the loop is free).
+PUMP_IDLE_S = 0.0005
 
 #: (topic, partition or None for the key's, key, value, headers)
 Record = tuple[str, int | None, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
@@ -54,20 +57,16 @@ class _Delivery:
 
     def report(self, index: int) -> Callable[[KafkaError | None, Message], None]:
         def on_delivery(error: KafkaError | None, message: Message) -> None:
-            # Runs on the polling thread.
+            # Runs in the pump's poll(0), on the event loop.
             if error is not None:
                 self.failures.append(f"{message.topic()}: {error}")
             else:
                 self.landed[index] = (message.partition() or 0, message.offset() or 0)
             self.waiting -= 1
-            if not self.waiting:
-                self.loop.call_soon_threadsafe(self._finish)
+            if not self.waiting and not self.done.done():
+                self.done.set_result(None)
 
         return on_delivery
-
-    def _finish(self) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
 
 
 class DirectSender:
@@ -84,20 +83,17 @@ class DirectSender:
                 "queue.buffering.max.messages": 1_000_000,
             }
         )
-        self._poller: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._waiting = 0  # sends waiting for their reports
+        self._pump: asyncio.Task[None] | None = None
 
-    def _poll(self) -> None:
-        while not self._stopping.is_set():
-            self.producer.poll(POLL_SLICE_S)
-
-    def close(self, timeout: float = 10.0) -> int:
-        """Stop polling after delivering what is queued; returns the records left undelivered."""
-        self._stopping.set()
-        if self._poller is not None:
-            self._poller.join()
-            self._poller = None
-        return self.producer.flush(timeout)
+    async def _serve_reports(self) -> None:
+        poll = self.producer.poll
+        while self._waiting:
+            if poll(0):
+                await asyncio.sleep(0)  # others may be ready to use what was reported
+            else:
+                await asyncio.sleep(PUMP_IDLE_S)
+        self._pump = None
 
     async def send_all(self, records: Sequence[Record]) -> list[tuple[int, int]]:
         """Send outputs and wait for all of them: (partition, offset) of each, in order.
@@ -120,11 +116,16 @@ class DirectSender:
         """Send ``records`` and wait for all of them: (partition, offset) of each, in order."""
         if not records:
             return []
-        if self._poller is None:
-            self._stopping.clear()
-            self._poller = threading.Thread(target=self._poll, name="leadscore-sender", daemon=True)
-            self._poller.start()
         delivery = _Delivery(len(records), asyncio.get_running_loop())
+        self._waiting += 1
+        try:
+            return await self._deliver(records, delivery)
+        finally:
+            self._waiting -= 1
+
+    async def _deliver(
+        self, records: Sequence[Record], delivery: _Delivery
+    ) -> list[tuple[int, int]]:
         produce = self.producer.produce
         for index, (topic, partition, key, value, headers) in enumerate(records):
             on_delivery = delivery.report(index)
@@ -144,8 +145,11 @@ class DirectSender:
                             on_delivery=on_delivery,
                         )
                     break
-                except BufferError:  # the local queue is full: the poller drains it
-                    await asyncio.sleep(0.01)
+                except BufferError:  # the local queue is full: let reports drain it
+                    self.producer.poll(0.01)
+                    await asyncio.sleep(0)
+        if self._pump is None:
+            self._pump = asyncio.ensure_future(self._serve_reports())
         await delivery.done
         if delivery.failures:
             raise OutputNotDelivered(

@@ -28,16 +28,17 @@ clears what a revocation left.
 
 **Batches never wait while holding events** (``Stream.batches``). A batch is
 what has already arrived, up to a size: the stream hands out events until the
-next one would have to be waited for, then hands out ``FLUSH``, and the batch's
-events are acknowledged once the caller is done with it. Holding events while
-waiting for more would stall everything that waits for held events to be
-acknowledged: an exactly_once commit (the gate) and a rebalance (Faust's
-``wait_empty``, which has no timeout). So the wait itself says when: the
-topic's ``__anext__``, which Faust's iterator calls only when the queue is
-empty, returns ``FLUSH`` instead of waiting while events are out; and an event
-that arrives while a commit has closed the gate is preceded by ``FLUSH`` too.
-(Faust's ``take_events`` waits up to a timeout for a full buffer, with the
-events already taken held.)
+next one would have to be waited for, then hands out ``FLUSH``, and the batch
+is yielded. Holding events while waiting for more would stall everything that
+waits for held events to be acknowledged: an exactly_once commit (the gate)
+and a rebalance (Faust's ``wait_empty``, which has no timeout). So the wait
+itself says when: the topic's ``__anext__``, which Faust's iterator calls only
+when the queue is empty, returns ``FLUSH`` instead of waiting while a batch is
+being collected; and an event that arrives while a commit has closed the gate
+is preceded by ``FLUSH`` too. Events yielded in a batch and not acknowledged
+yet (the at_least_once pipeline's) are not waited on: the caller acknowledges
+them without the stream. (Faust's ``take_events`` waits up to a timeout for a
+full buffer, with the events already taken held.)
 
 **A table reads and writes the partition of the event being processed**
 (``in_partition_of``). Faust's tables take the partition of a read, a write and
@@ -78,23 +79,23 @@ class Stream(faust.Stream[Any]):
         """Lists of up to ``max_`` events that had arrived.
 
         With ``acknowledge``, each batch is acknowledged once the caller asks for the
-        next. Without, the caller acknowledges (``Stream.ack``) when it is done, and is
-        handed an empty batch whenever the stream would wait while events it holds are
-        not acknowledged yet: its cue to finish them.
+        next. Without, the caller acknowledges them (``Stream.ack``) when it is done,
+        from any task: the stream does not wait for that.
         """
         channel = self.channel
         if not isinstance(channel, Topic):
             raise TypeError(f"batches() needs a leadscore Topic to read, not {channel!r}")
         channel.flush_when_holding = True
         self.enable_acks = False  # acknowledged here or by the caller, never by Faust
-        gate = gate_of(self.app)
         batch: list[Any] = []
         async for value in self:
             if value is not FLUSH:
                 batch.append(self.current_event)
+                channel.collecting = len(batch)
                 if len(batch) < max_:
                     continue
-            if batch or (not acknowledge and gate.busy):
+            if batch:
+                channel.collecting = 0
                 yield batch
                 if acknowledge:
                     for event in batch:
@@ -124,13 +125,15 @@ class Stream(faust.Stream[Any]):
 class Topic(faust.Topic):
     """Faust's topic; each send registers with the app's output fence."""
 
-    #: Set on the channel a ``Stream.batches`` reads: waiting for a record while events
-    #: are held hands out ``FLUSH`` first.
+    #: Set on the channel a ``Stream.batches`` reads: waiting for a record while a
+    #: batch is being collected hands out ``FLUSH`` first.
     flush_when_holding = False
+    #: Events handed out into the batch being collected (``Stream.batches``).
+    collecting = 0
 
     async def __anext__(self) -> Any:
         # Faust's iterator calls this only when the queue is empty, that is, to wait.
-        if self.flush_when_holding and gate_of(self.app).busy:
+        if self.flush_when_holding and self.collecting:
             return FLUSH
         return await super().__anext__()
 
