@@ -646,3 +646,37 @@ def test_delivered_changelog_records_are_applied_with_their_offsets(tmp_path: Pa
         assert table.get(b"bob") is None  # each record in its own partition's store
     with in_partition_of(in_zero):
         assert table.get(b"bob") == b"v2"
+
+
+def test_a_batch_is_what_has_arrived_and_is_never_held_back_for_more(app: faust.App) -> None:
+    """streams.Stream.batches: a batch is yielded as soon as the next record would have
+    to be waited for; batches yielded and not acknowledged yet are not waited on."""
+    asyncio.run(batches_of_what_arrived(app))
+
+
+async def batches_of_what_arrived(app: faust.App) -> None:
+    topic = app.topic(EVENTS.topic)
+    stream = app.stream(topic)
+
+    async def arrive(*offsets: int) -> None:
+        for offset in offsets:
+            message = fetched(app, offset)
+            message.incref()
+            await stream.channel.put(app.create_event(b"k", b"v", None, message))
+
+    def offsets(batch: list[Any]) -> list[int]:
+        return [event.message.offset for event in batch]
+
+    batches = stream.batches(2, acknowledge=False).__aiter__()
+    await arrive(0, 1, 2)
+    assert offsets(await asyncio.wait_for(batches.__anext__(), 5)) == [0, 1]  # the size
+    # The rest at once, not held back waiting for a record that has not arrived.
+    assert offsets(await asyncio.wait_for(batches.__anext__(), 5)) == [2]
+    # Nothing collected and three events out, unacknowledged: wait for records,
+    # not hand out empty batches.
+    following = asyncio.ensure_future(batches.__anext__())
+    await asyncio.sleep(0.1)
+    assert not following.done()
+    await arrive(3)
+    assert offsets(await asyncio.wait_for(following, 5)) == [3]
+    await stream.stop()

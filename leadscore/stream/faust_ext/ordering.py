@@ -20,6 +20,12 @@ A worker's guarantees (no event lost, none counted twice) rest on three ordering
    no event starts until it is done (``EventGate``, entered by the app's stream
    for each event it hands out and left by the consumer's ack).
 
+Under at_least_once the worker sends its changelog records itself, through
+librdkafka, and ``leadscore.stream.pipeline`` keeps orderings 1 and 2 for
+them (a batch's changelog records go out once its outputs are acknowledged,
+and its events are acknowledged once those are); Faust's buffer then carries
+no table writes. The fence and the buffer keep them under exactly_once.
+
 Each app has its own fence and gate (``faust_ext.app.App.outputs`` and
 ``.between_events``); nothing here is process-wide.
 """
