@@ -7,8 +7,7 @@ A seeded workload is produced, one fresh worker drains it under ``py-spy record`
 on its stack (in the order of COSTS: a table write's changelog send counts as the
 table write, not as output). Prints and records the table: share of samples and
 microseconds per event (samples / 200 Hz / events; py-spy samples a thread only
-while it is not idle, apart from the event loop's epoll wait and the sender thread's
-wait for delivery reports, shown as their own rows).
+while it is not idle, apart from the event loop's epoll wait, shown as its own row).
 """
 
 from __future__ import annotations
@@ -39,8 +38,6 @@ COSTS: list[tuple[str, tuple[str, ...]]] = [
             "apply_delivered",
         ),
     ),
-    # The sender's polling thread, blocked in librdkafka until a delivery report comes.
-    ("sender thread waiting for delivery reports (idle)", ("DirectSender._poll",)),
     ("table reads (RocksDB get)", ("ManagedUserDict.__getitem__", "Store._get", "_contains")),
     ("codecs (event decode, output and lead JSON)", ("leadscore/codecs/",)),
     ("metrics, census and timer wheel", ("leadscore/metrics", "prometheus_client", "wheel.py")),

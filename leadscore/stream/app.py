@@ -440,7 +440,7 @@ def build_app(
         started = time.perf_counter()
         # The table reads and writes the partition of the current event: one per partition.
         of_partition = {event.message.partition: event for event in events}
-        read = reader(events, lambda _key: None)
+        read = reader(of_partition, lambda _key: None)
         effects = process(inputs_of(events), read, timers, rules, clock(), limits, encoders)
         await send_in_transactions(effects, of_partition)
         for key, (partition, record) in effects.writes.items():
@@ -448,9 +448,14 @@ def build_app(
                 leads[key] = encode_lead(record)
         finish(effects, started)
 
-    def reader(events: list[Any], in_flight: Callable[[bytes], LeadRecord | None]) -> Read:
-        """Leads as the batches in flight left them, else as the table has them."""
-        of_partition = {event.message.partition: event for event in events}
+    def reader(
+        of_partition: dict[int, Any], in_flight: Callable[[bytes], LeadRecord | None]
+    ) -> Read:
+        """Leads as the batches in flight left them, else as the table has them.
+
+        ``of_partition``: an event of the batch for each partition it has (the table
+        reads the partition of the current event).
+        """
 
         def read(partition: int, key: bytes) -> bytes | LeadRecord | None:
             hit = in_flight(key)
@@ -487,7 +492,8 @@ def build_app(
         try:
             async for events in stream.batches(settings.batch_max_events, acknowledge=False):
                 try:
-                    read = reader(events, pipeline.lead)
+                    of_partition = {event.message.partition: event for event in events}
+                    read = reader(of_partition, pipeline.lead)
                     now = clock()
                     effects = process(inputs_of(events), read, timers, rules, now, limits, encoders)
                     pipeline.launch(events, effects)

@@ -106,11 +106,6 @@ class Pipeline:
         while len(self.flights) >= self.depth:
             await asyncio.shield(self.flights[0].landed)
 
-    async def progress(self) -> None:
-        """Until the oldest batch in flight has landed (at once if none is)."""
-        if self.flights:
-            await asyncio.shield(self.flights[0].landed)
-
     async def land_all(self, acknowledge: Callable[[Any], Awaitable[Any]]) -> None:
         """Land batches in order, for as long as the agent runs (its errors propagate)."""
         while True:
@@ -144,8 +139,10 @@ class Pipeline:
             (partition, offset, key, value)
             for (partition, key, value), (_, offset) in zip(writes, offsets, strict=True)
         )
-        self.flights.popleft()  # with the apply above: reads now find the table has it
         for event in flight.events:
             await acknowledge(event)
+        # Only now: until its events are acknowledged it is the oldest batch not landed
+        # (oldest_events); reads find the same records in it as in the table.
+        self.flights.popleft()
         flight.landed.set_result(None)
         self.finish(effects, flight.started)

@@ -41,6 +41,9 @@ from leadscore.stream.faust_ext.ordering import OutputFence
 #: resolution: a report waits at most this long once the loop is free).
 PUMP_IDLE_S = 0.0005
 
+#: librdkafka's "no partition given": its partitioner picks one from the key.
+BY_KEY = -1
+
 #: (topic, partition or None for the key's, key, value, headers)
 Record = tuple[str, int | None, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 
@@ -52,7 +55,6 @@ class _Delivery:
         self.waiting = count
         self.landed: list[tuple[int, int]] = [(-1, -1)] * count
         self.failures: list[str] = []
-        self.loop = loop
         self.done: asyncio.Future[None] = loop.create_future()
 
     def report(self, index: int) -> Callable[[KafkaError | None, Message], None]:
@@ -131,19 +133,14 @@ class DirectSender:
             on_delivery = delivery.report(index)
             while True:
                 try:
-                    if partition is None:
-                        produce(
-                            topic, value, key, headers=cast(Any, headers), on_delivery=on_delivery
-                        )
-                    else:
-                        produce(
-                            topic,
-                            value,
-                            key,
-                            partition,
-                            headers=cast(Any, headers),
-                            on_delivery=on_delivery,
-                        )
+                    produce(
+                        topic,
+                        value,
+                        key,
+                        BY_KEY if partition is None else partition,
+                        headers=cast(Any, headers),
+                        on_delivery=on_delivery,
+                    )
                     break
                 except BufferError:  # the local queue is full: let reports drain it
                     self.producer.poll(0.01)

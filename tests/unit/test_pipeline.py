@@ -105,7 +105,7 @@ async def drive(batches: list[list[Input]], depth: int, seed: int) -> tuple[Tabl
         pipeline.launch(batch, effects)
         await pipeline.room()
     while pipeline.flights:
-        await pipeline.progress()
+        await asyncio.shield(pipeline.flights[0].landed)
     lander.cancel()
     assert acked == [r.offset for batch in batches for r in batch]  # every event, in order
     return table, broker, outputs

@@ -77,8 +77,6 @@ class ChangelogLoader:
             "isolation.level": "read_committed",
             "auto.offset.reset": "earliest",
         }
-        #: Records applied so far (all loads of this worker), for tests and the log.
-        self.applied = 0
 
     async def load(
         self,
@@ -92,11 +90,8 @@ class ChangelogLoader:
         ``offsets`` (Faust's: the last offset the store has, or None) is updated as
         chunks are applied; ``highwaters`` are the last offsets (Faust's highwater - 1).
         """
-        todo = {
-            tp: -1 if offsets[tp] is None else offsets[tp]
-            for tp in tables
-            if highwaters.get(tp, -1) > (-1 if offsets[tp] is None else offsets[tp])
-        }
+        have = {tp: -1 if offsets[tp] is None else offsets[tp] for tp in tables}
+        todo = {tp: last for tp, last in have.items() if highwaters.get(tp, -1) > last}
         if not todo:
             return
         started = time.monotonic()
@@ -138,7 +133,6 @@ class ChangelogLoader:
                 reading.add_done_callback(lambda _: consumer.close())
             else:
                 consumer.close()
-            self.applied += count
             log.info(
                 "changelog loaded in bulk: %s record(s) in %.2f s%s",
                 count,

@@ -85,7 +85,6 @@ class Stream(faust.Stream[Any]):
         channel = self.channel
         if not isinstance(channel, Topic):
             raise TypeError(f"batches() needs a leadscore Topic to read, not {channel!r}")
-        channel.flush_when_holding = True
         self.enable_acks = False  # acknowledged here or by the caller, never by Faust
         batch: list[Any] = []
         async for value in self:
@@ -125,15 +124,13 @@ class Stream(faust.Stream[Any]):
 class Topic(faust.Topic):
     """Faust's topic; each send registers with the app's output fence."""
 
-    #: Set on the channel a ``Stream.batches`` reads: waiting for a record while a
-    #: batch is being collected hands out ``FLUSH`` first.
-    flush_when_holding = False
-    #: Events handed out into the batch being collected (``Stream.batches``).
+    #: Events handed out into the batch ``Stream.batches`` is collecting from this
+    #: channel: waiting for a record while there are any hands out ``FLUSH`` first.
     collecting = 0
 
     async def __anext__(self) -> Any:
         # Faust's iterator calls this only when the queue is empty, that is, to wait.
-        if self.flush_when_holding and self.collecting:
+        if self.collecting:
             return FLUSH
         return await super().__anext__()
 
