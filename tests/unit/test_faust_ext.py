@@ -300,6 +300,70 @@ async def deliver_with_a_seek_at_12(app: faust.App, seek: str, committed: int | 
     return delivered
 
 
+def test_a_record_is_handed_to_the_streams_without_new_tasks_when_nothing_can_wait(
+    app: faust.App,
+) -> None:
+    """consumer (9): Faust's drain loop wrapped every delivery in ``wait_first``
+    (four new tasks per record) although nothing could make it wait."""
+    waits = asyncio.run(drain_all(app, reason=None))
+    assert waits == 0
+
+
+@pytest.mark.parametrize("reason", ["flow suspended", "stream queue full"])
+def test_a_delivery_that_has_to_wait_is_released_when_flow_is_suspended(
+    app: faust.App, reason: str
+) -> None:
+    """consumer (9): when a delivery can wait (flow control suspended, a full queue),
+    the loop still waits as Faust does, so a rebalance's suspension releases it;
+    awaited directly, the drain loop (holding the turn lock of 4) would hang."""
+    waits = asyncio.run(drain_all(app, reason=reason))
+    assert waits == 20
+
+
+async def drain_all(app: faust.App, reason: str | None) -> int:
+    """Drain records 10..29; returns how many deliveries went through ``wait_first``."""
+    consumer = app.consumer
+    consumer._thread = PartitionLog(committed=10)  # type: ignore[attr-defined]
+    consumer._set_active_tps({EVENTS})
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+    if reason == "flow suspended":
+        app.flow_control.suspend()
+    elif reason == "stream queue full":
+        topic = app.topic("events-buffered")
+        app.topics.add(topic)
+        while not topic.queue.full():
+            topic.queue.put_nowait(None)
+    delivered: list[int] = []
+    first_delivered = asyncio.Event()
+    waits = 0
+    wait_first = consumer.wait_first
+
+    async def counted_wait_first(*coros: Any) -> Any:
+        nonlocal waits
+        waits += 1
+        return await wait_first(*coros)
+
+    async def deliver(message: Message) -> None:
+        delivered.append(message.offset)
+        first_delivered.set()
+        if message.offset == 29:
+            fetcher._stopped.set()
+        if reason is not None:
+            await asyncio.Event().wait()  # a put that never gets room or flow
+
+    async def rebalance() -> None:
+        await first_delivered.wait()
+        consumer.suspend_flow.set()
+
+    consumer.wait_first = counted_wait_first  # type: ignore[method-assign]
+    consumer.callback = deliver
+    suspending = asyncio.ensure_future(rebalance())
+    await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=30)  # type: ignore[arg-type]
+    await suspending
+    assert delivered == list(range(10, 30))
+    return waits
+
+
 def test_changelog_highwaters_under_exactly_once_come_from_the_broker() -> None:
     """consumer (8): right after an assignment the client has no last stable offset yet
     (None, which Faust's recovery turned into a highwater of -1)."""
