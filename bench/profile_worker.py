@@ -1,6 +1,11 @@
 """Where a worker's time goes per event: one drain under py-spy, samples by cost.
 
     python bench/profile_worker.py --events 60000 --contacts 10000
+    python bench/profile_worker.py --rate 1700 --seconds 30
+
+With ``--rate`` the worker is profiled under live traffic instead (the latency
+runs of bench.py: events sent at that rate for ``--seconds``), and the event ->
+action latency is printed beside the profile (slug ``profile-live``).
 
 A seeded workload is produced, one fresh worker drains it under ``py-spy record``
 (raw stacks, 200 Hz), and each sample is put in the first cost whose frames are
@@ -21,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 from common import ensure_broker, record_results, stop_broker
-from systems import Deployment, drain, start
+from systems import Deployment, drain, offer, start, wait_ready
 from workload import DAY_MS, Workload, produce
 
 RATE = 200
@@ -88,22 +93,30 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--stacks", type=Path, help="also keep py-spy's raw stacks here")
+    parser.add_argument("--rate", type=float, help="live traffic at this rate instead of a drain")
+    parser.add_argument("--seconds", type=float, default=30.0, help="live traffic's duration")
     args = parser.parse_args()
+    live = args.rate is not None
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     bootstrap, started_broker = ensure_broker()
     try:
         with tempfile.TemporaryDirectory(prefix="leadscore-profile-") as tmp:
             root = Path(tmp)
-            workload = Deployment.fresh(bootstrap, root / "workload")
-            produce(
-                bootstrap,
-                workload.events,
-                Workload(args.contacts, args.seed, "prof-"),
-                args.events,
-                7 * DAY_MS,
+            workload = None if live else Deployment.fresh(bootstrap, root / "workload")
+            if workload is not None:
+                produce(
+                    bootstrap,
+                    workload.events,
+                    Workload(args.contacts, args.seed, "prof-"),
+                    args.events,
+                    7 * DAY_MS,
+                )
+            deployment = Deployment.fresh(
+                bootstrap, root / "worker", workload.events if workload else None
             )
-            deployment = Deployment.fresh(bootstrap, root / "worker", workload.events)
             running = start("leadscore", deployment)
+            if live:
+                wait_ready(running, deployment)
             stacks = root / "stacks.txt"
             recorder = subprocess.Popen(
                 [
@@ -121,7 +134,13 @@ def main() -> None:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            result = drain(bootstrap, deployment.counted, args.events, 900, running)
+            if live:
+                latency = offer("leadscore", deployment, args.rate, args.seconds, args.seed)
+                events, rate = int(args.rate * args.seconds), latency.offered
+                summary = latency.summary()
+            else:
+                result = drain(bootstrap, deployment.counted, args.events, 900, running)
+                events, rate, summary = args.events, result.rate, {}
             recorder.send_signal(2)  # py-spy writes its output on SIGINT
             recorder.wait(60)
             running.stop()
@@ -129,7 +148,8 @@ def main() -> None:
             if args.stacks:
                 shutil.copyfile(stacks, args.stacks)
             for d in (deployment, workload):
-                d.delete_topics()
+                if d is not None:
+                    d.delete_topics()
     finally:
         if started_broker:
             stop_broker()
@@ -138,18 +158,25 @@ def main() -> None:
         "| cost | share of samples | µs per event |",
         "|---|---|---|",
         *(
-            f"| {cost} | {n / total:.1%} | {n / RATE / args.events * 1e6:,.0f} |"
+            f"| {cost} | {n / total:.1%} | {n / RATE / events * 1e6:,.0f} |"
             for cost, n in counts.most_common()
         ),
         "",
-        f"{args.events:,} events, {args.contacts:,} contacts, one worker at "
-        f"{result.rate:,.0f} events/s under py-spy ({total:,} samples at {RATE} Hz)",
+        (
+            f"{events:,} events offered live at {rate:,.0f} events/s for {args.seconds:,.0f} s "
+            f"to one worker under py-spy ({total:,} samples at {RATE} Hz); event -> action "
+            f"latency over {summary['n']:,} actions: p50 {summary['p50'] * 1000:,.1f} ms, "
+            f"p99 {summary['p99'] * 1000:,.1f} ms, max {summary['max'] * 1000:,.1f} ms"
+            if live
+            else f"{events:,} events, {args.contacts:,} contacts, one worker at "
+            f"{rate:,.0f} events/s under py-spy ({total:,} samples at {RATE} Hz)"
+        ),
     ]
     record_results(
-        "profile",
+        "profile-live" if live else "profile",
         "Where a worker's time goes per event (py-spy)",
         " ".join(["python bench/profile_worker.py", *sys.argv[1:]]),
-        {"events": args.events, "rate": result.rate, "samples": dict(counts)},
+        {"events": events, "rate": rate, "latency": summary, "samples": dict(counts)},
         "\n".join(rows),
     )
 
