@@ -8,7 +8,7 @@ PEER_VENV := .venv-peer
 
 .DEFAULT_GOAL := help
 PHONY_BENCH := bench bench-smoke bench-large bench-profile peer-venv
-.PHONY: $(PHONY_BENCH) help install demo test test-unit test-integration test-faults lint format bench-timer bench-wheel bench-api bench-notify bench-metrics bench-guarantee bench-backpressure bench-input-checks ops-plot broker broker-stop broker-status clean
+.PHONY: $(PHONY_BENCH) help install demo test test-unit test-integration test-faults lint format docs bench-timer bench-wheel bench-api bench-notify bench-metrics bench-guarantee bench-backpressure bench-input-checks ops-plot broker broker-stop broker-status clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ test-integration: $(INSTALLED) ## Integration tests only (starts the local broke
 
 test-faults: $(INSTALLED) ## Fault tier: SIGKILLs mid-stream on a broker of its own, compared with the scoring core
 	$(BIN)/pytest -rxX tests/faults
+
+docs: $(INSTALLED) ## Regenerate docs/configuration.md from the settings object
+	$(BIN)/leadscore settings --markdown > docs/configuration.md
 
 lint: $(INSTALLED) ## ruff (lint and format check) and mypy --strict
 	$(BIN)/ruff check leadscore tests bench deploy

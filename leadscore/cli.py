@@ -15,7 +15,7 @@ import click
 import orjson
 
 from leadscore import __version__
-from leadscore.config import Settings, describe_settings, load_settings
+from leadscore.config import Settings, describe_settings, load_settings, settings_reference
 from leadscore.errors import LeadscoreError, RulesError
 from leadscore.logs import setup_logging
 
@@ -470,8 +470,16 @@ def _parse_time(text: str) -> int:
 
 
 @main.command("settings")
-def show_settings() -> None:
+@click.option(
+    "--markdown",
+    is_flag=True,
+    help="Print the settings reference (docs/configuration.md) instead of the values in effect.",
+)
+def show_settings(markdown: bool) -> None:
     """Print every setting with its environment variable and current value."""
+    if markdown:
+        click.echo(settings_reference(), nl=False)
+        return
     current = _settings()
     for env, default, help_text in describe_settings():
         name = env.removeprefix("LEADSCORE_").lower()

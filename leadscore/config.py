@@ -318,3 +318,24 @@ def describe_settings() -> list[tuple[str, str, str]]:
         default = "" if info.default is None else str(info.default)
         rows.append((f"{ENV_PREFIX}{name.upper()}", default, info.description or ""))
     return rows
+
+
+def settings_reference() -> str:
+    """docs/configuration.md: every setting with its default and meaning (``make docs``)."""
+    lines = [
+        "# Configuration",
+        "",
+        "One frozen settings object (`leadscore.config.Settings`), built once at start-up",
+        "from `LEADSCORE_*` environment variables; `leadscore --help` lists them too and",
+        "`leadscore settings` prints the values in effect (passwords masked). An invalid",
+        "value stops the start with the variable's name and the problem.",
+        "",
+        "This page is generated from the settings object (`make docs`, which runs",
+        "`leadscore settings --markdown`); a unit test fails when it is stale.",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+    ]
+    for env, default, description in describe_settings():
+        lines.append(f"| `{env}` | `{default}` | {description} |")
+    return "\n".join(lines) + "\n"

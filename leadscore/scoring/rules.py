@@ -603,7 +603,7 @@ def _dotted(loc: tuple[Any, ...]) -> str:
 def _message(err: Any) -> str:
     msg = str(err["msg"])
     if err["type"] == "extra_forbidden":
-        return "unknown field; check its spelling against the rules format in the README"
+        return "unknown field; check its spelling against the rules format in docs/rules.md"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     if "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):

@@ -1,4 +1,4 @@
-"""Signing webhook bodies, and the check a receiver makes (documented in the README).
+"""Signing webhook bodies, and the check a receiver makes (documented in docs/sinks.md).
 
 The signature is HMAC-SHA256 with the endpoint's secret over
 ``<timestamp>.<raw body>``, sent as ``X-Leadscore-Signature: v1=<hex>`` with

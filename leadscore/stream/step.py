@@ -267,7 +267,7 @@ class _Batch:
                 LogLine(
                     "warning",
                     "lead %s was dated in the future by an earlier event; its clock is set "
-                    "back to now (see README: future-dated events)",
+                    "back to now (see docs/topics.md: future-dated events)",
                     (redact(key),),
                 )
             )

@@ -244,7 +244,7 @@ class PacedProducer(threading.Thread):
                 "bootstrap.servers": bootstrap,
                 "logger": LIBRDKAFKA_LOG,
                 "enable.idempotence": True,
-                # as the README asks of producers: Kafka's (and Faust's) key partitioner
+                # as docs/topics.md asks of producers: Kafka's (and Faust's) key partitioner
                 "partitioner": "murmur2_random",
                 "linger.ms": 5,
                 "message.timeout.ms": 300_000,

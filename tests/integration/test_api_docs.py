@@ -1,4 +1,4 @@
-"""The README's curl examples, run against a worker fed the example events."""
+"""docs/api.md's curl examples, run against a worker fed the example events."""
 
 from __future__ import annotations
 
@@ -21,15 +21,13 @@ VOLATILE = {"processed_at"}  # wall-clock time of processing: differs on every r
 
 
 def section() -> str:
-    text = (ROOT / "README.md").read_text()
-    start = text.index("## Lead query API")
-    return text[start : text.index("\n## ", start + 1)]
+    return (ROOT / "docs" / "api.md").read_text()
 
 
 def examples() -> list[tuple[str, Any]]:
     """(command, parsed answer) of every ``$ curl`` in the section's console block."""
     block = re.search(r"```console\n(.*?)```", section(), re.S)
-    assert block, "the Lead query API section has a console block"
+    assert block, "docs/api.md has a console block"
     parts = re.split(r"^\$ (.*)$", block.group(1), flags=re.M)[1:]
     pairs = [(parts[i], json.loads(parts[i + 1])) for i in range(0, len(parts), 2)]
     assert len(pairs) >= 4
@@ -53,7 +51,7 @@ def events_handled(port: int) -> float:
     )
 
 
-def test_readme_curl_examples_answer_what_the_readme_shows(
+def test_the_curl_examples_of_the_api_docs_answer_what_they_show(
     deployment: Deployment, start_worker
 ) -> None:
     setup = re.search(r"```sh\n(LEADSCORE_RULES_FILE=.*?)```", section(), re.S)
