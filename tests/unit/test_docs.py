@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from leadscore.config import settings_reference
@@ -68,3 +69,22 @@ def test_every_docs_page_is_linked_from_the_readme() -> None:
     linked = set(re.findall(r"\]\(docs/([\w\-]+\.md)", README))
     pages = {p.name for p in DOCS.glob("*.md")}
     assert pages <= linked, f"not linked from the README: {sorted(pages - linked)}"
+
+
+def test_the_receivers_check_in_the_sinks_docs_accepts_what_the_sink_signs() -> None:
+    from leadscore.sinks.signing import sign
+
+    page = (DOCS / "sinks.md").read_text(encoding="utf-8")
+    block = re.search(r"```python\n(.*?)```", page, re.S)
+    assert block is not None
+    namespace: dict[str, object] = {}
+    exec(compile(block.group(1), "docs/sinks.md", "exec"), namespace)
+    verify = namespace["verify"]
+    assert callable(verify)
+    now = int(time.time())
+    body = b'{"action_id": "a1"}'
+    signature = sign(b"secret", now, body)
+    assert verify(b"secret", str(now), signature, body)
+    assert not verify(b"secret", str(now), signature, body + b" ")
+    assert not verify(b"other", str(now), signature, body)
+    assert not verify(b"secret", str(now - 301), sign(b"secret", now - 301, body), body)
