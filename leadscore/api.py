@@ -9,26 +9,11 @@ import hmac
 import re
 from typing import Any
 
+from leadscore.errors import ApiError
 from leadscore.scoring import LeadRecord, Rules, snapshot
 from leadscore.scoring.engine import top_reasons
 from leadscore.scoring.events import id_problem, iso_to_ms
 from leadscore.scoring.records import out
-
-
-class ApiError(Exception):
-    """An answer other than 200: HTTP status, a stable code and a message for people."""
-
-    def __init__(
-        self, status: int, code: str, message: str, retry_after: int | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message}}
 
 
 def check_contact_id(contact_id: str) -> str:

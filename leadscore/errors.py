@@ -1,6 +1,14 @@
-"""The exception hierarchy: everything leadscore raises on purpose is a LeadscoreError."""
+"""The exception hierarchy: everything leadscore raises on purpose is a LeadscoreError.
+
+The one exception: validators of pydantic models (settings, rules, sink files)
+raise ``ValueError``, as pydantic requires; pydantic collects them, and
+``load_settings``, ``load_rules`` and the sink file loaders raise them as a
+``ConfigError`` or ``RulesError`` with every problem's location.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class LeadscoreError(Exception):
@@ -80,3 +88,36 @@ class UnreadableLead(LeadscoreError):
 
 class HistoryUnavailable(LeadscoreError):
     """The score-changes topic did not answer a history read in time."""
+
+
+class ApiError(LeadscoreError):
+    """An answer other than 200: HTTP status, a stable code and a message for people."""
+
+    def __init__(
+        self, status: int, code: str, message: str, retry_after: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class DeliveryError(LeadscoreError):
+    """One attempt at a delivery failed; ``retryable`` says whether another may succeed."""
+
+    def __init__(self, message: str, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class TopicUnreadable(LeadscoreError):
+    """A topic could not be read to its end (the consumer reported an error)."""
+
+
+class UnpositionedMessage(LeadscoreError):
+    """A consumed message without a partition or offset: an error event, not a record."""

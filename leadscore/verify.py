@@ -36,6 +36,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from leadscore.codecs.records import decode_output
 from leadscore.config import Settings
+from leadscore.errors import TopicUnreadable
 from leadscore.logs import redact
 from leadscore.scoring import Rules
 from leadscore.scoring.engine import action_id
@@ -99,7 +100,7 @@ def read_topic(
                 if error.code() == KafkaError._PARTITION_EOF:
                     pending.discard(message.partition())
                     continue
-                raise RuntimeError(f"{topic}: {error}")
+                raise TopicUnreadable(f"{topic}: {error}")
             read.records += 1
             try:
                 value = decode_output(message.value())

@@ -11,6 +11,7 @@ import orjson
 from leadscore.codecs.avro import SCHEMA_FILES, SOE_MAGIC, schema
 from leadscore.codecs.connect import is_envelope
 from leadscore.codecs.dlq import HEADER_PREFIX
+from leadscore.errors import InvalidRecord
 
 
 def decode_output(value: bytes | None) -> Any:
@@ -23,7 +24,7 @@ def decode_output(value: bytes | None) -> Any:
             if schema(name).fingerprint == fp:
                 record = schema(name).decode_body(value[10:])
                 return {k: _ms(v) for k, v in record.items()}
-        raise ValueError(f"unknown Avro fingerprint {fp.hex()}")
+        raise InvalidRecord("unknown_schema", f"unknown Avro fingerprint {fp.hex()}")
     decoded = orjson.loads(value)
     return decoded["payload"] if is_envelope(decoded) else decoded
 

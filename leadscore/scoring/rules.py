@@ -16,7 +16,7 @@ import re2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from leadscore.errors import RuleProblem, RulesError
+from leadscore.errors import LeadscoreError, RuleProblem, RulesError
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent.parent / "rules" / "default.yaml"
 
@@ -419,8 +419,10 @@ class Rules(_Frozen):
         return hashlib.blake2b(canonical.encode("utf-8"), digest_size=8).hexdigest()
 
 
-class RulesProblems(ValueError):
-    """Problems found across fields, each with where it is (a pydantic-style location)."""
+class RulesProblems(LeadscoreError, ValueError):
+    """Problems found across fields, each with where it is (a pydantic-style location).
+
+    A ``ValueError`` too: pydantic collects only those from a validator."""
 
     def __init__(self, problems: list[tuple[tuple[Any, ...], str]]) -> None:
         super().__init__("; ".join(message for _, message in problems))

@@ -31,7 +31,7 @@ import aiohttp
 from aiolimiter import AsyncLimiter
 from yarl import URL
 
-from leadscore.errors import LeadscoreError
+from leadscore.errors import DeliveryError
 from leadscore.sinks.breaker import CircuitBreaker
 from leadscore.sinks.config import Endpoint, redact_url
 from leadscore.sinks.messages import slack_body, webhook_body
@@ -46,15 +46,6 @@ MAX_REDIRECTS = 3
 MAX_RESPONSE_BYTES = 65_536  # what is read of an answer; the rest is left unread
 MAX_RETRY_AFTER_SECONDS = 86_400.0
 _SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() takes "²"
-
-
-class DeliveryError(LeadscoreError):
-    """One attempt at a delivery failed; ``retryable`` says whether another may succeed."""
-
-    def __init__(self, message: str, retryable: bool, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

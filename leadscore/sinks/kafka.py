@@ -15,7 +15,7 @@ from leadscore.codecs.avro import schema
 from leadscore.codecs.dlq import HEADER_PREFIX
 from leadscore.codecs.records import decode_output
 from leadscore.config import Settings
-from leadscore.errors import InvalidAction
+from leadscore.errors import InvalidAction, UnpositionedMessage
 from leadscore.metrics import sink_lag_stats
 from leadscore.scoring.events import id_problem
 
@@ -59,8 +59,8 @@ def sink_producer(settings: Settings) -> Producer:
 
 def position(message: Message) -> tuple[int, int]:
     partition, offset = message.partition(), message.offset()
-    assert partition is not None, "a consumed record has a partition"
-    assert offset is not None, "a consumed record has an offset"
+    if partition is None or offset is None:
+        raise UnpositionedMessage(f"a consumed message without a position: {message.error()}")
     return partition, offset
 
 

@@ -25,7 +25,9 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections.abc import Iterator
 from types import FrameType
+from typing import cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import start_http_server
@@ -114,14 +116,12 @@ class RoutingSink:
         """Forget assignments older than the dedupe horizon, and past days' loads."""
         cutoff = now_ms - int(self.settings.sink_dedupe_days * MS_PER_DAY)
         doomed: list[bytes] = []
-        for key in self.store.keys(from_key=b"t:"):
-            assert isinstance(key, bytes)
+        for key in cast(Iterator[bytes], self.store.keys(from_key=b"t:")):  # raw mode
             if not key.startswith(b"t:") or int(key[2:15]) >= cutoff:
                 break
             doomed += [key, b"m:" + key[16:]]
         oldest_day = day_of(now_ms - 2 * MS_PER_DAY)
-        for key in self.store.keys(from_key=b"l:"):
-            assert isinstance(key, bytes)
+        for key in cast(Iterator[bytes], self.store.keys(from_key=b"l:")):  # raw mode
             if not key.startswith(b"l:") or key[2:12].decode() >= oldest_day:
                 break
             doomed.append(key)

@@ -174,7 +174,7 @@ def consumer_lag(app: faust.App, topic: str) -> dict[tuple[str, int], int]:
     committed offset is Faust's own record of it (set at assignment and at each commit).
     """
     ends = app.monitor.tp_end_offsets
-    committed = app.consumer._committed_offset  # type: ignore[attr-defined]
+    committed = app.consumer._committed_offset  # type: ignore[attr-defined]  # Faust's Consumer, not its ConsumerT
     lag = {}
     for tp in app.consumer.assignment():
         if tp.topic != topic or tp not in ends:
@@ -308,7 +308,7 @@ def build_app(
     slot_ms = max(1, int(settings.timer_interval_seconds * 1000))
     timers = Timers(slot_ms)
 
-    @leads.on_recover  # type: ignore[untyped-decorator]
+    @leads.on_recover  # type: ignore[untyped-decorator]  # Faust's decorator is untyped
     async def index_leads() -> None:
         """Rebuild the timer wheels and stage counts of the partitions now owned."""
         owned = table_partitions(app, leads)
@@ -536,7 +536,7 @@ def build_app(
         if not app.started:
             return None
         owned = owned_partitions(app, settings.events_topic)
-        recovery = app.tables.recovery  # type: ignore[attr-defined]
+        recovery = app.tables.recovery  # type: ignore[attr-defined]  # Faust's TableManagerT does not declare its recovery
         return WorkerView(
             ready=not_ready(app, settings, ticker.broker_problem) is None,
             stages=timers.census(owned, stage_names),
@@ -551,7 +551,7 @@ def build_app(
     last_committed: dict[Any, int | None] = {}
     head_holes: dict[Any, tuple[int, int]] = {}
 
-    @app.timer(30.0)  # type: ignore[untyped-decorator]
+    @app.timer(30.0)  # type: ignore[untyped-decorator]  # Faust's decorator is untyped
     async def report_stuck_commits() -> None:
         """Log partitions whose records processed 30 s ago are still uncommitted."""
         stuck = stuck_commits(app.consumer, last_committed)
@@ -560,7 +560,7 @@ def build_app(
         for line in await heal_head_holes(cast(Consumer, app.consumer), head_holes):
             log.warning("%s", line)
 
-    @app.timer(settings.timer_interval_seconds)  # type: ignore[untyped-decorator]
+    @app.timer(settings.timer_interval_seconds)  # type: ignore[untyped-decorator]  # Faust's decorator is untyped
     async def send_ticks() -> None:
         """Ask every partition this worker owns to visit its due leads (one record each)."""
         ticker.send(owned_partitions(app, settings.ticks_topic), clock())

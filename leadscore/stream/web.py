@@ -30,7 +30,6 @@ from faust.web import Request, Response, View
 from yarl import URL
 
 from leadscore.api import (
-    ApiError,
     check_at,
     check_contact_id,
     check_limit,
@@ -41,7 +40,7 @@ from leadscore.api import (
 )
 from leadscore.codecs.leads import decode_lead
 from leadscore.config import Settings
-from leadscore.errors import HistoryUnavailable
+from leadscore.errors import ApiError, HistoryUnavailable
 from leadscore.metrics import API_LATENCY, API_REQUESTS, exposition
 from leadscore.scoring import LeadRecord, Rules
 from leadscore.stream.history import ChangeReader
@@ -79,7 +78,7 @@ def not_ready(
     # Faust keeps ``rebalancing`` set until table recovery after the rebalance ends.
     if app.rebalancing:
         return "the consumer group is rebalancing or tables are being recovered"
-    if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
+    if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]  # Faust's TableManagerT does not declare its recovery
         return "tables are being recovered from their changelogs"
     if not owned_partitions(app, settings.events_topic):
         return "no partitions of the events topic are assigned to this worker"
@@ -198,7 +197,7 @@ def install_web(
                     kept["Retry-After"] = answer.headers["Retry-After"]
                 if answer.charset:
                     kept["Content-Type"] = f"{answer.content_type}; charset={answer.charset}"
-                return aioweb.Response(  # type: ignore[return-value]
+                return aioweb.Response(  # type: ignore[return-value]  # Faust's web views return aiohttp's responses as they are
                     body=body,
                     status=answer.status,
                     headers=kept,
@@ -229,7 +228,7 @@ def install_web(
                 raise unavailable("the lead's owner cannot be told apart from this worker")
             if FORWARDED in request.headers:
                 raise unavailable("the lead's partition is moving between workers")
-            request["served"] = "forwarded"  # type: ignore[index]
+            request["served"] = "forwarded"  # type: ignore[index]  # Faust's Request type hides aiohttp's item access
             return await forward(owner, request)
         key = contact_id.encode("utf-8")
         record = in_flight(key) if in_flight is not None else None
@@ -241,7 +240,7 @@ def install_web(
         body = answer(record)
         if inspect.isawaitable(body):
             body = await body
-        return aioweb.json_response(body)  # type: ignore[return-value]
+        return aioweb.json_response(body)  # type: ignore[return-value]  # as above: aiohttp's response
 
     def query(request: Request, name: str) -> str | None:
         value: str | None = request.query.get(name)
@@ -293,7 +292,7 @@ def install_web(
     @app.page("/metrics")
     async def metrics(web: View, request: Request) -> Response:
         body, content_type = exposition()
-        return aioweb.Response(body=body, headers={"Content-Type": content_type})  # type: ignore[return-value]
+        return aioweb.Response(body=body, headers={"Content-Type": content_type})  # type: ignore[return-value]  # aiohttp's response
 
     document = resources.files("leadscore").joinpath("openapi.json").read_bytes()
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from leadscore.api import (
-    ApiError,
     check_at,
     check_contact_id,
     check_limit,
@@ -17,7 +16,7 @@ from leadscore.api import (
     lead_body,
 )
 from leadscore.config import Settings
-from leadscore.errors import ConfigError
+from leadscore.errors import ApiError, ConfigError
 from leadscore.scoring import EngagementEvent, apply_event, load_rules
 from leadscore.scoring.events import json_schema_id_pattern
 from leadscore.scoring.rules import MS_PER_DAY

@@ -188,8 +188,8 @@ async def head_hole_that_stays_is_read_again(app: faust.App) -> None:
     async def seek(tp: TP, offset: int) -> None:
         sought.append((tp, offset))
 
-    consumer.seek = seek  # type: ignore[method-assign]
-    consumer.assignment = lambda: {EVENTS}  # type: ignore[method-assign]
+    consumer.seek = seek  # type: ignore[method-assign]  # a stand-in on this instance only
+    consumer.assignment = lambda: {EVENTS}  # type: ignore[method-assign]  # a stand-in on this instance only
     seen: dict[Any, tuple[int, int]] = {}
     assert await heal_head_holes(consumer, seen) == []  # maybe still in flight
     lines = await heal_head_holes(consumer, seen)
@@ -276,7 +276,7 @@ def test_records_fetched_before_a_seek_are_not_delivered_after_it(
 
 async def deliver_with_a_seek_at_12(app: faust.App, seek: str, committed: int | None) -> list[int]:
     consumer = app.consumer
-    consumer._thread = PartitionLog(committed)  # type: ignore[attr-defined]
+    consumer._thread = PartitionLog(committed)  # type: ignore[attr-defined]  # the client thread stand-in
     consumer._set_active_tps({EVENTS})  # what an assignment does
     delivered: list[int] = []
     seeking: list[asyncio.Task[None]] = []
@@ -295,7 +295,7 @@ async def deliver_with_a_seek_at_12(app: faust.App, seek: str, committed: int | 
             fetcher._stopped.set()
 
     consumer.callback = deliver
-    await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=30)  # type: ignore[arg-type]
+    await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=30)  # type: ignore[arg-type]  # a fetcher stand-in
     await asyncio.wait_for(seeking[0], timeout=30)
     return delivered
 
@@ -323,7 +323,7 @@ def test_a_delivery_that_has_to_wait_is_released_when_flow_is_suspended(
 async def drain_all(app: faust.App, reason: str | None) -> int:
     """Drain records 10..29; returns how many deliveries went through ``wait_first``."""
     consumer = app.consumer
-    consumer._thread = PartitionLog(committed=10)  # type: ignore[attr-defined]
+    consumer._thread = PartitionLog(committed=10)  # type: ignore[attr-defined]  # the client thread stand-in
     consumer._set_active_tps({EVENTS})
     fetcher = SimpleNamespace(_stopped=asyncio.Event())
     if reason == "flow suspended":
@@ -355,10 +355,10 @@ async def drain_all(app: faust.App, reason: str | None) -> int:
         await first_delivered.wait()
         consumer.suspend_flow.set()
 
-    consumer.wait_first = counted_wait_first  # type: ignore[method-assign]
+    consumer.wait_first = counted_wait_first  # type: ignore[method-assign]  # a stand-in on this instance only
     consumer.callback = deliver
     suspending = asyncio.ensure_future(rebalance())
-    await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=30)  # type: ignore[arg-type]
+    await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=30)  # type: ignore[arg-type]  # a fetcher stand-in
     await suspending
     assert delivered == list(range(10, 30))
     return waits
@@ -377,7 +377,7 @@ def test_changelog_highwaters_under_exactly_once_come_from_the_broker() -> None:
 
     app = App("faust-ext-eos", broker=NOWHERE, processing_guarantee="exactly_once")
     app.in_worker = True  # as under `faust worker`
-    thread = app.consumer._thread  # type: ignore[attr-defined]
+    thread = app.consumer._thread  # type: ignore[attr-defined]  # the aiokafka driver\'s, not ConsumerT\'s
     thread._consumer = Client()
     assert app.consumer.in_transaction
     assert asyncio.run(thread._highwaters([EVENTS])) == {EVENTS: 373}
@@ -393,7 +393,7 @@ async def revoke_with_an_event_in_progress(app: faust.App) -> None:
     """consumer (6): Faust dropped the partition's acks first and then committed
     nothing; the event in progress, finished while flow is suspended, counts."""
     consumer = app.consumer
-    consumer._thread = PartitionLog(committed=10)  # type: ignore[attr-defined]
+    consumer._thread = PartitionLog(committed=10)  # type: ignore[attr-defined]  # the client thread stand-in
     consumer._set_active_tps({EVENTS})
     consumer._committed_offset[EVENTS] = 10
     for offset in (10, 11):
@@ -409,7 +409,7 @@ async def revoke_with_an_event_in_progress(app: faust.App) -> None:
     async def app_revoked(revoked: set[TP]) -> None:  # Faust's app-level handler
         pass
 
-    consumer._commit = commit  # type: ignore[method-assign]
+    consumer._commit = commit  # type: ignore[method-assign]  # a stand-in on this instance only
     consumer._on_partitions_revoked = app_revoked
     revoking = asyncio.ensure_future(consumer.on_partitions_revoked({EVENTS}))
     await asyncio.sleep(0.2)
@@ -444,7 +444,7 @@ async def commit_with_an_event_in_progress(app: faust.App) -> None:
         committed.append(dict(offsets))
         return True
 
-    consumer._commit_offsets = commit_offsets  # type: ignore[method-assign]
+    consumer._commit_offsets = commit_offsets  # type: ignore[method-assign]  # a stand-in on this instance only
     committing = asyncio.ensure_future(consumer._commit_tps({EVENTS}, True))
     await asyncio.sleep(0.1)
     assert not committing.done()  # waits for the event in progress
@@ -518,7 +518,7 @@ def test_without_a_committed_offset_a_commit_never_passes_the_first_delivered_re
 
 async def lose_the_first_delivered_record(app: faust.App) -> None:
     consumer = app.consumer
-    consumer._thread = PartitionLog(committed=None, position=0, end=3)  # type: ignore[attr-defined]
+    consumer._thread = PartitionLog(committed=None, position=0, end=3)  # type: ignore[attr-defined]  # the client thread stand-in
     consumer._set_active_tps({EVENTS})
     fetcher = SimpleNamespace(_stopped=asyncio.Event())
 
@@ -530,7 +530,7 @@ async def lose_the_first_delivered_record(app: faust.App) -> None:
             fetcher._stopped.set()
 
     consumer.callback = deliver
-    await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=30)  # type: ignore[arg-type]
+    await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=30)  # type: ignore[arg-type]  # a fetcher stand-in
     assert consumer._committed_offset[EVENTS] is None
     assert consumer._new_offset(EVENTS) is None
     consumer.ack(fetched(app, 0))  # read again and processed

@@ -8,8 +8,9 @@ import jsonschema
 import pytest
 from openapi_spec_validator import validate
 
-from leadscore.api import ApiError, history_body, intelligence_body, lead_body
+from leadscore.api import history_body, intelligence_body, lead_body
 from leadscore.config import Settings
+from leadscore.errors import ApiError
 from leadscore.scoring import EngagementEvent, apply_event, load_rules
 from leadscore.stream.app import build_app
 from tests.contract import DOCUMENT, check, documented_paths

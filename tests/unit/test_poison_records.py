@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadscore.api import ApiError, check_contact_id
+from leadscore.api import check_contact_id
 from leadscore.codecs.events import decode_event
 from leadscore.config import Settings
-from leadscore.errors import InvalidEvent
+from leadscore.errors import ApiError, InvalidEvent
 from leadscore.scoring import EngagementEvent, apply_event, load_rules, parse_rules
 from leadscore.scoring.engine import MAX_TRAIT_CHARS
 from leadscore.scoring.events import ID_PATTERN, id_problem, json_schema_id_pattern, visible
