@@ -17,7 +17,7 @@ import orjson
 from leadscore import __version__
 from leadscore.config import Settings, describe_settings, load_settings, settings_reference
 from leadscore.errors import LeadscoreError, RulesError
-from leadscore.logs import setup_logging
+from leadscore.logs import logging_config, setup_logging
 
 
 def _settings_epilog() -> str:
@@ -87,7 +87,12 @@ def worker() -> None:
         ensure_changelogs(settings, changelog_specs(app), partitions)
     except LeadscoreError as exc:
         raise click.ClickException(str(exc)) from exc
-    runner = Worker(app, loglevel=settings.log_level, stop_timeout=settings.stop_timeout_seconds)
+    runner = Worker(
+        app,
+        loglevel=settings.log_level,
+        logging_config=logging_config(settings.log_level),
+        stop_timeout=settings.stop_timeout_seconds,
+    )
     # At log level warn or error Faust's terminal spinner sets the root logger to DEBUG
     # and spins on every record: each debug call in Faust and aiokafka (two per record
     # sent) then builds a LogRecord, about 11% of a worker's CPU in bench/profile_worker.py's
