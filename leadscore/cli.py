@@ -143,8 +143,8 @@ def sink_notify(config_path: Path | None) -> None:
     import asyncio
     import os
 
-    from leadscore.sinks.config import load_notify_config
-    from leadscore.sinks.notify import NotifySink
+    from leadscore.sinks.notify_config import load_notify_config
+    from leadscore.sinks.notify_sink import NotifySink
 
     settings, config, path = _sink_setup(
         config_path,
@@ -167,8 +167,8 @@ def sink_notify(config_path: Path | None) -> None:
 )
 def sink_routing(config_path: Path | None) -> None:
     """Assign owners to actions and write them to the assignments topic, until SIGTERM."""
-    from leadscore.sinks.route import RoutingSink
-    from leadscore.sinks.routing import load_routing_config
+    from leadscore.sinks.routing_rules import load_routing_config
+    from leadscore.sinks.routing_sink import RoutingSink
 
     settings, config, path = _sink_setup(
         config_path,
@@ -315,7 +315,7 @@ def tail(what: str, from_beginning: bool, limit: int, raw: bool) -> None:
     """
     from confluent_kafka import Consumer
 
-    from leadscore.codecs.records import decode_output, describe, describe_dead_letter
+    from leadscore.codecs.read_back import decode_output, describe, describe_dead_letter
     from leadscore.scoring.events import visible
 
     settings = _settings()
@@ -349,7 +349,7 @@ def tail(what: str, from_beginning: bool, limit: int, raw: bool) -> None:
         consumer.close()
 
 
-@main.command()
+@main.command("verify")
 @click.option(
     "--rules",
     "rules_path",
@@ -358,7 +358,7 @@ def tail(what: str, from_beginning: bool, limit: int, raw: bool) -> None:
     "(default: LEADSCORE_RULES_FILE, else the packaged rules).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
-def verify(rules_path: Path | None, as_json: bool) -> None:
+def verify_command(rules_path: Path | None, as_json: bool) -> None:
     """Check lead-state, score-changes and actions against scoring's invariants.
 
     Reads the three topics from their start to their current end (committed
@@ -368,7 +368,7 @@ def verify(rules_path: Path | None, as_json: bool) -> None:
     audit, and no action id is missing from its sequence. Exits 1 on any
     violation. Use it after an incident, with the workers running or not.
     """
-    from leadscore.verify import verify as run_verify
+    from leadscore.verify import verify_deployment
 
     settings = _settings()
     setup_logging(settings.log_level)
@@ -378,7 +378,7 @@ def verify(rules_path: Path | None, as_json: bool) -> None:
     def progress(topic: str, records: int) -> None:
         click.echo(f"\r{topic}: {records:,} records read", err=True, nl=False)
 
-    report = run_verify(settings, rules, progress)
+    report = verify_deployment(settings, rules, progress)
     click.echo(f"\rread in {time.monotonic() - started:.1f} s" + " " * 30, err=True)
     if as_json:
         click.echo(orjson.dumps(report.summary(), option=orjson.OPT_INDENT_2).decode())

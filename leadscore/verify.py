@@ -34,7 +34,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from leadscore.codecs.records import decode_output
+from leadscore.codecs.read_back import decode_output
 from leadscore.config import Settings
 from leadscore.errors import TopicUnreadable
 from leadscore.logs import redact
@@ -354,7 +354,7 @@ def _has_gap(contact: str, seen: dict[str, dict[str, Any]]) -> bool:
     return False
 
 
-def verify(
+def verify_deployment(
     settings: Settings,
     rules: Rules | None = None,
     progress: Callable[[str, int], None] | None = None,

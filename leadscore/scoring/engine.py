@@ -409,7 +409,7 @@ def _assess(
     updated.fired = [name for name in updated.fired if name in known]
     actions: list[LeadAction] = []
 
-    def emit(kind: ActionKind, name: str) -> None:
+    def add_action(kind: ActionKind, name: str) -> None:
         seq_key = f"{kind}:{name}"
         seq = updated.action_seq.get(seq_key, 0)
         updated.action_seq[seq_key] = seq + 1
@@ -437,9 +437,9 @@ def _assess(
         )
 
     if disqualified and not before.disqualified:
-        emit("disqualified", updated.disqualified_by or DISQUALIFIED)
+        add_action("disqualified", updated.disqualified_by or DISQUALIFIED)
     elif stage != before.stage:
-        emit("stage_changed", stage)
+        add_action("stage_changed", stage)
     for threshold in rules.thresholds:
         if threshold.name in updated.fired:
             if level < threshold.score - threshold.hysteresis:
@@ -450,7 +450,7 @@ def _assess(
             and rules.grade_at_least(grade, threshold.min_grade)
         ):
             updated.fired.append(threshold.name)
-            emit("threshold_crossed", threshold.name)
+            add_action("threshold_crossed", threshold.name)
     return actions
 
 

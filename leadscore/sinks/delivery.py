@@ -33,8 +33,8 @@ from yarl import URL
 
 from leadscore.errors import DeliveryError
 from leadscore.sinks.breaker import CircuitBreaker
-from leadscore.sinks.config import Endpoint, redact_url
 from leadscore.sinks.messages import slack_body, webhook_body
+from leadscore.sinks.notify_config import Endpoint, redact_url
 from leadscore.sinks.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 log = logging.getLogger("leadscore.sink")

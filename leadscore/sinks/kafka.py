@@ -13,7 +13,7 @@ from fastavro.validation import ValidationError, validate
 
 from leadscore.codecs.avro import schema
 from leadscore.codecs.dlq import HEADER_PREFIX
-from leadscore.codecs.records import decode_output
+from leadscore.codecs.read_back import decode_output
 from leadscore.config import Settings
 from leadscore.errors import InvalidAction, UnpositionedMessage
 from leadscore.metrics import sink_lag_stats

@@ -22,7 +22,7 @@ def sign(secret: bytes, timestamp: int, body: bytes) -> str:
     return f"v1={digest}"
 
 
-def verify(
+def signature_is_valid(
     secret: bytes,
     timestamp: str,
     signature: str,

@@ -23,7 +23,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from leadscore.codecs.records import decode_output
+from leadscore.codecs.read_back import decode_output
 from leadscore.config import Settings
 from leadscore.errors import HistoryUnavailable
 from leadscore.scoring import LeadRecord

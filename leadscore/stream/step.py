@@ -201,7 +201,7 @@ class _Batch:
                 return f"{topic} record of {size} bytes"
         return None
 
-    def emit(
+    def record_outputs(
         self, key: bytes, source: int, applied: Applied, outputs: list[Output], state: bytes
     ) -> None:
         effects = self.effects
@@ -285,7 +285,7 @@ class _Batch:
         updated.due_ms = wheel.reschedule(
             engagement.contact_id, before.due_ms if before else None, updated.due_ms
         )
-        self.emit(key, record.partition, applied, outputs, state)
+        self.record_outputs(key, record.partition, applied, outputs, state)
         self.store(key, record.partition, before, updated)
         self.effects.scored.append(
             Scored(record.timestamp_ms, engagement.occurred_at, len(applied.actions))
@@ -313,7 +313,7 @@ class _Batch:
                     outputs, state = self.encode(applied, partition)
                     too_large = self.oversized(key, outputs, state, encode_lead(updated))
                     if too_large is None:
-                        self.emit(key, partition, applied, outputs, state)
+                        self.record_outputs(key, partition, applied, outputs, state)
                     else:  # only if the limit was lowered since the lead's last event
                         self.effects.logs.append(
                             LogLine(

@@ -11,7 +11,7 @@ import orjson
 import yaml
 from confluent_kafka import Consumer, TopicPartition
 
-from leadscore.sinks.signing import verify
+from leadscore.sinks.signing import signature_is_valid
 from tests.integration.http import free_port, get
 from tests.integration.kafka import client_config, consume, produce
 from tests.integration.workers import Deployment
@@ -131,14 +131,14 @@ def test_every_action_reaches_healthy_endpoints_once(deployment: Deployment, tmp
     for r in hook:
         sent = json.loads(r.body)
         assert sent["action_id"] == r.key
-        assert verify(
+        assert signature_is_valid(
             SECRET.encode(),
             r.headers["X-Leadscore-Timestamp"],
             r.headers["X-Leadscore-Signature"],
             r.body,
             now=time.time(),
         )
-        assert not verify(
+        assert not signature_is_valid(
             b"another secret",
             r.headers["X-Leadscore-Timestamp"],
             r.headers["X-Leadscore-Signature"],

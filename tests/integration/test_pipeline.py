@@ -11,7 +11,7 @@ import orjson
 from confluent_kafka import Producer
 
 from leadscore.codecs.avro import schema
-from leadscore.codecs.records import decode_output
+from leadscore.codecs.read_back import decode_output
 from leadscore.stream.partitioning import key_partition
 from tests.integration.http import free_port, get
 from tests.integration.kafka import client_config, consume, count_now, produce

@@ -9,10 +9,10 @@ from leadscore.codecs.avro import SOE_MAGIC, load_all, schema
 from leadscore.codecs.connect import connect_schema
 from leadscore.codecs.events import decode_event
 from leadscore.codecs.outputs import encoder
-from leadscore.codecs.records import decode_output
+from leadscore.codecs.read_back import decode_output
 from leadscore.errors import InvalidEvent
 from leadscore.scoring import EngagementEvent, apply_event, load_rules, snapshot
-from leadscore.sinks.routing import RoutingConfig, decide
+from leadscore.sinks.routing_rules import RoutingConfig, decide
 
 GOOD = {"event_id": "e1", "contact_id": "c1", "type": "signup", "occurred_at": 1_763_888_400_000}
 
@@ -126,7 +126,7 @@ def test_json_schema_output_is_connects_envelope_and_reads_back() -> None:
 
 
 def test_tail_lines_for_assignments_and_sink_dead_letters() -> None:
-    from leadscore.codecs.records import describe, describe_dead_letter
+    from leadscore.codecs.read_back import describe, describe_dead_letter
 
     event = EngagementEvent.model_validate({**GOOD, "type": "demo_request"})
     action = apply_event(None, event, load_rules(), now_ms=GOOD["occurred_at"] + 3).actions[0]

@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from leadscore.sinks.config import Endpoint, EndpointSpec
 from leadscore.sinks.delivery import EndpointClient, Outcome
+from leadscore.sinks.notify_config import Endpoint, EndpointSpec
 from tests.integration.http import free_port
 from tests.webhook_server import Behaviour, WebhookServer
 

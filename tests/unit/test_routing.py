@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadscore.errors import ConfigError
-from leadscore.sinks.routing import RoutingConfig, absorb, decide, load_routing_config
+from leadscore.sinks.routing_rules import RoutingConfig, absorb, decide, load_routing_config
 
 DAY = 1_795_000_000_000  # 2026-11-18
 CONFIG = RoutingConfig.model_validate(

@@ -34,7 +34,7 @@ from prometheus_client import start_http_server
 from rocksdict import Options, Rdict, WriteBatch
 
 from leadscore.codecs.outputs import encoder
-from leadscore.codecs.records import decode_output
+from leadscore.codecs.read_back import decode_output
 from leadscore.config import Settings
 from leadscore.errors import InvalidAction
 from leadscore.logs import redact
@@ -47,7 +47,7 @@ from leadscore.sinks.kafka import (
     sink_consumer,
     sink_producer,
 )
-from leadscore.sinks.routing import RoutingConfig, absorb, day_of, decide, memo_key
+from leadscore.sinks.routing_rules import RoutingConfig, absorb, day_of, decide, memo_key
 
 log = logging.getLogger("leadscore.sink")
 

@@ -42,7 +42,6 @@ from leadscore.metrics import (
 )
 from leadscore.scoring.rules import MS_PER_DAY
 from leadscore.sinks.breaker import STATE_VALUES
-from leadscore.sinks.config import NotifyConfig
 from leadscore.sinks.delivery import EndpointClient
 from leadscore.sinks.kafka import (
     dead_letter_headers,
@@ -53,6 +52,7 @@ from leadscore.sinks.kafka import (
     sink_producer,
 )
 from leadscore.sinks.ledger import Ledger
+from leadscore.sinks.notify_config import NotifyConfig
 from leadscore.sinks.offsets import Progress
 
 log = logging.getLogger("leadscore.sink")
