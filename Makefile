@@ -8,7 +8,7 @@ PEER_VENV := .venv-peer
 
 .DEFAULT_GOAL := help
 PHONY_BENCH := bench bench-smoke bench-large bench-profile peer-venv
-.PHONY: $(PHONY_BENCH) help install demo test test-unit test-integration test-faults lint format docs bench-timer bench-wheel bench-api bench-notify bench-metrics bench-guarantee bench-backpressure bench-input-checks ops-plot broker broker-stop broker-status clean
+.PHONY: $(PHONY_BENCH) help install demo test test-unit test-integration test-faults lint format docs bench-timer bench-wheel bench-api bench-notify bench-metrics bench-guarantee bench-backpressure bench-input-checks bench-drain-ab ops-plot broker broker-stop broker-status clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ bench-metrics: $(INSTALLED) ## Drain throughput of one worker with per-event met
 
 bench-guarantee: $(INSTALLED) ## Drain throughput of one worker under at_least_once vs exactly_once (bench/results/)
 	$(BIN)/python bench/guarantee_cost.py --events 100000 --contacts 10000 --repeat 3
+
+bench-drain-ab: $(INSTALLED) ## One worker's drain throughput against a baseline commit, runs alternated (BASELINE=rev; bench/results/)
+	$(BIN)/python bench/drain_ab.py --baseline $(or $(BASELINE),HEAD~1) --events 100000 --repeat 4
 
 bench-input-checks: $(INSTALLED) ## Per-event decode + score cost against a baseline commit (BASELINE=rev; bench/results/)
 	$(BIN)/python bench/input_checks.py --baseline $(or $(BASELINE),c55dc60) --events 100000 --repeat 5
