@@ -12,12 +12,20 @@ from pathlib import Path
 import pytest
 
 from leadscore.scoring import Rules, load_rules
-from tests.faults.harness import HEADERS, Outcome, describe
+from tests.faults.harness import HEADERS, SCENARIO_TIMEOUT_S, Outcome, describe
 from tests.integration.kafka import KAFKA_LOCAL, REPO, answers
 from tests.integration.workers import WorkerProcess
 
 PORT = int(os.environ.get("LEADSCORE_FAULTS_KAFKA_PORT", "19094"))
 OUTCOMES: list[Outcome] = []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Scenarios outlast pytest's default timeout (300 s) only when stuck; their own
+    deadlines then fail them first, with the workers' stacks in the logs."""
+    for item in items:
+        if "tests/faults" in str(item.fspath):
+            item.add_marker(pytest.mark.timeout(SCENARIO_TIMEOUT_S))
 
 
 @dataclass

@@ -34,6 +34,14 @@ from leadscore.verify import Report, Topic, check, read_topic
 from tests.integration.kafka import LIBRDKAFKA_LOG, client_config, retrying
 from tests.integration.workers import Deployment, WorkerProcess
 
+#: The harness's own deadlines. Each ends a stuck scenario with its own failure
+#: (wait_committed first sends SIGUSR1, so every worker writes its stacks to its
+#: log); pytest's timeout for a scenario (SCENARIO_TIMEOUT_S, tests/faults/conftest.py)
+#: lies beyond both, so it never cuts a scenario before they have spoken.
+PRODUCER_DEADLINE_S = 360.0  # a scenario's producer delivers everything within this
+COMMIT_DEADLINE_S = 240.0  # the group commits the end of the events topic within this
+SCENARIO_TIMEOUT_S = 900.0  # setup and production (under 2 min) + both deadlines + margin
+
 COMPARED = ("score", "stage", "event_count", "last_event_at", "fit", "disqualified")
 # What events alone decide: a decay timer (which the reference does not run) can move
 # a lead's stage, and with it the thresholds its later events cross.
@@ -282,7 +290,7 @@ class PacedProducer(threading.Thread):
         if error is not None:
             self.failed.append(str(error))
 
-    def finish(self, timeout: float = 360) -> None:
+    def finish(self, timeout: float = PRODUCER_DEADLINE_S) -> None:
         self.release()
         self.join(timeout)
         assert not self.is_alive(), "the producer did not finish"
@@ -315,7 +323,7 @@ def commit_positions(deployment: Deployment) -> dict[int, tuple[int, int]]:
 
 
 def wait_committed(
-    deployment: Deployment, workers: Sequence[WorkerProcess], timeout: float = 240.0
+    deployment: Deployment, workers: Sequence[WorkerProcess], timeout: float = COMMIT_DEADLINE_S
 ) -> None:
     """Until the group's committed offsets reach the end of the events topic.
 
