@@ -56,7 +56,7 @@ from workload import DAY_MS, SIZES, Workload, produce
 HERE = Path(__file__).resolve().parent
 LOADS = (0.25, 0.50, 0.75)
 # The seed system this project replaces, from its own operational notes (not measured here).
-SEED = {
+SEED: dict[str, Any] = {
     "system": "seed: Node/Bull/MongoDB scorer",
     "rate": 200.0,  # events/s, a configured rate limit
     "latency": "8-10 s per event",
@@ -134,7 +134,7 @@ def drain_runs(
     repeat: int,
     systems: tuple[str, ...],
 ) -> dict[str, Any]:
-    runs: dict[str, list[dict[str, float]]] = {s: [] for s in systems}
+    runs: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
     recovery: dict[str, float] = {}
     for i in range(repeat):
         order = systems if i % 2 == 0 else tuple(reversed(systems))
@@ -146,7 +146,12 @@ def drain_runs(
             result = drain(bootstrap, deployment.counted, expected, timeout, running)
             rss = running.stop()
             state = dir_bytes(running.state_dir) if running.state_dir else 0
-            run = {"rate": result.rate, "seconds": result.seconds, "rss": rss, "state": state}
+            run: dict[str, Any] = {
+                "rate": result.rate,
+                "seconds": result.seconds,
+                "rss": rss,
+                "state": state,
+            }
             if system.startswith("leadscore") and running.state_dir:
                 run["tables"] = table_bytes(running.state_dir)
             runs[system].append(run)

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rocksdict import Rdict
 
@@ -37,7 +37,7 @@ class Store:
         return default if value is None else value
 
     def __getitem__(self, key: bytes) -> bytes:
-        return self.db[key]
+        return cast(bytes, self.db[key])  # raw mode: values are bytes
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
         self.db[key] = value

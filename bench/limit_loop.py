@@ -45,9 +45,10 @@ def main() -> None:
         if first is None:
             continue
         for message in [first, *consumer.consume(499, timeout=0)]:
-            if message.error():
+            value = message.value()
+            if message.error() or value is None:
                 continue
-            event = orjson.loads(message.value())
+            event = orjson.loads(value)
             contact = event["contact_id"]
             score = scores.get(contact, 0.0) + POINTS.get(event["type"], 0)
             scores[contact] = score

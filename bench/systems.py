@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 from common import deployment_env, free_port, percentile, progress, wait_http
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import (
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported at runtime, not declared in its stubs
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
@@ -367,7 +367,7 @@ class OutputClock(threading.Thread):
                 if message.error():
                     continue
                 at = time.time()
-                key = self.key_of(orjson.loads(message.value()))
+                key = self.key_of(orjson.loads(message.value() or b"null"))
                 if isinstance(key, str) and key not in self.seen:
                     self.seen[key] = at
                     self.last_seen = time.monotonic()

@@ -21,7 +21,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 from common import Store, progress, record_results, shown, spread
 from rocksdict import Rdict
@@ -82,7 +84,7 @@ def tick(store: Store, wheel: TimerWheel, now: int) -> tuple[int, int]:
 def scan(db: Rdict) -> int:
     """Baseline: read and decode every lead record, as a timer without an index must."""
     seen = 0
-    for key, value in db.items(from_key=b"lead:"):
+    for key, value in cast(Iterator[tuple[bytes, bytes]], db.items(from_key=b"lead:")):  # raw mode
         if not key.startswith(b"lead:"):
             break
         decode_lead(value, key[len(b"lead:") :])
