@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from common import ensure_broker, record_results, stop_broker
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from systems import Deployment, drain, start
 from workload import DAY_MS, Workload, produce
@@ -35,7 +35,10 @@ def read_all(bootstrap: str, topic: str) -> tuple[int, int]:
     try:
         while pending:
             for message in consumer.consume(10_000, timeout=5.0):
-                if message.error():
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(error)
                     pending.discard(message.partition())
                     continue
                 records += 1
