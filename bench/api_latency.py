@@ -30,28 +30,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
-from common import (
-    deployment_env,
-    ensure_broker,
-    free_port,
-    percentile,
-    progress,
-    record_results,
-    shown,
-    spread,
-    stop_broker,
-)
+from common import percentile, progress, record_results, shown, spread
 from confluent_kafka import Producer
 
-from leadscore.config import Settings
-from leadscore.kafka_admin import create_topics
+from tests.support.brokers import ensure_broker, stop_broker
+from tests.support.deployments import Deployment, prefixed_name
+from tests.support.http import free_port, wait_until
+from tests.support.processes import Process
 
 KINDS = ("healthz", "local", "forwarded")
-LOGS: list[Path] = []  # worker logs, shown when the bench gives up
+WORKERS: list[Process] = []  # their logs are shown when the bench gives up
 
 
 class Client:
@@ -77,19 +70,14 @@ class Client:
         return (time.perf_counter_ns() - started) / 1e6, status, headers
 
 
-def wait_for(what: str, check: Any, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except (OSError, http.client.HTTPException):
-            result = None
-        if result:
-            return result
-        time.sleep(0.5)
-    for log in LOGS:
-        print(f"--- {log.name}", *log.read_text().splitlines()[-15:], sep="\n", file=sys.stderr)
-    raise SystemExit(f"timed out waiting for {what}")
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
+    """``check()`` once it is true; on a timeout the workers' logs are shown."""
+    try:
+        return wait_until(check, what, timeout, pause=0.5)
+    except AssertionError as late:
+        for worker in WORKERS:
+            print(f"--- {worker.name}", worker.log_tail(15), sep="\n", file=sys.stderr)
+        raise SystemExit(str(late)) from None
 
 
 def handled(client: Client) -> float:
@@ -176,30 +164,24 @@ def main() -> None:
     args = parser.parse_args()
 
     bootstrap, started_broker = ensure_broker()
-    workers: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp:
-        env = deployment_env(bootstrap, Path(tmp))
-        settings = Settings.from_variables(env)
+        deployment = Deployment(
+            bootstrap,
+            Path(tmp),
+            prefixed_name("bench"),
+            partitions=6,
+            extra={"LEADSCORE_WEB_ENABLED": "true", "LEADSCORE_LOG_LEVEL": "warn"},
+        )
+        settings = deployment.settings()
+        load_process: subprocess.Popen[bytes] | None = None
         try:
-            create_topics(settings)
+            deployment.create_topics()
             ports = [free_port(), free_port()]
             for i, port in enumerate(ports):
-                worker_env = {
-                    **os.environ,
-                    **env,
-                    "LEADSCORE_WEB_PORT": str(port),
-                    "LEADSCORE_DATA_DIR": f"{tmp}/w{i}",
-                }
-                LOGS.append(Path(f"{tmp}/w{i}.log"))
-                log = LOGS[-1].open("wb")
-                workers.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "leadscore.cli", "worker"],
-                        env=worker_env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
+                worker = deployment.worker(
+                    LEADSCORE_WEB_PORT=str(port), LEADSCORE_DATA_DIR=f"{tmp}/w{i}"
                 )
+                WORKERS.append(worker.launch())
             clients = [Client(port) for port in ports]
 
             def split() -> list[list[int]] | None:
@@ -223,38 +205,37 @@ def main() -> None:
                 _, _, headers = clients[0].get(f"/leads/{contact}")
                 owner_of[contact] = 1 if headers.get("X-Leadscore-Forwarded") == "1" else 0
             if args.load_rate:
-                workers.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "leadscore.cli",
-                            "simulate",
-                            "--rate",
-                            str(args.load_rate),
-                            "--duration",
-                            "0",
-                            "--quiet",
-                            "--contacts",
-                            "5000",
-                            "--prefix",
-                            "load-",
-                        ],
-                        env={**os.environ, **env},
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
+                load_process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "leadscore.cli",
+                        "simulate",
+                        "--rate",
+                        str(args.load_rate),
+                        "--duration",
+                        "0",
+                        "--quiet",
+                        "--contacts",
+                        "5000",
+                        "--prefix",
+                        "load-",
+                    ],
+                    env={**os.environ, **deployment.env},
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
                 time.sleep(3)
             per_round = measure(clients, owner_of, args.requests, args.rounds)
         finally:
-            for worker in workers:
-                worker.terminate()
-            for worker in workers:
+            if load_process is not None:
+                load_process.terminate()
+                load_process.wait(60)
+            for worker in WORKERS:
                 try:
-                    worker.wait(60)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+                    worker.stop()
+                except AssertionError as slow:
+                    print(f"bench: {slow}", file=sys.stderr)
             if started_broker:
                 stop_broker()
 

@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, ensure_broker, progress, record_results, stop_broker
+from common import RESULTS, progress, record_results
 from drain import produce_workload
 from prometheus_client.parser import text_string_to_metric_families
 from systems import Deployment, start, wait_http_ready
+
+from tests.support.brokers import ensure_broker, stop_broker
 
 
 @dataclass
@@ -86,8 +88,8 @@ def drain_burst(
         assert running.web_port is not None
         began = time.monotonic()
         while True:
-            if running.process.poll() is not None:
-                raise RuntimeError(f"the worker exited with {running.process.returncode}")
+            if running.popen.poll() is not None:
+                raise RuntimeError(f"the worker exited with {running.popen.returncode}")
             lag, handled, rss = scrape(running.web_port, topic)
             burst.samples.append(Sample(time.monotonic() - began, lag, handled, rss))
             progress(burst.name, min(handled, burst.events), burst.events)
@@ -101,7 +103,7 @@ def drain_burst(
                 )
             time.sleep(interval)
     finally:
-        burst.peak_rss = running.stop()
+        burst.peak_rss = running.finish()
         deployment.delete_topics()
 
 

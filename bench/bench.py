@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import ensure_broker, shown, spread, stop_broker
+from common import shown, spread
 from systems import (
     EXACTLY_ONCE,
     PEER_PYTHON,
@@ -52,6 +52,8 @@ from systems import (
     wait_ready,
 )
 from workload import DAY_MS, SIZES, Workload, produce
+
+from tests.support.brokers import ensure_broker, stop_broker
 
 HERE = Path(__file__).resolve().parent
 LOADS = (0.25, 0.50, 0.75)
@@ -144,7 +146,7 @@ def drain_runs(
             running = start(system, deployment)
             timeout = max(300.0, expected / 200)
             result = drain(bootstrap, deployment.counted, expected, timeout, running)
-            rss = running.stop()
+            rss = running.finish()
             state = dir_bytes(running.state_dir) if running.state_dir else 0
             run: dict[str, Any] = {
                 "rate": result.rate,
@@ -172,7 +174,7 @@ def recover(deployment: Deployment, leads: int) -> dict[str, float]:
     say(f"recovery: {leads:,} leads, {records:,} changelog records, state wiped")
     running = start("leadscore", deployment, web=True)
     seconds = wait_http_ready(running, timeout=max(600.0, records / 500))
-    rss = running.stop()
+    rss = running.finish()
     return {
         "leads": leads,
         "changelog_records": records,
@@ -194,7 +196,7 @@ def latency_runs(
             running = start(system, deployment)
             wait_ready(running, deployment)
             latency = offer(system, deployment, rate, seconds, seed)
-            running.stop()
+            running.finish()
             deployment.delete_topics()
             shutil.rmtree(deployment.root, ignore_errors=True)
             steps.append({"system": system, "load": load, "rate": rate, **latency.summary()})

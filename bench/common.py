@@ -1,6 +1,9 @@
 """What the benchmarks share: a rocksdict store with a table's surface, progress, results.
 
-Run a benchmark as ``python bench/<name>.py``; its folder is then on the import path.
+Run a benchmark as ``python bench/<name>.py``; its folder is then on the import
+path, and importing this module puts the repository root there too, for the
+harness bench/ shares with the test tiers (tests/support: brokers, deployments,
+processes, readiness waits).
 """
 
 from __future__ import annotations
@@ -8,14 +11,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
-import time
-import urllib.request
-import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -23,7 +20,9 @@ from typing import Any, cast
 from rocksdict import Rdict
 
 RESULTS = Path(__file__).resolve().parent / "results"
-KAFKA_LOCAL = Path(__file__).resolve().parents[1] / "deploy" / "kafka-local" / "kafka-local"
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(1, str(ROOT))  # tests.support, ahead of any installed "tests"
 
 
 class Store:
@@ -98,70 +97,3 @@ def record_results(
         f"Python {machine['python']}\n\n{table}\n",
         encoding="utf-8",
     )
-
-
-def wait_http(url: str, timeout: float, alive: Callable[[], None] | None = None) -> None:
-    """Poll ``url`` until it answers 200; ``alive`` may raise when what should answer died."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if alive is not None:
-            alive()
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f} s")
-        time.sleep(0.2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def ensure_broker() -> tuple[str, bool]:
-    """Bootstrap servers, and whether this bench started the broker."""
-    given = os.environ.get("LEADSCORE_BOOTSTRAP_SERVERS")
-    if given:
-        return given, False
-    running = subprocess.run([KAFKA_LOCAL, "status"], capture_output=True).returncode == 0
-    if not running:
-        subprocess.run([KAFKA_LOCAL, "start"], check=True)
-    return "127.0.0.1:9092", not running
-
-
-def deployment_env(bootstrap: str, root: Path) -> dict[str, str]:
-    """LEADSCORE_* settings of a fresh deployment: its own topics, app id and directories."""
-    name = f"bench{uuid.uuid4().hex[:8]}"
-    topics = {
-        kind: f"{name}.{kind.lower().replace('_', '-')}"
-        for kind in (
-            "EVENTS",
-            "ACTIONS",
-            "LEAD_STATE",
-            "SCORE_CHANGES",
-            "DLQ",
-            "ASSIGNMENTS",
-            "SINK_DLQ",
-        )
-    }
-    topics["TICKS"] = f"{name}.ticks"
-    return {
-        "LEADSCORE_BOOTSTRAP_SERVERS": bootstrap,
-        "LEADSCORE_APP_ID": f"leadscore-{name}",
-        "LEADSCORE_PARTITIONS": "6",
-        "LEADSCORE_WEB_ENABLED": "true",
-        "LEADSCORE_LOG_LEVEL": "warn",
-        **{f"LEADSCORE_{kind}_TOPIC": topic for kind, topic in topics.items()},
-        "LEADSCORE_DATA_DIR": str(root),
-        "LEADSCORE_SINK_DATA_DIR": str(root / "sink-data"),
-        "LEADSCORE_SINK_METRICS_PORT": "0",
-    }
-
-
-def stop_broker() -> None:
-    subprocess.run([KAFKA_LOCAL, "stop"], check=False)

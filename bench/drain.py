@@ -14,9 +14,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import ensure_broker, stop_broker
 from systems import Deployment, Drain, drain, start
 from workload import DAY_MS, Workload, produce
+
+from tests.support.brokers import ensure_broker, stop_broker
 
 
 def produce_workload(bootstrap: str, root: Path, events: int, contacts: int, seed: int) -> str:
@@ -36,7 +37,7 @@ def drain_once(
     try:
         return drain(bootstrap, deployment.counted, expected, 900, running)
     finally:
-        running.stop()
+        running.finish()
 
 
 def alternate(

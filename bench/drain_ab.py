@@ -22,9 +22,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import ensure_broker, record_results, stop_broker
+from common import record_results
 from systems import Deployment, drain, start
 from workload import DAY_MS, Workload, produce
+
+from tests.support.brokers import ensure_broker, stop_broker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,7 +77,7 @@ def main() -> None:
                         )
                         running = start("leadscore", deployment)
                         result = drain(bootstrap, deployment.counted, args.events, 900, running)
-                        running.stop()
+                        running.finish()
                         runs[side].append(result.rate)
                         print(
                             f"\nrun {i + 1}/{args.repeat}, {side}: {result.rate:,.0f} events/s",

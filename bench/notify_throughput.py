@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -34,21 +31,12 @@ import aiohttp
 import orjson
 import yaml
 from aiohttp import web
-from common import (
-    deployment_env,
-    ensure_broker,
-    free_port,
-    percentile,
-    progress,
-    record_results,
-    shown,
-    spread,
-    stop_broker,
-)
+from common import percentile, progress, record_results, shown, spread
 from confluent_kafka import Producer
 
-from leadscore.config import Settings
-from leadscore.kafka_admin import create_topics
+from tests.support.brokers import ensure_broker, stop_broker
+from tests.support.deployments import Deployment, prefixed_name
+from tests.support.http import free_port
 
 CONCURRENCY = 8
 
@@ -159,10 +147,11 @@ def main() -> None:
         for run in range(args.repeat):
             rates["baseline"].append(asyncio.run(baseline(url, args.actions)))
             with tempfile.TemporaryDirectory(prefix="leadscore-bench-") as tmp:
-                env = deployment_env(bootstrap, Path(tmp))
-                env["LEADSCORE_BENCH_SECRET"] = "bench"
-                settings = Settings.from_variables(env)
-                create_topics(settings)
+                deployment = Deployment(
+                    bootstrap, Path(tmp), prefixed_name("bench"), 6, {"LEADSCORE_LOG_LEVEL": "warn"}
+                )
+                settings = deployment.settings()
+                deployment.create_topics()
                 config = Path(tmp) / "notify.yaml"
                 endpoint = {
                     "name": "bench",
@@ -185,20 +174,7 @@ def main() -> None:
                     )
                     producer.poll(0)
                 producer.flush(30)
-                sink = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "leadscore.cli",
-                        "sink",
-                        "notify",
-                        "--config",
-                        str(config),
-                    ],
-                    env={**os.environ, **env},
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+                sink = deployment.notify_sink(config, LEADSCORE_BENCH_SECRET="bench").start()
                 try:
                     wait_arrivals(receiver, prefix, args.actions, f"drain {run + 1}", 300)
                     times = sorted(t for k, t in receiver.arrivals.items() if k.startswith(prefix))
@@ -230,8 +206,7 @@ def main() -> None:
                     latencies["p99"].append(percentile(ms, 0.99))
                     latencies["max"].append(max(ms))
                 finally:
-                    sink.terminate()
-                    sink.wait(60)
+                    sink.stop()
                     del producer  # closed before the broker stops
     finally:
         if started_broker:

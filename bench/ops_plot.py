@@ -25,9 +25,12 @@ from pathlib import Path
 
 import matplotlib
 import yaml
-from common import ensure_broker, free_port, progress, record_results, stop_broker, wait_http
+from common import progress, record_results
 from systems import Deployment, wait_http_ready
 from systems import start as start_system
+
+from tests.support.brokers import ensure_broker, stop_broker
+from tests.support.http import free_port, wait_http
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the file backend
@@ -72,7 +75,7 @@ def main() -> None:
             root = Path(tmp)
             deployment = Deployment.fresh(bootstrap, root / "run")
             worker = start_system("leadscore", deployment, web=True)
-            processes.append(worker.process)
+            processes.append(worker.popen)
             wait_http_ready(worker, 120)
             web = worker.web_port
             env = {**os.environ, **deployment.env}

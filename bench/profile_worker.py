@@ -25,9 +25,11 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from common import ensure_broker, record_results, stop_broker
+from common import record_results
 from systems import Deployment, drain, offer, start, wait_ready
 from workload import DAY_MS, Workload, produce
+
+from tests.support.brokers import ensure_broker, stop_broker
 
 RATE = 200
 # (cost, frame substrings): the first cost with a frame on the stack takes the sample.
@@ -129,7 +131,7 @@ def main() -> None:
                     "-o",
                     str(stacks),
                     "--pid",
-                    str(running.process.pid),
+                    str(running.popen.pid),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -143,7 +145,7 @@ def main() -> None:
                 events, rate, summary = args.events, result.rate, {}
             recorder.send_signal(2)  # py-spy writes its output on SIGINT
             recorder.wait(60)
-            running.stop()
+            running.finish()
             counts = bucket(stacks)
             if args.stacks:
                 shutil.copyfile(stacks, args.stacks)

@@ -17,11 +17,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import ensure_broker, record_results, stop_broker
+from common import record_results
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from systems import Deployment, drain, start
 from workload import DAY_MS, Workload, produce
+
+from tests.support.brokers import ensure_broker, stop_broker
 
 
 def read_all(bootstrap: str, topic: str) -> tuple[int, int]:
@@ -69,7 +71,7 @@ def main() -> None:
             )
             running = start("leadscore", deployment)
             drain(bootstrap, deployment.counted, args.events, 900, running)
-            running.stop()
+            running.finish()
             name = deployment.events.removesuffix(".events")
             topics = [
                 t

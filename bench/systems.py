@@ -12,28 +12,23 @@ them (Quix Streams forwards the input's timestamp by default).
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-from common import deployment_env, free_port, percentile, progress, wait_http
+from common import percentile, progress
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported at runtime, not declared in its stubs
-    AdminClient,
-    AlterConfigOpType,
-    ConfigEntry,
-    ConfigResource,
-)
+from confluent_kafka.admin import AdminClient
 from workload import Workload
 
-from leadscore.config import Settings
-from leadscore.kafka_admin import create_topics
+from tests.support import deployments as support
+from tests.support.http import free_port, wait_http
+from tests.support.processes import Process
+from tests.support.records import end_offsets
 
 HERE = Path(__file__).resolve().parent
 PEER_PYTHON = HERE.parent / ".venv-peer" / "bin" / "python"
@@ -43,121 +38,68 @@ SYSTEMS = ("leadscore", "limit", "peer")
 EXACTLY_ONCE = ("leadscore-eos", "peer-eos")
 
 
-@dataclass
-class Deployment:
-    """One run's names: LEADSCORE_* settings (topics, app id, data dir)."""
-
-    bootstrap: str
-    root: Path
-    env: dict[str, str]
+class Deployment(support.Deployment):
+    """A run's deployment: its own topics, app id and state directory, six partitions,
+    and the measured topics stamped with the broker's append time."""
 
     @classmethod
     def fresh(cls, bootstrap: str, root: Path, events_topic: str | None = None) -> Deployment:
         root.mkdir(parents=True)
-        env = {
-            **deployment_env(bootstrap, root),
-            "LEADSCORE_PARTITIONS": str(PARTITIONS),
-            "LEADSCORE_DATA_DIR": str(root / "state"),
-            "LEADSCORE_WEB_ENABLED": "false",
-        }
+        extra = {"LEADSCORE_LOG_LEVEL": "warn"}
         if events_topic:
-            env["LEADSCORE_EVENTS_TOPIC"] = events_topic
-        create_topics(Settings.from_variables(env))
-        deployment = cls(bootstrap, root, env)
+            extra["LEADSCORE_EVENTS_TOPIC"] = events_topic
+        deployment = cls(bootstrap, root, support.prefixed_name("bench"), PARTITIONS, extra)
+        deployment.create_topics()
         deployment.append_time(deployment.counted, deployment.actions)
         return deployment
 
-    def topic(self, kind: str) -> str:
-        return self.env[f"LEADSCORE_{kind}_TOPIC"]
-
     @property
     def events(self) -> str:
-        return self.topic("EVENTS")
+        return self.topic("events")
 
     @property
     def counted(self) -> str:
         """One record per scored event: the lead-state topic (the limit loop's output too)."""
-        return self.topic("LEAD_STATE")
+        return self.topic("lead-state")
 
     @property
     def actions(self) -> str:
-        return self.topic("ACTIONS")
+        return self.topic("actions")
 
     @property
     def group(self) -> str:
-        return self.env["LEADSCORE_APP_ID"]
-
-    def append_time(self, *topics: str) -> None:
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        resources = [
-            ConfigResource(
-                ConfigResource.Type.TOPIC,
-                topic,
-                incremental_configs=[
-                    ConfigEntry(
-                        "message.timestamp.type",
-                        "LogAppendTime",
-                        incremental_operation=AlterConfigOpType.SET,
-                    )
-                ],
-            )
-            for topic in topics
-        ]
-        for future in admin.incremental_alter_configs(resources).values():
-            future.result(30)
-
-    def delete_topics(self) -> None:
-        """Drop this run's topics, Faust's and Quix Streams' changelogs included."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 3})
-        names = admin.list_topics(timeout=30).topics
-        # The run's name is in each: <name>.events, leadscore-<name>-leads-changelog,
-        # changelog__leadscore-<name>--... (Quix Streams).
-        name = self.group.removeprefix("leadscore-")
-        mine = [n for n in names if name in n]
-        if mine:
-            for future in admin.delete_topics(mine, operation_timeout=60).values():
-                try:
-                    future.result(60)
-                except Exception as exc:
-                    print(f"bench: could not delete a topic: {exc}", file=sys.stderr)
+        return self.app_id
 
 
-@dataclass
-class Running:
-    name: str
-    process: subprocess.Popen[bytes]
-    state_dir: Path | None
-    log: Path
-    web_port: int | None = None
-    started: float = field(default_factory=time.monotonic)
+class Running(Process):
+    """A system under measurement: where its state is kept and its web port, if any."""
 
-    def peak_rss(self) -> int:
-        """The process's peak resident set so far (VmHWM), in bytes."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmHWM in /proc status")
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        state_dir: Path | None,
+        web_port: int | None = None,
+    ) -> None:
+        super().__init__(name, argv, env, log_path, ready_line=None)
+        self.state_dir = state_dir
+        self.web_port = web_port
 
-    def log_tail(self, lines: int = 40) -> str:
-        log = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
-        return "\n".join(log[-lines:])
-
-    def stop(self) -> int:
-        """Stop it (SIGTERM, wait); its peak RSS in bytes."""
+    def finish(self) -> int:
+        """Stop it (SIGTERM, then SIGKILL after 90 s); its peak RSS in bytes."""
         rss = self.peak_rss()
-        self.process.terminate()
         try:
-            self.process.wait(90)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(30)
+            self.stop(90)
+        except AssertionError as slow:
+            print(f"bench: {slow}", file=sys.stderr)
         return rss
 
 
 def start(system: str, deployment: Deployment, web: bool = False) -> Running:
     env = dict(deployment.env)
     log_path = deployment.root / f"{system}.log"
-    log = log_path.open("ab")
     state_dir: Path | None = None
     port = None
     if system in ("leadscore", "leadscore-eos"):
@@ -187,28 +129,15 @@ def start(system: str, deployment: Deployment, web: bool = False) -> Running:
             str(state_dir),
             deployment.events,
             deployment.counted,
-            deployment.topic("SCORE_CHANGES"),
+            deployment.topic("score-changes"),
             deployment.actions,
             "exactly-once" if system == "peer-eos" else "at-least-once",
         ]
     else:
         raise ValueError(system)
-    process = subprocess.Popen(
-        command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
-    )
-    return Running(system, process, state_dir, log_path, port)
-
-
-def end_offsets(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"})
-    try:
-        metadata = consumer.list_topics(topic, timeout=30).topics[topic]
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-            for p in metadata.partitions
-        )
-    finally:
-        consumer.close()
+    running = Running(system, command, env, log_path, state_dir, port)
+    running.launch()
+    return running
 
 
 def changelog_records(bootstrap: str, app_id: str) -> int:
@@ -269,8 +198,8 @@ def drain(
                     f"the topic holds {end_offsets(bootstrap, topic)}"
                     + (f"; {running.name}'s log: {running.log_tail()}" if running else "")
                 )
-            if running is not None and running.process.poll() is not None:
-                raise RuntimeError(f"{running.name} exited with {running.process.returncode}")
+            if running is not None and running.popen.poll() is not None:
+                raise RuntimeError(f"{running.name} exited with {running.popen.returncode}")
             for message in consumer.consume(10_000, timeout=1.0):
                 if message.error():
                     continue
@@ -304,8 +233,8 @@ def wait_ready(running: Running, deployment: Deployment, warmup: int = 30) -> fl
                 break
         except KafkaException:  # a new topic's leaders are still being elected
             pass
-        if running.process.poll() is not None:
-            raise RuntimeError(f"{running.name} exited with {running.process.returncode}")
+        if running.popen.poll() is not None:
+            raise RuntimeError(f"{running.name} exited with {running.popen.returncode}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"{running.name} did not process warm-up events in 180 s")
         time.sleep(0.5)
@@ -316,8 +245,8 @@ def wait_http_ready(running: Running, timeout: float) -> float:
     """Seconds from start until the worker's /readyz answers 200 (recovery done)."""
 
     def alive() -> None:
-        if running.process.poll() is not None:
-            raise RuntimeError(f"{running.name} exited with {running.process.returncode}")
+        if running.popen.poll() is not None:
+            raise RuntimeError(f"{running.name} exited with {running.popen.returncode}")
 
     remaining = timeout - (time.monotonic() - running.started)
     wait_http(f"http://127.0.0.1:{running.web_port}/readyz", remaining, alive)

@@ -7,7 +7,7 @@ import os
 
 from hypothesis import settings
 
-# librdkafka's log lines of the tests' own clients (tests/integration/kafka.py): only
+# librdkafka's log lines of the tests' own clients (tests/support/brokers.py): only
 # errors reach a failing test's captured log; LEADSCORE_TEST_KAFKA_LOG=info shows all.
 logging.getLogger("tests.librdkafka").setLevel(
     os.environ.get("LEADSCORE_TEST_KAFKA_LOG", "error").upper()

@@ -4,17 +4,15 @@ the per-scenario figures printed at the end of the run."""
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from leadscore.scoring import Rules, load_rules
-from tests.faults.harness import HEADERS, SCENARIO_TIMEOUT_S, Outcome, describe
-from tests.integration.kafka import KAFKA_LOCAL, REPO, answers
-from tests.integration.workers import WorkerProcess
+from tests.faults.harness import HEADERS, Outcome, describe
+from tests.support.brokers import REPO, BrokerUnavailableError, LocalBroker, answers
+from tests.support.deadlines import SCENARIO_TIMEOUT_S
+from tests.support.processes import Process
 
 PORT = int(os.environ.get("LEADSCORE_FAULTS_KAFKA_PORT", "19094"))
 OUTCOMES: list[Outcome] = []
@@ -28,45 +26,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(SCENARIO_TIMEOUT_S))
 
 
-@dataclass
-class Broker:
-    """The local KRaft broker of this tier, which scenarios may stop and start."""
-
-    port: int
-    home: Path
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _run(self, *args: str) -> None:
-        env = {**os.environ, "KAFKA_LOCAL_HOME": str(self.home), "KAFKA_LOCAL_PORT": str(self.port)}
-        done = subprocess.run(
-            [str(KAFKA_LOCAL), *args], env=env, capture_output=True, text=True, timeout=600
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"kafka-local {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-
-    def start(self, fresh: bool = False) -> None:
-        self._run("start", *(["--fresh"] if fresh else []))
-
-    def stop(self) -> None:
-        self._run("stop")
-
-
 @pytest.fixture(scope="session")
-def broker() -> Iterator[Broker]:
+def broker() -> Iterator[LocalBroker]:
     """Always deploy/kafka-local (scenarios stop it), on its own port and data dir.
 
     It cannot be a shared cluster or a testcontainer: the outage scenario stops and
     restarts the broker in place. With CI set, a broker that cannot start fails.
     """
-    b = Broker(PORT, REPO / ".kafka-local-faults")
+    b = LocalBroker(PORT, REPO / ".kafka-local-faults")
     if answers(b.bootstrap, timeout=2):
         b.stop()
     try:
         b.start(fresh=True)
-    except RuntimeError as exc:
+    except BrokerUnavailableError as exc:
         if os.environ.get("CI"):
             pytest.fail(f"the fault tier needs its local broker (CI=true): {exc}")
         pytest.skip(f"no local broker for the fault tier: {exc}")
@@ -85,9 +57,9 @@ def rules() -> Rules:
 def no_worker_left() -> Iterator[None]:
     """Kill the workers a scenario left running (it failed before stopping them)."""
     yield
-    for worker in WorkerProcess.launched:
+    for worker in Process.launched:
         worker.kill()
-    WorkerProcess.launched.clear()
+    Process.launched.clear()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ published topics are read (read_committed) and compared with it.
 from __future__ import annotations
 
 import random
-import signal
 import threading
 import time
 from collections import Counter
@@ -31,16 +30,10 @@ from leadscore.scoring import Rules, apply_event, load_rules, snapshot
 from leadscore.scoring.records import LeadAction, LeadRecord
 from leadscore.simulate import TrafficModel
 from leadscore.verify import Report, Topic, check, read_topic
-from tests.integration.kafka import LIBRDKAFKA_LOG, client_config, retrying
-from tests.integration.workers import Deployment, WorkerProcess
-
-#: The harness's own deadlines. Each ends a stuck scenario with its own failure
-#: (wait_committed first sends SIGUSR1, so every worker writes its stacks to its
-#: log); pytest's timeout for a scenario (SCENARIO_TIMEOUT_S, tests/faults/conftest.py)
-#: lies beyond both, so it never cuts a scenario before they have spoken.
-PRODUCER_DEADLINE_S = 360.0  # a scenario's producer delivers everything within this
-COMMIT_DEADLINE_S = 240.0  # the group commits the end of the events topic within this
-SCENARIO_TIMEOUT_S = 900.0  # setup and production (under 2 min) + both deadlines + margin
+from tests.support.brokers import LIBRDKAFKA_LOG, client_config, retrying
+from tests.support.deadlines import COMMIT_DEADLINE_S, PRODUCER_DEADLINE_S
+from tests.support.deployments import Deployment
+from tests.support.processes import Process
 
 COMPARED = ("score", "stage", "event_count", "last_event_at", "fit", "disqualified")
 # What events alone decide: a decay timer (which the reference does not run) can move
@@ -323,7 +316,7 @@ def commit_positions(deployment: Deployment) -> dict[int, tuple[int, int]]:
 
 
 def wait_committed(
-    deployment: Deployment, workers: Sequence[WorkerProcess], timeout: float = COMMIT_DEADLINE_S
+    deployment: Deployment, workers: Sequence[Process], timeout: float = COMMIT_DEADLINE_S
 ) -> None:
     """Until the group's committed offsets reach the end of the events topic.
 
@@ -338,15 +331,13 @@ def wait_committed(
         if all(committed >= end for committed, end in positions.values()):
             return
         for worker in workers:
-            if worker.proc is None or worker.proc.poll() is not None:
+            if not worker.running():
                 raise AssertionError(
                     f"a worker exited while events were still uncommitted: {worker.log()[-3000:]}"
                 )
         time.sleep(1.0)
     for worker in workers:
-        if worker.proc is not None and worker.proc.poll() is None:
-            worker.proc.send_signal(signal.SIGUSR1)
-    time.sleep(3.0)
+        worker.dump_stacks()
     raise AssertionError(
         f"events still uncommitted after {timeout} s, (committed, end) per partition: "
         f"{positions}; task stacks in {[str(w.log_path) for w in workers]}"

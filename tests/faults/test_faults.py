@@ -37,7 +37,8 @@ from tests.faults.harness import (
     wait_committed,
     workload,
 )
-from tests.integration.workers import Deployment, WorkerProcess
+from tests.support.deployments import Deployment
+from tests.support.processes import Process
 
 GUARANTEES = ("at_least_once", "exactly_once")
 
@@ -68,7 +69,7 @@ def check(outcome: Outcome) -> None:
 
 def settle_and_compare(
     d: Deployment,
-    workers: list[WorkerProcess],
+    workers: list[Process],
     made: Workload,
     rules: Rules,
     record: list[Outcome],
@@ -119,7 +120,7 @@ def test_two_workers_scale_1_2_1_and_a_kill_during_a_rebalance(
     made = workload(seed=53, events=12_000, contacts=600, rules=rules)
     rng = random.Random(5)
 
-    def worker(name: str) -> WorkerProcess:
+    def worker(name: str) -> Process:
         return d.worker(LEADSCORE_DATA_DIR=str(tmp_path / f"state-{name}"))
 
     first = worker("a").start()

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.kafka import BrokerUnavailableError, broker
-from tests.integration.workers import Deployment, WorkerProcess
+from tests.support.brokers import BrokerUnavailableError, integration_broker
+from tests.support.deadlines import INTEGRATION_TEST_TIMEOUT_S
+from tests.support.deployments import Deployment
+from tests.support.processes import Process
 
 BROKER_USED: list[str] = []
 
@@ -20,16 +22,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marked, and given a timeout beyond what the harness's own waits add up to
+    (tests/support/deadlines.py), so a stuck test fails with their message first."""
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+            item.add_marker(pytest.mark.timeout(INTEGRATION_TEST_TIMEOUT_S))
 
 
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[str]:
     """Bootstrap servers of a real broker. With CI=true a missing broker fails the run."""
     try:
-        with broker() as (bootstrap, how):
+        with integration_broker() as (bootstrap, how):
             BROKER_USED.append(f"{bootstrap} via {how}")
             yield bootstrap
     except BrokerUnavailableError as exc:
@@ -47,11 +52,11 @@ def deployment(kafka: str, tmp_path: Path) -> Deployment:
 
 
 @pytest.fixture
-def start_worker(deployment: Deployment) -> Iterator[Callable[..., WorkerProcess]]:
+def start_worker(deployment: Deployment) -> Iterator[Callable[..., Process]]:
     """Start worker processes for the test's deployment; all are stopped afterwards."""
-    started: list[WorkerProcess] = []
+    started: list[Process] = []
 
-    def start(**env: str) -> WorkerProcess:
+    def start(**env: str) -> Process:
         worker = deployment.worker(**env).start()
         started.append(worker)
         return worker

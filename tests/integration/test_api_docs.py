@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.contract import check
-from tests.integration.http import free_port, get, wait_ready
-from tests.integration.workers import Deployment
+from tests.support.deployments import Deployment
+from tests.support.http import free_port, get, wait_ready
 
 ROOT = Path(__file__).parents[2]
 VOLATILE = {"processed_at"}  # wall-clock time of processing: differs on every run

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from tests.integration.http import free_port
-from tests.integration.kafka import consume, produce
 from tests.integration.test_pipeline import ev
-from tests.integration.workers import Deployment
+from tests.support.deployments import Deployment
+from tests.support.http import free_port
+from tests.support.records import consume, produce
 
 ROOT = Path(__file__).parents[2]
 KAFKA_LOCAL = ROOT / "deploy" / "kafka-local" / "kafka-local"

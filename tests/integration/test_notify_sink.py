@@ -12,9 +12,10 @@ import yaml
 from confluent_kafka import Consumer, TopicPartition
 
 from leadscore.sinks.signing import signature_is_valid
-from tests.integration.http import free_port, get
-from tests.integration.kafka import client_config, consume, produce
-from tests.integration.workers import Deployment
+from tests.support.brokers import client_config
+from tests.support.deployments import Deployment
+from tests.support.http import free_port, get, wait_until
+from tests.support.records import consume, produce
 from tests.webhook_server import Behaviour, WebhookServer, summary
 
 SECRET = "whsec-test-1"
@@ -80,11 +81,8 @@ def committed(deployment: Deployment) -> int:
         consumer.close()
 
 
-def wait_committed(deployment: Deployment, count: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while committed(deployment) < count:
-        assert time.monotonic() < deadline, f"committed {committed(deployment)} of {count}"
-        time.sleep(0.3)
+def wait_committed(deployment: Deployment, count: int) -> None:
+    wait_until(lambda: committed(deployment) >= count, f"{count} actions committed")
 
 
 def test_every_action_reaches_healthy_endpoints_once(deployment: Deployment, tmp_path) -> None:
@@ -188,8 +186,15 @@ def test_failures_are_retried_and_a_dead_endpoint_is_dead_lettered(
             server.wait_accepted(path, len(actions))
         dead_letters = consume(deployment.bootstrap, deployment.topic("sink-dlq"), 40)
         wait_committed(deployment, len(actions))
-        time.sleep(1.0)  # the circuit gauges are refreshed with each commit
-        metrics = get(metrics_port, "/metrics").body
+        # the circuit and in-flight gauges are refreshed with each commit
+        settled = ('leadscore_sink_circuit_state{endpoint="flaky",sink="notify"} 0.0',
+                   'leadscore_sink_in_flight{sink="notify"} 0.0')  # fmt: skip
+
+        def settled_metrics() -> str | None:
+            text: str = get(metrics_port, "/metrics").body
+            return text if all(line in text for line in settled) else None
+
+        metrics = wait_until(settled_metrics, "circuit closed and nothing in flight")
     finally:
         assert sink.stop() == 0
         server.stop()

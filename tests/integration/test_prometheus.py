@@ -29,9 +29,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.http import free_port, get, wait_ready
-from tests.integration.kafka import produce
-from tests.integration.workers import Deployment, WorkerProcess
+from tests.support.deployments import Deployment
+from tests.support.http import free_port, get, wait_ready, wait_until
+from tests.support.processes import Process
+from tests.support.records import produce
 from tests.webhook_server import Behaviour, WebhookServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,21 +157,6 @@ def prometheus_config(tmp: Path, worker: int, sinks: list[int]) -> Path:
     return path
 
 
-def wait_until(check: Any, what: str, timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except OSError as error:  # not listening yet
-            last = error
-        else:
-            if last:
-                return last
-        time.sleep(0.5)
-    raise AssertionError(f"{what} within {timeout} s; last: {last}")
-
-
 @pytest.fixture(scope="module")
 def stack(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("prometheus")
@@ -194,7 +180,7 @@ def stack(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
         )
     )  # fmt: skip
     ports = {"worker": free_port(), "notify": free_port(), "routing": free_port()}
-    processes: list[WorkerProcess] = []
+    processes: list[Process] = []
     simulator: subprocess.Popen[bytes] | None = None
     prometheus: subprocess.Popen[bytes] | None = None
     try:

@@ -17,10 +17,11 @@ from pathlib import Path
 from aiokafka.partitioner import DefaultPartitioner
 
 from tests.contract import check, documented_paths
-from tests.integration.http import Answer, free_port, get, wait_ready
-from tests.integration.kafka import consume, produce
 from tests.integration.test_pipeline import ev, values
-from tests.integration.workers import Deployment, WorkerProcess
+from tests.support.deployments import Deployment
+from tests.support.http import Answer, free_port, get, wait_ready, wait_until
+from tests.support.processes import Process
+from tests.support.records import consume, produce
 
 TOKEN = "test-token-1"
 partitioner = DefaultPartitioner()
@@ -34,7 +35,7 @@ def expected(contact: str) -> tuple[float, str]:
 
 def two_workers(
     deployment: Deployment, start_worker, root: Path, **env: str
-) -> tuple[list[int], list[WorkerProcess], list[list[int]]]:
+) -> tuple[list[int], list[Process], list[list[int]]]:
     """Two ready workers with the leads loaded: their ports, processes and partitions."""
     deployment.extra.update(LEADSCORE_WEB_ENABLED="true", LEADSCORE_API_TOKEN=TOKEN, **env)
     ports = [free_port(), free_port()]
@@ -149,17 +150,22 @@ def test_errors_auth_metrics_and_the_document(
         document = json.loads(resources.files("leadscore").joinpath("openapi.json").read_text())
         assert served.body == document
 
-    # Metrics: the events each worker scored add up to what was produced.
-    scored = 0.0
+    # Metrics: the events each worker scored add up to what was produced (counted
+    # once a batch's outputs are acknowledged, a moment after a reader saw them).
+    def scored() -> float:
+        return sum(
+            float(line.split()[-1])
+            for port in ports
+            for line in get(port, "/metrics", TOKEN).body.splitlines()
+            if line.startswith('leadscore_events_total{outcome="scored"}')
+        )
+
+    wait_until(lambda: scored() == 36, "36 events scored")
     for port in ports:
         text = get(port, "/metrics", TOKEN).body
         assert 'leadscore_build_info{rules_version="default-1",version="0.1.0"} 1.0' in text
-        for line in text.splitlines():
-            if line.startswith('leadscore_events_total{outcome="scored"}'):
-                scored += float(line.split()[-1])
         assert 'leadscore_api_requests_total{route="/leads/{contact_id}",status="404"}' in text
         assert "contact_id=" not in text.replace("{contact_id}", ""), "no contact ids as labels"
-    assert scored == 36
 
 
 def get_with_authorization(port: int, path: str, header: str) -> Answer:

@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import yaml
 
-from tests.integration.kafka import consume, count_now, produce
 from tests.integration.test_pipeline import values
-from tests.integration.workers import Deployment
+from tests.support.deployments import Deployment
+from tests.support.records import consume, count_now, produce
 
 ROUTING = {
     "actions": ["threshold_crossed:mql"],

@@ -13,9 +13,9 @@ import pytest
 from leadscore.explain import explain, read_events
 from leadscore.scoring import EngagementEvent, load_rules
 from leadscore.scoring.engine import ROUNDING
-from tests.integration.kafka import consume, count_now, produce
 from tests.integration.test_pipeline import ev, values
-from tests.integration.workers import Deployment
+from tests.support.deployments import Deployment
+from tests.support.records import consume, count_now, produce
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_RULES = ROOT / "examples" / "rules.yaml"

@@ -13,8 +13,8 @@ from leadscore.errors import TopicsMissing
 from leadscore.kafka_admin import TopicSpec, ensure_changelogs
 from leadscore.scoring import load_rules
 from leadscore.stream.app import CHANGELOG_COMPACTION, build_app, changelog_specs
-from tests.integration.kafka import client_config
-from tests.integration.workers import Deployment
+from tests.support.brokers import client_config
+from tests.support.deployments import Deployment
 
 
 def test_changelogs_are_created_compacted_and_served(deployment: Deployment) -> None:

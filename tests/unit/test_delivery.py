@@ -14,7 +14,7 @@ import pytest
 
 from leadscore.sinks.delivery import EndpointClient, Outcome
 from leadscore.sinks.notify_config import Endpoint, EndpointSpec
-from tests.integration.http import free_port
+from tests.support.http import free_port
 from tests.webhook_server import Behaviour, WebhookServer
 
 ACTION: dict[str, Any] = {

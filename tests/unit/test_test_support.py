@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from tests.integration.kafka import retrying
+from tests.support import deadlines as d
+from tests.support.brokers import retrying
 
 
 def test_a_coordinator_still_loading_is_asked_again_and_other_errors_are_not() -> None:
@@ -26,3 +33,34 @@ def test_a_coordinator_still_loading_is_asked_again_and_other_errors_are_not() -
 
     with pytest.raises(KafkaException):
         retrying(refused, timeout=10)
+
+
+def test_each_tier_timeout_lies_beyond_the_waits_of_its_harness() -> None:
+    """pytest-timeout cuts a test without a word from the processes it runs; the
+    harness's own waits ask them for their stacks first, so they must run out first."""
+    one_process = d.PROCESS_READY_S + d.RECORDS_S + d.EVENTUALLY_S + d.STOP_S
+    assert one_process + d.PROCESS_READY_S < d.INTEGRATION_TEST_TIMEOUT_S  # two workers
+    assert d.SCENARIO_TIMEOUT_S > d.PRODUCER_DEADLINE_S + d.COMMIT_DEADLINE_S + d.PROCESS_READY_S
+    assert pytest_timeout_of_pyproject() == d.UNIT_TEST_TIMEOUT_S
+
+
+def pytest_timeout_of_pyproject() -> float:
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    return float(tomllib.loads(text)["tool"]["pytest"]["ini_options"]["timeout"])
+
+
+def test_every_benchmark_imports_with_the_shared_harness() -> None:
+    """bench/ scripts run as ``python bench/<name>.py`` and reach tests/support through
+    bench/common.py; an import that only works from the test runner fails here."""
+    bench = Path(__file__).resolve().parents[2] / "bench"
+    names = sorted(p.stem for p in bench.glob("*.py") if p.stem != "peer_quix")  # peer's venv
+    script = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script, *names],
+        cwd="/",
+        env={**os.environ, "PYTHONPATH": str(bench)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
