@@ -30,7 +30,8 @@ from systems import Deployment, wait_http_ready
 from systems import start as start_system
 
 from tests.support.brokers import ensure_broker, stop_broker
-from tests.support.http import free_port, wait_http
+from tests.support.processes import Process
+from tests.support.prometheus import start_prometheus
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the file backend
@@ -69,13 +70,13 @@ def main() -> None:
         sys.exit("prometheus not found: apt-get install prometheus")
 
     bootstrap, started_broker = ensure_broker()
-    processes: list[subprocess.Popen[bytes]] = []
+    processes: list[Process] = []
     try:
         with tempfile.TemporaryDirectory(prefix="leadscore-ops-") as tmp:
             root = Path(tmp)
             deployment = Deployment.fresh(bootstrap, root / "run")
             worker = start_system("leadscore", deployment, web=True)
-            processes.append(worker.popen)
+            processes.append(worker)
             wait_http_ready(worker, 120)
             web = worker.web_port
             env = {**os.environ, **deployment.env}
@@ -90,21 +91,8 @@ def main() -> None:
                 if job["job_name"] == "leadscore-worker"
             ]
             (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-            port = free_port()
-            processes.append(
-                subprocess.Popen(
-                    [
-                        prometheus_bin,
-                        f"--config.file={root / 'prometheus.yml'}",
-                        f"--storage.tsdb.path={root / 'tsdb'}",
-                        f"--web.listen-address=127.0.0.1:{port}",
-                    ],
-                    stdout=(root / "prometheus.log").open("wb"),
-                    stderr=subprocess.STDOUT,
-                )
-            )
-            base = f"http://127.0.0.1:{port}"
-            wait_http(f"{base}/-/ready", 60)
+            prometheus, base = start_prometheus(prometheus_bin, root / "prometheus.yml", root)
+            processes.append(prometheus)
             time.sleep(8)  # the first scrapes
             start = time.time()
             steps = []
@@ -125,8 +113,7 @@ def main() -> None:
             scored = query_range(base, SCORED, start, end)
     finally:
         for process in reversed(processes):
-            process.terminate()
-            process.wait(60)
+            process.stop()
         if started_broker:
             stop_broker()
 

@@ -70,7 +70,10 @@ COSTS: list[tuple[str, tuple[str, ...]]] = [
             "faust_ext/streams",
         ),
     ),
-    ("the step's own work and the agent (stream/step.py, stream/app.py)", ("leadscore/stream/",)),
+    (
+        "the step's own work and the agent (step/, stream/app.py)",
+        ("leadscore/step/", "leadscore/stream/"),
+    ),
     ("event loop waiting (epoll)", ("EpollSelector.select",)),
 ]
 OTHER = "other (asyncio, aiokafka connection I/O, Faust/mode services)"

@@ -30,7 +30,7 @@ from rocksdict import Rdict
 
 from leadscore.codecs.leads import decode_lead, encode_lead
 from leadscore.scoring import EngagementEvent, apply_event, apply_tick, load_rules
-from leadscore.stream.wheel import TimerWheel
+from leadscore.step.wheel import TimerWheel
 
 SLOT_MS = 10_000
 T0 = 1_762_000_000_000

@@ -27,7 +27,7 @@ from rocksdict import Rdict
 from leadscore.codecs.leads import decode_lead, encode_lead
 from leadscore.scoring import EngagementEvent, apply_event, load_rules
 from leadscore.simulate import TrafficModel
-from leadscore.stream.wheel import TimerWheel
+from leadscore.step.wheel import TimerWheel
 
 SLOT_MS = 10_000
 

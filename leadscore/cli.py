@@ -140,11 +140,11 @@ def _sink_setup(
 )
 def sink_notify(config_path: Path | None) -> None:
     """Deliver actions to Slack and signed webhooks until SIGTERM or Ctrl-C."""
-    import asyncio
     import os
 
     from leadscore.sinks.notify_config import load_notify_config
     from leadscore.sinks.notify_sink import NotifySink
+    from leadscore.sinks.runner import run_sink
 
     settings, config, path = _sink_setup(
         config_path,
@@ -155,7 +155,7 @@ def sink_notify(config_path: Path | None) -> None:
     )
     endpoints = len(config.endpoints)
     click.echo(f"leadscore sink notify: {endpoints} endpoint(s), from {path}", err=True)
-    sys.exit(asyncio.run(NotifySink(settings, config).run()))
+    sys.exit(run_sink(settings, NotifySink(settings, config)))
 
 
 @sink.command("routing")
@@ -169,6 +169,7 @@ def sink_routing(config_path: Path | None) -> None:
     """Assign owners to actions and write them to the assignments topic, until SIGTERM."""
     from leadscore.sinks.routing_rules import load_routing_config
     from leadscore.sinks.routing_sink import RoutingSink
+    from leadscore.sinks.runner import run_sink
 
     settings, config, path = _sink_setup(
         config_path,
@@ -179,7 +180,7 @@ def sink_routing(config_path: Path | None) -> None:
         "sink_dlq_topic",
     )
     click.echo(f"leadscore sink routing: {len(config.teams)} team(s), from {path}", err=True)
-    sys.exit(RoutingSink(settings, config).run())
+    sys.exit(run_sink(settings, RoutingSink(settings, config)))
 
 
 @main.group()

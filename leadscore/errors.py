@@ -115,6 +115,10 @@ class DeliveryError(LeadscoreError):
         self.retry_after = retry_after
 
 
+class NotAcknowledged(LeadscoreError):
+    """The broker refused a record after the producer's own retries (a sink stops)."""
+
+
 class TopicUnreadable(LeadscoreError):
     """A topic could not be read to its end (the consumer reported an error)."""
 

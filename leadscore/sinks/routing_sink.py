@@ -1,12 +1,13 @@
 """``leadscore sink routing``: assign an owner to the actions the routing file wants.
 
-A confluent-kafka consumer in its own group (``<app id>-routing``) reads
-leadscore.actions in batches. For each action ``routing.decide`` gives the
-Assignment from the routing state, a RocksDB store in
-``LEADSCORE_SINK_DATA_DIR/routing``; the state writes (memo, account owner,
-round-robin cursor, the day's load) go in one atomic batch before the
-Assignment is produced to leadscore.assignments. The batch's offsets are
-committed once every Assignment of the batch is acknowledged.
+The sink runner (runner.py) consumes leadscore.actions in the group
+``<app id>-routing``. For each action, in consumption order,
+``routing_rules.decide`` gives the Assignment from the routing state, a
+RocksDB store in ``LEADSCORE_SINK_DATA_DIR/routing``; the state writes (memo,
+account owner, round-robin cursor, the day's load) go in one atomic batch
+before the Assignment is produced to leadscore.assignments. An action is done
+once its Assignment is acknowledged, and the runner commits a partition only
+up to its first action not yet done.
 
 After a crash, the actions since the last commit are consumed again: those
 already decided are found in the memo and give the same Assignment, produced
@@ -22,53 +23,42 @@ separate state.
 
 from __future__ import annotations
 
-import logging
-import signal
 import time
 from collections.abc import Iterator
-from types import FrameType
-from typing import cast
+from typing import Any, cast
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
-from prometheus_client import start_http_server
+from confluent_kafka import Message, TopicPartition
 from rocksdict import Options, Rdict, WriteBatch
 
 from leadscore.codecs.outputs import encoder
 from leadscore.codecs.read_back import decode_output
 from leadscore.config import Settings
-from leadscore.errors import InvalidAction
 from leadscore.logs import redact
-from leadscore.metrics import SINK_ASSIGNMENTS, SINK_DEAD_LETTERS, SINK_LATENCY
+from leadscore.metrics import SINK_ASSIGNMENTS, SINK_LATENCY
 from leadscore.scoring.rules import MS_PER_DAY
-from leadscore.sinks.kafka import (
-    dead_letter_headers,
-    decode_action,
-    records,
-    sink_consumer,
-    sink_producer,
-)
+from leadscore.sinks.kafka import records, sink_consumer
 from leadscore.sinks.routing_rules import RoutingConfig, absorb, day_of, decide, memo_key
-
-log = logging.getLogger("leadscore.sink")
+from leadscore.sinks.runner import SinkRunner, log
 
 SINK = "routing"
-BATCH = 500
-REQUIRED = ("action_id", "contact_id", "kind", "name", "score", "emitted_at")
+REBUILD_BATCH = 500
+PRUNE_EVERY_S = 3600.0
 
 
 class RoutingSink:
+    """Assigns an owner to each action the routing file wants (a runner.SinkHandler)."""
+
+    name = SINK
+    required: tuple[str, ...] = ("action_id", "contact_id", "kind", "name", "score", "emitted_at")
+
     def __init__(self, settings: Settings, config: RoutingConfig) -> None:
         self.settings = settings
         self.config = config
-        self.group = f"{settings.app_id}-routing"
         path = settings.sink_data_dir / "routing"
         path.mkdir(parents=True, exist_ok=True)
         self.store = Rdict(str(path), options=Options(raw_mode=True))
         self.encode = encoder("Assignment", settings.output_format)
-        self.stopping = False
-        self.failed: list[str] = []
-        self.consumer = sink_consumer(settings, self.group, lag_of=SINK)
-        self.producer = sink_producer(settings)
+        self.pruned_at = time.monotonic()
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -83,7 +73,7 @@ class RoutingSink:
 
     def rebuild(self) -> int:
         """Fill an empty store from the assignments topic; how many records it read."""
-        reader = sink_consumer(self.settings, f"{self.group}-rebuild")
+        reader = sink_consumer(self.settings, f"{self.settings.app_id}-{SINK}-rebuild")
         topic = self.settings.assignments_topic
         metadata = reader.list_topics(topic, timeout=10)
         ends: dict[int, int] = {}
@@ -96,7 +86,9 @@ class RoutingSink:
         read = 0
         reader.assign(starts)
         while ends:
-            for message, partition, offset in records(reader.consume(BATCH, 1.0), "rebuild"):
+            for message, partition, offset in records(
+                reader.consume(REBUILD_BATCH, 1.0), "rebuild"
+            ):
                 if partition in ends and offset >= ends[partition] - 1:
                     del ends[partition]
                 assignment = decode_output(message.value())
@@ -131,101 +123,38 @@ class RoutingSink:
         self.store.write(batch)
         return len(doomed)
 
-    # -- the loop ------------------------------------------------------------------------------
+    # -- the handler --------------------------------------------------------------------------
 
-    def _dead_letter(self, message: Message, error: InvalidAction) -> None:
-        reason = error.reason
-        headers = dead_letter_headers(SINK, reason, message, **{"error.message": str(error)})
-        self.producer.produce(
-            self.settings.sink_dlq_topic,
-            key=message.key(),
-            value=message.value(),
-            headers=headers,
-            on_delivery=self._acked,
-        )
-        SINK_DEAD_LETTERS.labels(SINK, reason).inc()
-
-    def _acked(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            self.failed.append(str(err))
-
-    def _handle(self, message: Message) -> int | None:
-        """Route one action; its emitted_at when an assignment was produced."""
-        try:
-            action = decode_action(message.value(), REQUIRED)
-        except InvalidAction as error:
-            self._dead_letter(message, error)
-            return None
-        decision = decide(action, self.config, self.store)
-        if decision is None:
-            return None
-        if decision.writes:
-            self._apply(decision.writes)
-        assignment = decision.assignment
-        self.producer.produce(
-            self.settings.assignments_topic,
-            key=assignment["contact_id"].encode(),
-            value=self.encode(assignment),
-            on_delivery=self._acked,
-        )
-        strategy = "replayed" if decision.replayed else assignment["strategy"]
-        SINK_ASSIGNMENTS.labels(assignment["team"], strategy).inc()
-        log.debug("routing: %s -> team %s", redact(assignment["contact_id"]), assignment["team"])
-        emitted: int = action["emitted_at"]
-        return emitted
-
-    def _stop(self, signum: int, _frame: FrameType | None) -> None:
-        self.stopping = True
-
-    def run(self) -> int:
-        signal.signal(signal.SIGTERM, self._stop)
-        signal.signal(signal.SIGINT, self._stop)
-        if self.settings.sink_metrics_port:
-            start_http_server(self.settings.sink_metrics_port)
+    async def open(self, runner: SinkRunner) -> None:
         if self._empty():
             log.info("routing: empty state; rebuilt from %s records", self.rebuild())
         self.prune(int(time.time() * 1000))
-        self.consumer.subscribe(
-            [self.settings.actions_topic],
-            on_assign=lambda _c, ps: log.info(
-                "routing: assigned partitions %s", sorted(tp.partition for tp in ps)
-            ),
+        log.info("routing: %s team(s)", len(self.config.teams))
+
+    async def handle(self, runner: SinkRunner, action: dict[str, Any], message: Message) -> None:
+        """Decide and write the state now (in consumption order: nothing here awaits
+        before the write), then produce the Assignment and wait for the broker."""
+        decision = decide(action, self.config, self.store)
+        if decision is None:
+            return
+        if decision.writes:
+            self._apply(decision.writes)
+        assignment = decision.assignment
+        log.debug("routing: %s -> team %s", redact(assignment["contact_id"]), assignment["team"])
+        await runner.produce(
+            self.settings.assignments_topic,
+            assignment["contact_id"].encode(),
+            self.encode(assignment),
         )
-        log.info("routing: group %s, %s team(s)", self.group, len(self.config.teams))
-        pruned_at = time.monotonic()
-        while not self.stopping:
-            messages = self.consumer.consume(num_messages=BATCH, timeout=0.5)
-            ends: dict[int, int] = {}
-            emitted = []
-            for message, partition, offset in records(messages, SINK):
-                emitted_at = self._handle(message)
-                if emitted_at is not None:
-                    emitted.append(emitted_at)
-                ends[partition] = offset + 1
-            if not ends:
-                continue
-            left = self.producer.flush(30)
-            if left or self.failed:
-                log.error("routing: stopping: assignments not acknowledged: %s", self.failed[:3])
-                return 1  # nothing of this batch is committed; it is redone on restart
-            acked = time.time()
-            latency = SINK_LATENCY.labels(SINK, self.settings.assignments_topic)
-            for emitted_at in emitted:
-                latency.observe(max(0.0, acked - emitted_at / 1000))
-            try:
-                self.consumer.commit(
-                    offsets=[
-                        TopicPartition(self.settings.actions_topic, p, o) for p, o in ends.items()
-                    ],
-                    asynchronous=False,
-                )
-            except KafkaException as exc:  # e.g. partitions moved away in a rebalance
-                log.warning("routing: commit failed, the batch will be consumed again: %s", exc)
-            if time.monotonic() - pruned_at > 3600:
-                self.prune(int(time.time() * 1000))
-                pruned_at = time.monotonic()
-        self.consumer.close()
-        self.producer.flush(10)
+        strategy = "replayed" if decision.replayed else assignment["strategy"]
+        SINK_ASSIGNMENTS.labels(assignment["team"], strategy).inc()
+        latency = SINK_LATENCY.labels(SINK, self.settings.assignments_topic)
+        latency.observe(max(0.0, time.time() - action["emitted_at"] / 1000))
+
+    def tick(self) -> None:
+        if time.monotonic() - self.pruned_at > PRUNE_EVERY_S:
+            self.prune(int(time.time() * 1000))
+            self.pruned_at = time.monotonic()
+
+    async def close(self) -> None:
         self.store.close()
-        log.info("routing: stopped")
-        return 0

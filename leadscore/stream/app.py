@@ -1,7 +1,7 @@
 """The Faust app: the ``leads`` table and the ``score`` agent.
 
 Per batch of input records (what has arrived, up to LEADSCORE_BATCH_MAX_EVENTS):
-``leadscore.stream.step.process`` decodes (or dead-letters), scores and says
+``leadscore.step.batch.process`` decodes (or dead-letters), scores and says
 what to send and write; the agent sends the actions, audit records and lead
 snapshots, waits for where the audit records landed (each lead's history), and
 writes each touched lead once. The batch is acknowledged after that, and Faust
@@ -9,7 +9,7 @@ commits acknowledged offsets (``faust_ext.ordering`` holds the order).
 
 Decay-driven changes: each lead's next crossing time is in its lead record and
 indexed by a per-partition timer wheel in memory, rebuilt from the lead records
-when the partition is assigned (``leadscore.stream.wheel``), as is the count of
+when the partition is assigned (``leadscore.step.wheel``), as is the count of
 leads by stage. A timer sends one tick record per owned partition to the ticks
 topic; the agent handles the tick like any record of that partition, so the
 re-assessment, its actions and the table writes happen in a normal processing
@@ -49,6 +49,8 @@ from leadscore.metrics import (
     watch_worker,
 )
 from leadscore.scoring import LeadRecord, Rules
+from leadscore.step.batch import Effects, Encoders, Input, Limits, Read, process
+from leadscore.step.wheel import Timers
 from leadscore.stream.faust_ext import App, broker_urls
 from leadscore.stream.faust_ext.consumer import Consumer, heal_head_holes, stuck_commits
 from leadscore.stream.faust_ext.ordering import outputs_of
@@ -58,10 +60,8 @@ from leadscore.stream.history import ChangeReader, keep_change
 from leadscore.stream.partitioning import PartitionCheck
 from leadscore.stream.pipeline import Pipeline
 from leadscore.stream.sender import DirectSender
-from leadscore.stream.step import Effects, Encoders, Input, Limits, Read, process
 from leadscore.stream.ticks import Ticker
 from leadscore.stream.web import api_middleware, install_web, not_ready, owned_partitions
-from leadscore.stream.wheel import Timers
 
 log = logging.getLogger("leadscore.stream")
 

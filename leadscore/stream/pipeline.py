@@ -38,9 +38,9 @@ from typing import Any
 
 from leadscore.codecs.leads import encode_lead
 from leadscore.scoring import LeadRecord
+from leadscore.step.batch import Effects
 from leadscore.stream.history import keep_change
 from leadscore.stream.sender import DirectSender
-from leadscore.stream.step import Effects
 
 #: Batches processed but not landed, at most, before the scoring waits.
 DEPTH = 4

@@ -32,6 +32,7 @@ import yaml
 from tests.support.deployments import Deployment
 from tests.support.http import free_port, get, wait_ready, wait_until
 from tests.support.processes import Process
+from tests.support.prometheus import start_prometheus
 from tests.support.records import produce
 from tests.webhook_server import Behaviour, WebhookServer
 
@@ -182,7 +183,6 @@ def stack(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
     ports = {"worker": free_port(), "notify": free_port(), "routing": free_port()}
     processes: list[Process] = []
     simulator: subprocess.Popen[bytes] | None = None
-    prometheus: subprocess.Popen[bytes] | None = None
     try:
         worker = deployment.worker(
             LEADSCORE_WEB_ENABLED="true",
@@ -205,21 +205,10 @@ def stack(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
                 LEADSCORE_SINK_METRICS_PORT=str(ports["routing"]),
             ).start()
         )
-        port = free_port()
         sink_ports = [ports["notify"], ports["routing"]]
-        prometheus = subprocess.Popen(
-            [
-                tool("prometheus"),
-                f"--config.file={prometheus_config(tmp, ports['worker'], sink_ports)}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=(tmp / "prometheus.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: urllib.request.urlopen(f"{base}/-/ready", timeout=2).status == 200,
-                   "prometheus ready")  # fmt: skip
+        config = prometheus_config(tmp, ports["worker"], sink_ports)
+        prometheus, base = start_prometheus(tool("prometheus"), config, tmp)
+        processes.append(prometheus)
         stack = Stack(base, ports["worker"], set())
 
         def all_scraped() -> bool:
@@ -256,9 +245,6 @@ def stack(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
         if simulator is not None:
             simulator.send_signal(signal.SIGINT)
             simulator.wait(30)
-        if prometheus is not None:
-            prometheus.terminate()
-            prometheus.wait(30)
         for process in processes:
             process.stop()
         server.stop()

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from leadscore.metrics import REGISTRY, SINK_LAG, WorkerCollector, WorkerView, sink_lag_stats
-from leadscore.stream.wheel import Timers
+from leadscore.step.wheel import Timers
 
 STAGES = ["cold", "warm", "hot", "qualified"]
 

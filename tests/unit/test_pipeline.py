@@ -20,11 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadscore.codecs.leads import decode_lead
+from leadscore.step.batch import Effects, Input, process
+from leadscore.step.wheel import Timers
 from leadscore.stream.partitioning import key_partition
 from leadscore.stream.pipeline import Pipeline
 from leadscore.stream.sender import Record
-from leadscore.stream.step import Effects, Input, process
-from leadscore.stream.wheel import Timers
 from tests.unit.test_step import (
     ENCODERS,
     LIMITS,

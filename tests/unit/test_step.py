@@ -1,4 +1,4 @@
-"""The worker's step as a function: batches in, effects out (leadscore.stream.step)."""
+"""The worker's step as a function: batches in, effects out (leadscore.step.batch)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from leadscore.codecs.outputs import encoder
 from leadscore.config import Settings
 from leadscore.scoring import LeadRecord, load_rules
 from leadscore.scoring.rules import MS_PER_DAY, MS_PER_HOUR
+from leadscore.step.batch import Effects, Encoders, Input, Limits, Read, process
+from leadscore.step.wheel import Timers
 from leadscore.stream.partitioning import key_partition
-from leadscore.stream.step import Effects, Encoders, Input, Limits, Read, process
-from leadscore.stream.wheel import Timers
 
 RULES = load_rules()
 NOW = 1_763_888_400_000

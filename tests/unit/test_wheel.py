@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from leadscore.stream.wheel import Timers, TimerWheel
+from leadscore.step.wheel import Timers, TimerWheel
 
 SLOT = 10_000
 NOW = 1_762_000_000_000

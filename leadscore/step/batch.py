@@ -16,7 +16,7 @@ same lead records and the same timer and stage index. Outputs are per record
 only the lead records are coalesced, one write per touched lead per batch.
 
 ``timers`` (the in-memory timer wheels and stage counts, derived from the lead
-records: ``leadscore.stream.wheel``) is the one piece of state the step
+records: ``leadscore.step.wheel``) is the one piece of state the step
 updates in place: it is an index over the leads, not a store of its own.
 """
 
@@ -34,8 +34,8 @@ from leadscore.errors import InvalidEvent
 from leadscore.logs import redact
 from leadscore.scoring import LeadRecord, Rules, apply_event, apply_tick, snapshot
 from leadscore.scoring.engine import Applied
+from leadscore.step.wheel import Timers
 from leadscore.stream.partitioning import key_partition
-from leadscore.stream.wheel import Timers
 
 TOO_LATE = "too_late"
 FROM_FUTURE = "from_future"
