@@ -33,7 +33,7 @@ from leadscore.scoring.rules import DISQUALIFIED, MS_PER_DAY, MS_PER_HOUR, Rules
 
 ACTION_NAMESPACE = uuid.UUID("6f1c7a52-3a8e-4c1e-9d0b-2f43a1c0b7e1")
 
-Status = Literal["scored", "duplicate", "too_late", "from_future", "ticked"]
+Status = Literal["scored", "duplicate", "too_late", "from_future", "ticked", "merged"]
 
 # A trait keeps the first MAX_TRAIT_CHARS characters of its value: traits live in
 # the lead record and go out with every action, so one huge identify property must
@@ -57,6 +57,7 @@ class Applied:
     dead-letters it: scored, it would move the lead's clock into the future.
     ``ticked``: a re-assessment without an event (``apply_tick``); ``actions`` may
     hold decay-driven stage changes.
+    ``merged``: another lead was absorbed into this one (``merge.merge_leads``).
     """
 
     status: Status

@@ -211,6 +211,7 @@ class ScoreChange:
     old_fit: float = 0.0
     new_fit: float = 0.0
     fit_reasons: tuple[Reason, ...] = ()
+    merged_from: str | None = None  # a merge: the contact whose lead was absorbed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -228,6 +229,7 @@ class ScoreChange:
             "old_fit": out(self.old_fit),
             "new_fit": out(self.new_fit),
             "fit_reasons": [r.to_dict() for r in self.fit_reasons],
+            "merged_from": self.merged_from,
         }
 
 
