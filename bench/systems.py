@@ -74,18 +74,8 @@ class Deployment(support.Deployment):
 class Running(Process):
     """A system under measurement: where its state is kept and its web port, if any."""
 
-    def __init__(
-        self,
-        name: str,
-        argv: list[str],
-        env: dict[str, str],
-        log_path: Path,
-        state_dir: Path | None,
-        web_port: int | None = None,
-    ) -> None:
-        super().__init__(name, argv, env, log_path, ready_line=None)
-        self.state_dir = state_dir
-        self.web_port = web_port
+    state_dir: Path | None = None
+    web_port: int | None = None
 
     def finish(self) -> int:
         """Stop it (SIGTERM, then SIGKILL after 90 s); its peak RSS in bytes."""
@@ -135,7 +125,8 @@ def start(system: str, deployment: Deployment, web: bool = False) -> Running:
         ]
     else:
         raise ValueError(system)
-    running = Running(system, command, env, log_path, state_dir, port)
+    running = Running(system, command, env, log_path, ready_line=None)
+    running.state_dir, running.web_port = state_dir, port
     running.launch()
     return running
 
