@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         description="Internal: timer ticks that drive decay re-assessment "
         "(as many partitions as the events topic)",
     )
+    handoff_topic: str = Field(
+        "leadscore.handoff",
+        description="Internal: records a worker hands to the partition of another contact "
+        "(merges, events of merged contacts, events off their key's partition; as many "
+        "partitions as the events topic)",
+    )
     timer_interval_seconds: float = Field(
         10.0,
         ge=0.2,

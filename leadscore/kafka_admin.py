@@ -34,6 +34,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.assignments_topic, {**delete, "retention.ms": str(30 * DAY_MS)}),
         TopicSpec(settings.sink_dlq_topic, {**delete, "retention.ms": str(30 * DAY_MS)}),
         TopicSpec(settings.ticks_topic, {**delete, "retention.ms": str(HOUR_MS)}),
+        TopicSpec(settings.handoff_topic, {**delete, "retention.ms": str(7 * DAY_MS)}),
     ]
 
 
@@ -162,10 +163,15 @@ def require_topics(settings: Settings) -> tuple[str, dict[str, int]]:
     needed = [s.name for s in topic_specs(settings) if s.name not in sinks_only]
     _check_present(settings, have, needed)
     events = have[settings.events_topic]
-    if have[settings.ticks_topic] != events:
-        raise TopicsMissing(
-            f"{settings.ticks_topic} has {have[settings.ticks_topic]} partitions and "
-            f"{settings.events_topic} {events}: they must match, because a tick for "
-            "partition N re-assesses the leads of events partition N"
-        )
+    why = {
+        settings.ticks_topic: "a tick for partition N re-assesses the leads of events partition N",
+        settings.handoff_topic: "a hand-off record for a contact must reach the partition "
+        "that holds its lead",
+    }
+    for topic, reason in why.items():
+        if have[topic] != events:
+            raise TopicsMissing(
+                f"{topic} has {have[topic]} partitions and {settings.events_topic} {events}: "
+                f"they must match, because {reason}"
+            )
     return str(metadata.cluster_id), {name: have[name] for name in needed}

@@ -35,9 +35,21 @@ DEAD_LETTERS = Counter(
 ACTIONS = Counter("leadscore_actions", "Actions emitted, by kind and name", ["kind", "name"])
 OFF_PARTITION = Counter(
     "leadscore_events_off_partition",
-    "Events not on their contact id's murmur2 partition: the producer partitions keys "
-    "differently from Java clients and Faust, and lead lookups miss those leads",
+    "Events not on their contact id's murmur2 partition, handed to it before they are "
+    "scored: the producer partitions keys differently from Java clients and Faust",
 )
+MERGES = Counter(
+    "leadscore_merges",
+    "Leads merged into another (identify with anonymous_id, or merge events)",
+)
+HANDOFFS = Counter(
+    "leadscore_handoffs",
+    "Records handed to another contact's partition, by kind (event: off its key's "
+    "partition or of a merged contact; absorb and lead: the two steps of a merge)",
+    ["kind"],
+)
+for _kind in ("event", "absorb", "lead"):
+    HANDOFFS.labels(_kind)
 REWOUND = Counter(
     "leadscore_leads_rewound",
     "Leads whose clock an earlier future-dated event had moved ahead, set back to the "

@@ -10,6 +10,10 @@ n bytes     the stage name, UTF-8
 the rest    a MessagePack array of the other fields, in ``encode_lead``'s order
 ==========  ==========================================================
 
+The array's last two items (the identity fields ``alias_of`` and ``absorbed``)
+were added later and are left out when empty, so a record written before them
+reads the same and a lead that never merged stays as small as it was.
+
 The header is what rebuilding a partition's timer wheel and stage counts needs
 (``peek_lead``), read without decoding the body. The contact id is the key and
 is not repeated. In the body, the dedupe digests are one string of raw 8-byte
@@ -43,7 +47,7 @@ _decode = msgspec.msgpack.Decoder().decode
 def encode_lead(record: LeadRecord) -> bytes:
     ref = record.ref_ms
     ref_hour = ref // MS_PER_HOUR
-    body = (
+    body: tuple[object, ...] = (
         record.account_id,
         record.rules_version,
         record.score,
@@ -69,6 +73,8 @@ def encode_lead(record: LeadRecord) -> bytes:
         record.change_partition,
         _back_from_last(record.change_offsets),
     )
+    if record.alias_of is not None or record.absorbed:
+        body = (*body, record.alias_of, record.absorbed)
     stage = record.stage.encode("utf-8")
     due = -1 if record.due_ms is None else record.due_ms
     return _HEADER.pack(VERSION, due, len(stage)) + stage + _encode(body)
@@ -79,6 +85,8 @@ def decode_lead(raw: bytes, key: bytes) -> LeadRecord:
     if raw[:1] == b"{":
         return LeadRecord.from_dict(orjson.loads(raw))
     due, stage, start = _header(raw)
+    fields = _decode(raw[start:])
+    alias_of, absorbed = fields[24:26] if len(fields) > 24 else (None, {})
     (
         account_id,
         rules_version,
@@ -104,7 +112,7 @@ def decode_lead(raw: bytes, key: bytes) -> LeadRecord:
         assessed_ahead,
         change_partition,
         change_offsets,
-    ) = _decode(raw[start:])
+    ) = fields[:24]
     ref_hour = ref // MS_PER_HOUR
     return LeadRecord(
         contact_id=key.decode("utf-8"),
@@ -138,6 +146,8 @@ def decode_lead(raw: bytes, key: bytes) -> LeadRecord:
         due_ms=due,
         change_partition=change_partition,
         change_offsets=_from_last(change_offsets),
+        alias_of=alias_of,
+        absorbed=absorbed,
     )
 
 

@@ -43,9 +43,12 @@ from leadscore.scoring.engine import (
     top_reasons,
 )
 from leadscore.scoring.records import LeadRecord, ScoreChange, out
-from leadscore.scoring.rules import MS_PER_HOUR, Rules, all_hold
+from leadscore.scoring.rules import MS_PER_DAY, MS_PER_HOUR, Rules, all_hold
 
 MERGE_NAMESPACE = uuid.UUID("0b6b1f7e-8f0e-4f55-a0c4-2e7d3c91f4a2")
+#: The stage of an alias stub: no stage (stage names are never empty), not counted.
+ALIAS_STAGE = ""
+WEEK_MS = 7 * MS_PER_DAY
 
 Grants = dict[str, list[tuple[int, float]]]
 
@@ -112,6 +115,15 @@ def merge_leads(
     first_hour = ref // MS_PER_HOUR - rules.velocity_window_hours + 1
     velocity = {hour: n for hour, n in velocity.items() if hour >= first_hour}
 
+    fired, action_seq = list(current.fired), dict(current.action_seq)
+    if absorbed.contact_id == current.contact_id:  # its own state coming home: the same
+        fired += [name for name in absorbed.fired if name not in fired]  # contact's actions
+        for seq_key, n in absorbed.action_seq.items():
+            action_seq[seq_key] = max(n, action_seq.get(seq_key, 0))
+    known = {**absorbed.absorbed, **current.absorbed}
+    known.setdefault(absorbed.contact_id, ref)
+    known.pop(current.contact_id, None)  # its own state coming home (docs/identity.md)
+
     seen = dict(absorbed.seen)
     seen.update(current.seen)
     floor = max(current.dedupe_floor_ms, absorbed.dedupe_floor_ms)
@@ -125,8 +137,8 @@ def merge_leads(
         event_count=current.event_count + absorbed.event_count,
         updated_ms=now_ms,
         contributions=contributions,
-        fired=list(current.fired),
-        action_seq=dict(current.action_seq),
+        fired=fired,
+        action_seq=action_seq,
         velocity=velocity,
         rules_version=rules.version,
         fit=sum(fit_contributions.values()),
@@ -136,6 +148,8 @@ def merge_leads(
         disqualified_by=dq_by or None,
         requalified_ms=max(current.requalified_ms, absorbed.requalified_ms),
         assessed_ms=max(current.assessed_ms, absorbed.assessed_ms, ref),
+        alias_of=None,
+        absorbed=known,
     )
     updated.seen, updated.dedupe_floor_ms = _remember(seen, floor, digest, ref, ref, rules)
     updated.cap_credits = _prune_credits(credits, updated.dedupe_floor_ms, rules)
@@ -171,6 +185,22 @@ def merge_leads(
         merged_from=absorbed.contact_id,
     )
     return Applied("merged", updated, tuple(actions), change)
+
+
+def stub(record: LeadRecord | None, contact_id: str, survivor: str, rules: Rules) -> LeadRecord:
+    """What stays of a lead merged into ``survivor``: its id's forwarding address."""
+    return LeadRecord(
+        contact_id=contact_id,
+        account_id=None,
+        stage=ALIAS_STAGE,
+        rules_version=rules.version if record is None else record.rules_version,
+        alias_of=survivor,
+    )
+
+
+def merges_within_week(record: LeadRecord, at_ms: int) -> int:
+    """How many contacts were merged into ``record`` in the 7 days of event time up to ``at_ms``."""
+    return sum(1 for t in record.absorbed.values() if at_ms - WEEK_MS < t <= at_ms)
 
 
 def _reclip(

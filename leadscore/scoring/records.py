@@ -76,10 +76,20 @@ class LeadRecord:
     # history of the lead; the scoring core neither reads nor writes them).
     change_partition: int = -1
     change_offsets: list[int] = field(default_factory=list)  # oldest first
+    # Identity (leadscore.scoring.merge): a lead merged into another is kept as a stub
+    # that names its survivor; a survivor knows every contact merged into it, directly
+    # or through a chain, with the event time of the merge.
+    alias_of: str | None = None
+    absorbed: dict[str, int] = field(default_factory=dict)
 
     @property
     def disqualified(self) -> bool:
         return self.disqualified_ms >= 0 and self.disqualified_ms >= self.requalified_ms
+
+    @property
+    def is_alias(self) -> bool:
+        """A stub left by a merge: no lead of its own, events go to ``alias_of``."""
+        return self.alias_of is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,6 +119,8 @@ class LeadRecord:
             "due_ms": self.due_ms,
             "change_partition": self.change_partition,
             "change_offsets": self.change_offsets,
+            "alias_of": self.alias_of,
+            "absorbed": self.absorbed,
         }
 
     @classmethod
@@ -144,6 +156,8 @@ class LeadRecord:
             due_ms=data.get("due_ms"),
             change_partition=int(data.get("change_partition", -1)),
             change_offsets=[int(o) for o in data.get("change_offsets", [])],
+            alias_of=data.get("alias_of"),
+            absorbed={str(k): int(t) for k, t in data.get("absorbed", {}).items()},
         )
 
 

@@ -311,6 +311,25 @@ class Risk(_Frozen):
         return self
 
 
+#: Identifiers trackers send when they have none: merging on one would join strangers.
+BLOCKED_IDS = ("null", "undefined", "anonymous", "unknown", "none", "nil", "0", "-1", "n/a")
+
+
+class Identity(_Frozen):
+    """Merge safety (Segment-style limits): what an identify or merge may join.
+
+    A lead absorbs at most ``max_merges_per_week`` other contacts in any 7 days of
+    event time, and never one whose id is in ``blocked_ids`` (compared case-blind).
+    """
+
+    max_merges_per_week: int = Field(default=20, ge=1, le=10_000)
+    blocked_ids: tuple[str, ...] = BLOCKED_IDS
+
+    def blocked(self, contact_id: str) -> bool:
+        folded = contact_id.strip().casefold()
+        return any(folded == b.casefold() for b in self.blocked_ids)
+
+
 class Rules(_Frozen):
     """A complete, validated scoring configuration."""
 
@@ -329,6 +348,7 @@ class Rules(_Frozen):
     risk: Risk = Risk()
     next_actions: dict[str, str] = Field(default_factory=dict)
     next_action_when_high_risk: str = "re_engage"
+    identity: Identity = Identity()
     _by_type: dict[str, tuple[Rule, ...]] = PrivateAttr(default_factory=dict)
     _cap_of: dict[str, Cap] = PrivateAttr(default_factory=dict)
     _grade_rank: dict[str, int] = PrivateAttr(default_factory=dict)

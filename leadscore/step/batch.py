@@ -32,8 +32,12 @@ from leadscore.codecs.events import decode_event
 from leadscore.codecs.leads import decode_lead, encode_lead
 from leadscore.errors import InvalidEvent
 from leadscore.logs import redact
-from leadscore.scoring import LeadRecord, Rules, apply_event, apply_tick, snapshot
+from leadscore.scoring import LeadRecord, Rules, apply_event, apply_tick, new_lead, snapshot
 from leadscore.scoring.engine import Applied
+from leadscore.scoring.events import EngagementEvent, id_problem
+from leadscore.scoring.merge import merge_leads, merges_within_week, stub
+from leadscore.step import identity
+from leadscore.step.identity import MAX_HOPS, Handoff, Kind, read_handoff
 from leadscore.step.wheel import Timers
 from leadscore.stream.partitioning import key_partition
 
@@ -46,7 +50,7 @@ OUTPUT_TOO_LARGE = "output_too_large"
 Read = Callable[[int, bytes], bytes | LeadRecord | None]
 
 #: Where an output goes; the agent maps each to its topic.
-Destination = Literal["actions", "score_changes", "lead_state", "dlq"]
+Destination = Literal["actions", "score_changes", "lead_state", "dlq", "handoff"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,8 @@ class Input:
     value: bytes | None
     timestamp_ms: int | None = None
     tick: bool = False  # a record of the ticks topic: visit the partition's due leads
+    handoff: bool = False  # a record of the hand-off topic (leadscore.step.identity)
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +111,9 @@ class Effects:
     rewound: int = 0
     #: events that arrived on another partition than their key's, by partition
     off_partition: Counter[int] = field(default_factory=Counter)
+    #: identity: merges applied, stubs written, records handed to another partition
+    merges: int = 0
+    forwarded: Counter[str] = field(default_factory=Counter)
     logs: list[LogLine] = field(default_factory=list)
 
 
@@ -223,6 +232,7 @@ class _Batch:
         self.timers.move(partition, before.stage if before else None, after.stage)
 
     def event(self, record: Input) -> None:
+        """A record of the events topic."""
         limits = self.limits
         try:
             engagement = decode_event(
@@ -233,8 +243,173 @@ class _Batch:
             return
         key = engagement.contact_id.encode("utf-8")  # the record's key: decode_event checks it
         if key_partition(key, self.limits.partitions) != record.partition:
+            # Its lead lives on its key's partition: hand it there (one home per contact).
             self.effects.off_partition[record.partition] += 1
+            self.hand_on(record, "event", key, key, record.value, hops=0)
+            return
+        self.score(record, engagement, key, hops=0)
+
+    def handoff(self, record: Input) -> None:
+        """A record of the hand-off topic (``leadscore.step.identity``)."""
+        try:
+            handoff = read_handoff(record.headers, record.value)
+            if record.key is None:
+                raise InvalidEvent("bad_handoff", "a hand-off record without a key")
+        except InvalidEvent as error:
+            self.dead_letter(record, error)
+            return
+        if handoff.kind == "absorb":
+            self.absorb(record, record.key, handoff)
+        elif handoff.kind == "lead":
+            self.take_lead(record, record.key, handoff)
+        else:
+            limits = self.limits
+            try:
+                engagement = decode_event(
+                    handoff.origin,
+                    record.value,
+                    limits.max_event_bytes,
+                    limits.max_properties_bytes,
+                )
+            except InvalidEvent as error:
+                self.dead_letter(record, error)
+                return
+            if record.key != handoff.origin:  # an alias's event, scored on its survivor
+                engagement = engagement.model_copy(update={"contact_id": record.key.decode()})
+            self.score(record, engagement, record.key, handoff.hops)
+
+    def hand_on(
+        self, record: Input, kind: Kind, to: bytes, origin: bytes, value: bytes | None, hops: int
+    ) -> None:
+        """Send a hand-off record to the partition of ``to``; past MAX_HOPS, dead-letter
+        the record instead (a loop of aliases)."""
+        if hops > MAX_HOPS:
+            self.dead_letter(
+                record,
+                InvalidEvent(
+                    "alias_loop",
+                    f"handed on {MAX_HOPS} times along merged contacts without reaching a lead",
+                ),
+            )
+            return
+        self.effects.outputs.append(
+            Output("handoff", to, value, record.partition, identity.headers(kind, origin, hops))
+        )
+        self.effects.forwarded[kind] += 1
+
+    def identity_problem(
+        self, engagement: EngagementEvent, before: LeadRecord | None
+    ) -> str | None:
+        """Why an identify or merge event may not merge the contact it names, if it may not."""
+        other = merged_contact(engagement)
+        if other is None or (before is not None and other in before.absorbed):
+            return None  # nothing to merge, or merged before (a repeated identify)
+        if self.rules.identity.blocked(other):
+            return f"the {engagement.type} names a blocked identifier (rules: identity.blocked_ids)"
+        problem = id_problem(other)
+        if problem:
+            return f"the contact to merge {problem}"
+        limit = self.rules.identity.max_merges_per_week
+        if before is not None and merges_within_week(before, engagement.occurred_at) >= limit:
+            return (
+                f"the lead absorbed {limit} contacts within 7 days (identity.max_merges_per_week)"
+            )
+        return None
+
+    def absorb(self, record: Input, key: bytes, handoff: Handoff) -> None:
+        """On the absorbed contact's partition: hand its lead to the survivor, keep a stub."""
+        contact, survivor = key.decode(), handoff.survivor
+        if contact == survivor:
+            return
         before = self.lead(key, record.partition)
+        if before is not None and before.alias_of is not None:
+            if before.alias_of == survivor:
+                self.effects.duplicates += 1  # merged before: a replayed request
+            else:
+                self.dead_letter(
+                    record,
+                    InvalidEvent(
+                        "identity_conflict",
+                        "the contact to merge was merged into another contact before",
+                    ),
+                )
+            return
+        if before is not None and survivor in before.absorbed:
+            self.dead_letter(
+                record,
+                InvalidEvent("merge_cycle", "the survivor was merged into this contact before"),
+            )
+            return
+        value = identity.lead_value(before, handoff.cause_event_id, handoff.occurred_at)
+        if len(key) + len(value) > self.limits.max_output_bytes:
+            self.dead_letter(
+                record,
+                InvalidEvent(
+                    OUTPUT_TOO_LARGE,
+                    f"the lead to hand over makes a record of {len(value)} bytes; "
+                    f"LEADSCORE_MAX_OUTPUT_BYTES={self.limits.max_output_bytes}",
+                ),
+            )
+            return
+        self.hand_on(record, "lead", survivor.encode(), key, value, hops=0)
+        if before is not None:
+            self.effects.outputs.append(Output("lead_state", key, None, record.partition))
+            wheel = self.timers.wheel(record.partition, self.now)
+            wheel.reschedule(contact, before.due_ms, None)
+        self.store(key, record.partition, before, stub(before, contact, survivor, self.rules))
+
+    def take_lead(self, record: Input, key: bytes, handoff: Handoff) -> None:
+        """On the survivor's partition: merge the absorbed lead into this one."""
+        contact, origin = key.decode(), handoff.origin.decode()
+        before = self.lead(key, record.partition)
+        base = before
+        if before is not None and before.alias_of is not None:
+            target = before.alias_of
+            # Its own state coming home, or a two-way merge in flight won by the smaller
+            # id: this stub becomes a lead again. Otherwise pass the lead on.
+            if origin == contact or (target == origin and contact < origin):
+                base = None
+            else:
+                self.hand_on(
+                    record, "lead", target.encode(), handoff.origin, record.value, handoff.hops + 1
+                )
+                return
+        absorbed = handoff.lead or new_lead(origin, None, self.rules)
+        now = self.now
+        applied = merge_leads(base, absorbed, self.rules, now, contact, handoff.cause_event_id)
+        if applied.status == "duplicate":
+            self.effects.duplicates += 1
+            return
+        updated = applied.record
+        outputs, state = self.encode(applied, record.partition)
+        too_large = self.oversized(key, outputs, state, encode_lead(updated))
+        if too_large is not None:
+            limit = f"LEADSCORE_MAX_OUTPUT_BYTES={self.limits.max_output_bytes}"
+            self.dead_letter(
+                record, InvalidEvent(OUTPUT_TOO_LARGE, f"the merge makes a {too_large}; {limit}")
+            )
+            return
+        wheel = self.timers.wheel(record.partition, now)
+        stale = before.due_ms if before is not None else None
+        updated.due_ms = wheel.reschedule(contact, stale, updated.due_ms)
+        self.record_outputs(key, record.partition, applied, outputs, state)
+        self.store(key, record.partition, before, updated)
+        self.effects.merges += 1
+
+    def score(self, record: Input, engagement: EngagementEvent, key: bytes, hops: int) -> None:
+        """Score an event on the lead of ``key``, which lives on this record's partition
+        (or hand it on to the survivor, when that lead was merged into another)."""
+        limits = self.limits
+        before = self.lead(key, record.partition)
+        if before is not None and before.alias_of is not None:
+            origin = dict(record.headers).get(identity.FROM, key) if record.handoff else key
+            target = before.alias_of.encode()
+            self.hand_on(record, "event", target, origin, record.value, hops + 1)
+            return
+        problem = self.identity_problem(engagement, before)
+        if problem is not None:
+            self.dead_letter(record, InvalidEvent("identity_refused", problem))
+            return
         now = self.now
         applied = apply_event(before, engagement, self.rules, now, limits.max_ahead_ms)
         if applied.status == FROM_FUTURE:
@@ -290,6 +465,12 @@ class _Batch:
         self.effects.scored.append(
             Scored(record.timestamp_ms, engagement.occurred_at, len(applied.actions))
         )
+        other = merged_contact(engagement)
+        if other is not None:  # identify or merge: ask the other lead's partition for it
+            value = identity.absorb_value(
+                engagement.contact_id, engagement.event_id, engagement.occurred_at
+            )
+            self.hand_on(record, "absorb", other.encode(), other.encode(), value, hops=0)
 
     def tick(self, partition: int) -> None:
         """Re-assess the leads of ``partition`` whose decay crossing time has come."""
@@ -342,6 +523,18 @@ class _Batch:
         return effects
 
 
+def merged_contact(event: EngagementEvent) -> str | None:
+    """The contact an identify (``anonymous_id``) or merge (``properties.from``) event
+    merges into its own, if any."""
+    if event.type == "identify":
+        other = event.anonymous_id
+    elif event.type == "merge":
+        other = event.properties.get("from")
+    else:
+        return None
+    return other if other and other != event.contact_id else None
+
+
 def process(
     batch: Iterable[Input],
     read: Read,
@@ -360,6 +553,8 @@ def process(
     for record in batch:
         if record.tick:
             step.tick(record.partition)
+        elif record.handoff:
+            step.handoff(record)
         else:
             step.event(record)
     return step.finish()

@@ -112,7 +112,8 @@ class Timers:
         stages: Counter[str] = Counter()
         for contact, due_ms, stage in leads:
             wheel.reschedule(contact, None, due_ms)
-            stages[stage] += 1
+            if stage:  # an alias stub's stage is empty: not a lead of its own
+                stages[stage] += 1
         self.stages[partition] = stages
 
     def keep_only(self, partitions: Iterable[int]) -> None:
@@ -123,7 +124,9 @@ class Timers:
                 del held[partition]
 
     def move(self, partition: int, old: str | None, new: str | None) -> None:
-        """One lead of ``partition`` went from stage ``old`` (None: new lead) to ``new``."""
+        """One lead of ``partition`` went from stage ``old`` (None: new lead) to ``new``
+        (None: gone). An alias stub's empty stage counts as no lead."""
+        old, new = old or None, new or None
         if old == new:
             return
         counts = self.stages.setdefault(partition, Counter())

@@ -39,7 +39,9 @@ from leadscore.metrics import (
     DEAD_LETTERS,
     EVENT_TO_ACTION,
     EVENTS,
+    HANDOFFS,
     INGEST_TO_SCORE,
+    MERGES,
     OFF_PARTITION,
     PROCESSING,
     REWOUND,
@@ -227,6 +229,15 @@ def stored_items(table: Any, partition: int) -> Iterator[tuple[bytes, bytes]]:
     return cast(Iterator[tuple[bytes, bytes]], store._visible_items(db))
 
 
+def headers_of(headers: Any) -> tuple[tuple[str, bytes], ...]:
+    """A consumed record's headers as (name, value) pairs (aiokafka gives a sequence of
+    pairs, Faust may hand on a mapping)."""
+    if not headers:
+        return ()
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return tuple((str(name), bytes(value or b"")) for name, value in pairs)
+
+
 def lead_index(items: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[str, int | None, str]]:
     """(contact id, due time, stage) of each stored lead record."""
     for key, raw in items:
@@ -273,9 +284,13 @@ def build_app(
     app.changelog_loader = ChangelogLoader(
         settings.confluent_config(), group_id=f"{settings.app_id}-changelog-loader"
     )
-    # The agent reads events and timer ticks: the two topics have the same partition
-    # count, so Faust assigns partition N of both to the same worker (co-partitioned).
-    inputs = app.topic(settings.events_topic, settings.ticks_topic, schema=RAW)
+    # The agent reads events, timer ticks and hand-off records: the three topics have the
+    # same partition count, so Faust assigns partition N of each to the same worker
+    # (co-partitioned), with the leads table's partition N.
+    inputs = app.topic(
+        settings.events_topic, settings.ticks_topic, settings.handoff_topic, schema=RAW
+    )
+    handoff = app.topic(settings.handoff_topic, schema=RAW)
     actions = app.topic(settings.actions_topic, schema=RAW)
     lead_state = app.topic(settings.lead_state_topic, schema=RAW)
     score_changes = app.topic(settings.score_changes_topic, schema=RAW)
@@ -342,6 +357,7 @@ def build_app(
         "score_changes": score_changes,
         "lead_state": lead_state,
         "dlq": dlq,
+        "handoff": handoff,
     }
     encoders = Encoders(
         action=encoder("LeadAction", settings.output_format),
@@ -368,6 +384,10 @@ def build_app(
             return
         if effects.off_partition:
             OFF_PARTITION.inc(sum(effects.off_partition.values()))
+        if effects.merges:
+            MERGES.inc(effects.merges)
+        for kind, count in effects.forwarded.items():
+            HANDOFFS.labels(kind).inc(count)
         if effects.duplicates:
             EVENTS.labels("duplicate").inc(effects.duplicates)
         for (kind, name), count in effects.actions.items():
@@ -394,9 +414,10 @@ def build_app(
             PROCESSING.observe(each)
 
     def inputs_of(events: list[Any]) -> Iterator[Input]:
-        ticks = settings.ticks_topic
+        ticks, handoffs = settings.ticks_topic, settings.handoff_topic
         for event in events:
             message = event.message
+            handed = message.topic == handoffs
             yield Input(
                 message.topic,
                 message.partition,
@@ -405,6 +426,8 @@ def build_app(
                 message.value,
                 int(message.timestamp * 1000) if message.timestamp else None,
                 tick=message.topic == ticks,
+                handoff=handed,
+                headers=headers_of(message.headers) if handed else (),
             )
 
     # at_least_once: outputs through librdkafka, a delivery fence per batch (stream.sender);

@@ -1,13 +1,13 @@
 """Is an event on its contact's partition? The Java client's murmur2 key partitioner decides.
 
-Faust finds a key's partition (for the query API's routing to the worker that
-owns a lead) with murmur2, as Java producers place records. A producer that
-partitions keys differently (librdkafka's default, crc32, for one) still has
-each contact's events scored together as long as it is consistent, but the
-query API then looks for the lead on another worker and answers 404; one that
-is not consistent per key (random, round robin) splits a contact's events over
-partitions, so one contact gets a lead per partition. Either way the producer
-must change; the worker counts such events and says so.
+A contact's lead lives on its key's murmur2 partition, where Java producers and
+Faust put it and where the query API looks for it. An event a producer put
+elsewhere (librdkafka's default partitioner, consistent_random, hashes with
+crc32) is handed to its key's partition through the hand-off topic before it is
+scored (``leadscore.step.identity``), so a contact is never split into two
+leads. That costs a second write and read of the event, so the worker counts
+such events and says which partitions they arrive on: the producer should
+partition with murmur2 (librdkafka clients: ``partitioner=murmur2_random``).
 """
 
 from __future__ import annotations
@@ -62,9 +62,9 @@ class PartitionCheck:
             log.warning(
                 "events keyed to another partition than the one they arrived on (%s): "
                 "the producer does not partition keys with murmur2 as Java clients and "
-                "Faust do (librdkafka clients: set partitioner=murmur2_random); lead "
-                "lookups miss these leads, and a producer that is not consistent per key "
-                "splits a contact into several leads",
+                "Faust do (librdkafka clients: set partitioner=murmur2_random); each is "
+                "handed to its key's partition before it is scored, at the cost of a "
+                "second write and read",
                 counts,
             )
             self.unsaid.clear()

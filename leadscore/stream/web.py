@@ -237,6 +237,8 @@ def install_web(
             if stored is None:
                 raise ApiError(404, "not_found", "no lead with this contact id")
             record = decode_lead(stored, key)
+        if record.alias_of is not None:  # merged into another contact (docs/identity.md)
+            raise ApiError(404, "not_found", "this contact id was merged into another lead")
         body = answer(record)
         if inspect.isawaitable(body):
             body = await body

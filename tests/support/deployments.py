@@ -29,6 +29,7 @@ TOPICS = (
     "dlq",
     "assignments",
     "ticks",
+    "handoff",
     "sink-dlq",
 )
 

@@ -77,3 +77,18 @@ def test_a_record_of_an_unknown_version_is_refused_by_name() -> None:
     raw[0] = 9
     with pytest.raises(UnreadableLead, match="version 9"):
         decode_lead(bytes(raw), KEY)
+
+
+@given(
+    histories,
+    st.one_of(st.none(), st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=20)),
+    st.dictionaries(st.text(min_size=1, max_size=20), st.integers(0, 2**50), max_size=5),
+)
+def test_identity_fields_read_back_and_cost_nothing_when_empty(history, alias, absorbed) -> None:
+    record = lead_of(history, None)
+    plain = encode_lead(record)
+    record.alias_of, record.absorbed = alias, absorbed
+    raw = encode_lead(record)
+    assert decode_lead(raw, KEY) == record
+    if alias is None and not absorbed:
+        assert raw == plain

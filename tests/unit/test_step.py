@@ -42,6 +42,7 @@ ENCODERS = Encoders(
         "score_changes": "changes",
         "lead_state": "state",
         "dlq": "dlq",
+        "handoff": "handoff",
         "leads": "leads-changelog",
     },
 )

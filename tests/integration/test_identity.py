@@ -1,0 +1,120 @@
+"""Identify and merge on a real broker (issue 22): the example of docs/identity.md,
+run as it is written, and a merge of two known contacts."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from leadscore.codecs.events import decode_event
+from leadscore.scoring import LeadRecord, apply_event, load_rules
+from leadscore.stream.partitioning import key_partition
+from tests.integration.test_pipeline import T0, ev
+from tests.support.deployments import Deployment
+from tests.support.http import Answer, free_port, get, wait_until
+from tests.support.records import consume, produce
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = load_rules(None)
+
+
+def example_events() -> list[bytes]:
+    """The JSON lines docs/identity.md has users produce."""
+    text = (ROOT / "docs" / "identity.md").read_text()
+    block = re.search(r"cat > /tmp/identify.jsonl <<'EOF'\n(.*?)\nEOF\n", text, re.S)
+    assert block, "docs/identity.md shows the events to produce"
+    return [line.encode() for line in block.group(1).splitlines()]
+
+
+def core_score(lines: list[bytes], contact: str) -> float:
+    """The pure core's score of these events, all as one contact's."""
+    record: LeadRecord | None = None
+    for line in lines:
+        body = orjson.loads(line)
+        body["contact_id"] = contact
+        event = decode_event(contact.encode(), orjson.dumps(body), 1 << 20)
+        record = apply_event(record, event, RULES, event.occurred_at).record
+    assert record is not None
+    return record.score
+
+
+def lead(port: int, contact: str, events: int) -> Answer | None:
+    answer = get(port, f"/leads/{contact}")
+    return answer if answer.status == 200 and answer.body["event_count"] == events else None
+
+
+def test_the_identify_example_joins_anonymous_visits_to_the_known_lead(
+    deployment: Deployment, start_worker, tmp_path: Path
+) -> None:
+    visitor, dana = "visitor-8c1f", "dana@example.com"
+    parts = deployment.partitions
+    assert key_partition(visitor.encode(), parts) != key_partition(dana.encode(), parts)
+    port = free_port()
+    start_worker(LEADSCORE_WEB_ENABLED="true", LEADSCORE_WEB_PORT=str(port))
+    lines = example_events()
+    events = tmp_path / "identify.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    subprocess.run(
+        [sys.executable, "-m", "leadscore.cli", "produce", str(events)],
+        env={**os.environ, **deployment.env},
+        check=True,
+        capture_output=True,
+    )
+
+    answer = wait_until(lambda: lead(port, dana, 3), "dana's lead with all three events")
+    assert math.isclose(answer.body["score"], core_score(lines, dana), abs_tol=1e-4)
+    assert get(port, f"/leads/{visitor}").status == 404
+    history = get(port, f"/leads/{dana}/history").body["changes"]
+    assert [(c["event_type"], c["merged_from"]) for c in history][:1] == [("merge", visitor)]
+
+    states = consume(deployment.bootstrap, deployment.topic("lead-state"), 5)
+    tombstones = [m.key() for m in states if m.value() is None]
+    assert tombstones == [visitor.encode()]
+
+    # Later visits under the anonymous id are scored on dana.
+    produce(
+        deployment.bootstrap,
+        deployment.topic("events"),
+        [ev("v-3", visitor, "page_view", T0)],
+    )
+    wait_until(lambda: lead(port, dana, 4), "the later visit on dana's lead")
+    assert get(port, f"/leads/{visitor}").status == 404
+
+
+def test_a_merge_event_joins_two_known_contacts(deployment: Deployment, start_worker) -> None:
+    survivor, duplicate = "dana@example.com", "d.smith@example.com"
+    port = free_port()
+    start_worker(LEADSCORE_WEB_ENABLED="true", LEADSCORE_WEB_PORT=str(port))
+    produce(
+        deployment.bootstrap,
+        deployment.topic("events"),
+        [
+            ev("s-1", survivor, "signup", T0),
+            ev("d-1", duplicate, "demo_request", T0 + 1_000),
+            ev("d-2", duplicate, "download", T0 + 2_000),
+        ],
+    )
+    wait_until(lambda: lead(port, duplicate, 2), "the duplicate's lead")
+    produce(
+        deployment.bootstrap,
+        deployment.topic("events"),
+        [ev("m-1", survivor, "merge", T0 + 3_000, properties={"from": duplicate})],
+    )
+    answer = wait_until(lambda: lead(port, survivor, 4), "the merged lead")
+    # signup 20 + demo request 30 + download 10, two seconds of a 30-day half-life apart
+    assert math.isclose(answer.body["score"], 60.0, abs_tol=1e-3)
+    assert answer.body["stage"] == "qualified"
+    assert get(port, f"/leads/{duplicate}").status == 404
+    # Actions: survivor warm; duplicate warm, hot; the merged lead qualified and mql.
+    actions = [orjson.loads(m.value()) for m in consume(
+        deployment.bootstrap, deployment.topic("actions"), 5
+    )]  # fmt: skip
+    merged = [(a["kind"], a["name"]) for a in actions if a["cause_event_id"] == "m-1"]
+    assert sorted(merged) == [("stage_changed", "qualified"), ("threshold_crossed", "mql")]
+    assert {a["contact_id"] for a in actions if a["cause_event_id"] == "m-1"} == {survivor}
