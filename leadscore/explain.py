@@ -159,7 +159,11 @@ def _line(step: Step) -> str:
         return f"{head}  {'(decay)':16} score {out(step.score):g}, stage {applied.record.stage}"
     kind = step.event.type[:16]
     if applied.status != "scored" or applied.change is None:
-        why = {"duplicate": "duplicate event id, ignored", "too_late": "too late, dead-lettered"}
+        why = {
+            "duplicate": "duplicate event id, ignored",
+            "too_late": "too late, dead-lettered",
+            "frozen": "consent withdrawn: not scored",
+        }
         return f"{head}  {kind:16} {why.get(applied.status, applied.status)}"
     change = applied.change
     text = f"{head}  {kind:16} {out(change.delta):+g}"
@@ -180,6 +184,7 @@ def _action(action: LeadAction) -> str:
         "stage_changed": f"stage {action.previous_stage} -> {action.stage}",
         "disqualified": f"disqualified by rule {action.name}",
         "erased": "erased",
+        "consent_withdrawn": "consent withdrawn: frozen until granted",
     }[action.kind]
     if action.kind == "threshold_crossed":
         top = ", ".join(f"{r.rule_id} {out(r.points):g}" for r in action.reasons[:5])

@@ -21,10 +21,11 @@ from leadscore import __version__
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: half the series, nothing dashboards use
 
-EVENT_OUTCOMES = ("scored", "duplicate", "dead_lettered")
+EVENT_OUTCOMES = ("scored", "duplicate", "dead_lettered", "frozen")
 EVENTS = Counter(
     "leadscore_events",
-    "Input records handled, by outcome (scored, duplicate, dead_lettered)",
+    "Input records handled, by outcome (scored, duplicate, dead_lettered, frozen: consent "
+    "withdrawn)",
     ["outcome"],
 )
 for _outcome in EVENT_OUTCOMES:  # every outcome is a series from the start: rate() sees 0

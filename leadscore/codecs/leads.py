@@ -10,9 +10,10 @@ n bytes     the stage name, UTF-8
 the rest    a MessagePack array of the other fields, in ``encode_lead``'s order
 ==========  ==========================================================
 
-The array's last two items (the identity fields ``alias_of`` and ``absorbed``)
-were added later and are left out when empty, so a record written before them
-reads the same and a lead that never merged stays as small as it was.
+The array's last items (identity: ``alias_of``, ``absorbed``; consent:
+``consent``, ``consent_ms``) were added later; trailing ones at their defaults
+are left out, so a record written before them reads the same and a lead that
+never merged nor said anything about consent stays as small as it was.
 
 The header is what rebuilding a partition's timer wheel and stage counts needs
 (``peek_lead``), read without decoding the body. The contact id is the key and
@@ -29,6 +30,7 @@ rewritten in version 1 the next time its lead changes.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import msgspec
 import orjson
@@ -40,6 +42,8 @@ from leadscore.scoring.rules import MS_PER_HOUR
 VERSION = 1
 DIGEST_BYTES = 8  # leadscore.scoring.engine.event_digest
 _HEADER = struct.Struct(">Bq B")
+#: The added fields' defaults, in order (alias_of, absorbed, consent, consent_ms).
+EXTENSION_DEFAULTS: tuple[Any, ...] = (None, {}, None, -1)
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
 
@@ -73,8 +77,10 @@ def encode_lead(record: LeadRecord) -> bytes:
         record.change_partition,
         _back_from_last(record.change_offsets),
     )
-    if record.alias_of is not None or record.absorbed:
-        body = (*body, record.alias_of, record.absorbed)
+    extension = [record.alias_of, record.absorbed, record.consent, record.consent_ms]
+    while extension and extension[-1] == EXTENSION_DEFAULTS[len(extension) - 1]:
+        extension.pop()
+    body = (*body, *extension)
     stage = record.stage.encode("utf-8")
     due = -1 if record.due_ms is None else record.due_ms
     return _HEADER.pack(VERSION, due, len(stage)) + stage + _encode(body)
@@ -85,8 +91,11 @@ def decode_lead(raw: bytes, key: bytes) -> LeadRecord:
     if raw[:1] == b"{":
         return LeadRecord.from_dict(orjson.loads(raw))
     due, stage, start = _header(raw)
-    fields = _decode(raw[start:])
-    alias_of, absorbed = fields[24:26] if len(fields) > 24 else (None, {})
+    fields: list[Any] = _decode(raw[start:])
+    alias_of, absorbed, consent, consent_ms = [
+        *fields[24:],
+        *EXTENSION_DEFAULTS[len(fields) - 24 :],
+    ]
     (
         account_id,
         rules_version,
@@ -148,6 +157,8 @@ def decode_lead(raw: bytes, key: bytes) -> LeadRecord:
         change_offsets=_from_last(change_offsets),
         alias_of=alias_of,
         absorbed=absorbed,
+        consent=consent,
+        consent_ms=consent_ms,
     )
 
 

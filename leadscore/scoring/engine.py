@@ -33,7 +33,11 @@ from leadscore.scoring.rules import DISQUALIFIED, MS_PER_DAY, MS_PER_HOUR, Rules
 
 ACTION_NAMESPACE = uuid.UUID("6f1c7a52-3a8e-4c1e-9d0b-2f43a1c0b7e1")
 
-Status = Literal["scored", "duplicate", "too_late", "from_future", "ticked", "merged"]
+Status = Literal["scored", "duplicate", "too_late", "from_future", "ticked", "merged", "frozen"]
+
+#: The event type that grants or withdraws consent (``properties.status``).
+CONSENT = "consent"
+CONSENT_STATUSES = ("granted", "withdrawn")
 
 # A trait keeps the first MAX_TRAIT_CHARS characters of its value: traits live in
 # the lead record and go out with every action, so one huge identify property must
@@ -58,6 +62,8 @@ class Applied:
     ``ticked``: a re-assessment without an event (``apply_tick``); ``actions`` may
     hold decay-driven stage changes.
     ``merged``: another lead was absorbed into this one (``merge.merge_leads``).
+    ``frozen``: the lead's consent is withdrawn; the event is not scored and nothing
+    changes (a ``consent`` event is scored, and one that grants consent resumes it).
     """
 
     status: Status
@@ -162,6 +168,13 @@ def _apply(record: LeadRecord | None, event: EngagementEvent, rules: Rules, now_
         return Applied("duplicate", current)
     if current.event_count and t < current.dedupe_floor_ms:
         return Applied("too_late", current)
+    consent, consent_ms = current.consent, current.consent_ms
+    if event.type == CONSENT:
+        status = event.properties.get("status")
+        if status in CONSENT_STATUSES and (t, status) > (consent_ms, consent or ""):
+            consent, consent_ms = status, t  # the latest by event time (withdrawn on a tie)
+    elif current.frozen:
+        return Applied("frozen", current)
 
     ref = max(current.ref_ms, t) if current.event_count else t
     keep = rules.decay_factor(ref - current.ref_ms) if current.event_count else 1.0
@@ -202,6 +215,8 @@ def _apply(record: LeadRecord | None, event: EngagementEvent, rules: Rules, now_
         disqualified_by=disqualified_by,
         requalified_ms=requalified_ms,
         assessed_ms=max(ref, current.assessed_ms),
+        consent=consent,
+        consent_ms=consent_ms,
     )
     updated.seen, updated.dedupe_floor_ms = _remember(
         current.seen, current.dedupe_floor_ms, digest, t, ref, rules
@@ -220,6 +235,11 @@ def _apply(record: LeadRecord | None, event: EngagementEvent, rules: Rules, now_
         cause_event_id=event.event_id,
         now_ms=now_ms,
     )
+    if updated.frozen and not current.frozen:
+        actions.append(
+            _action(current, updated, rules, "consent_withdrawn", CONSENT, level, out(carried),
+                    t, event.event_id, now_ms)
+        )  # fmt: skip
     updated.due_ms = next_due(updated, rules)
 
     change = ScoreChange(
@@ -289,7 +309,7 @@ def next_due(record: LeadRecord, rules: Rules) -> int | None:
     its fired thresholds. Only those crossings are scheduled.
     """
     s = record.score
-    if s == 0.0 or not record.event_count:
+    if s == 0.0 or not record.event_count or record.frozen:
         return None
     targets: list[float] = []
     if not record.disqualified:
@@ -358,6 +378,7 @@ def snapshot(record: LeadRecord, rules: Rules, now_ms: int) -> LeadState:
         event_count=record.event_count,
         updated_at=now_ms,
         rules_version=record.rules_version,
+        consent=record.consent,
     )
 
 
@@ -401,7 +422,12 @@ def _assess(
     cause_event_id: str | None,
     now_ms: int,
 ) -> list[LeadAction]:
-    """Set ``updated``'s stage and fired thresholds for a score of ``level``; the actions due."""
+    """Set ``updated``'s stage and fired thresholds for a score of ``level``; the actions due.
+
+    A frozen lead (consent withdrawn) keeps its stage and thresholds: no action is due.
+    """
+    if updated.frozen:
+        return []
     grade = rules.grade_for(updated.fit)
     disqualified = updated.disqualified
     stage = DISQUALIFIED if disqualified else rules.stage_for(level)
@@ -411,31 +437,10 @@ def _assess(
     actions: list[LeadAction] = []
 
     def add_action(kind: ActionKind, name: str) -> None:
-        seq_key = f"{kind}:{name}"
-        seq = updated.action_seq.get(seq_key, 0)
-        updated.action_seq[seq_key] = seq + 1
         actions.append(
-            LeadAction(
-                action_id=action_id(updated.contact_id, kind, name, seq),
-                contact_id=updated.contact_id,
-                account_id=updated.account_id,
-                kind=kind,
-                name=name,
-                score=level,
-                previous_score=previous,
-                stage=stage,
-                previous_stage=before.stage,
-                occurred_at=occurred_at,
-                emitted_at=now_ms,
-                cause_event_id=cause_event_id,
-                reasons=top_reasons(updated.contributions),
-                rules_version=rules.version,
-                fit=updated.fit,
-                grade=grade,
-                fit_reasons=top_reasons(updated.fit_contributions),
-                traits=tuple(sorted((k, v) for k, (_, v) in updated.traits.items())),
-            )
-        )
+            _action(before, updated, rules, kind, name, level, previous, occurred_at,
+                    cause_event_id, now_ms)
+        )  # fmt: skip
 
     if disqualified and not before.disqualified:
         add_action("disqualified", updated.disqualified_by or DISQUALIFIED)
@@ -453,6 +458,44 @@ def _assess(
             updated.fired.append(threshold.name)
             add_action("threshold_crossed", threshold.name)
     return actions
+
+
+def _action(
+    before: LeadRecord,
+    updated: LeadRecord,
+    rules: Rules,
+    kind: ActionKind,
+    name: str,
+    level: float,
+    previous: float,
+    occurred_at: int,
+    cause_event_id: str | None,
+    now_ms: int,
+) -> LeadAction:
+    """The next action of (kind, name) for ``updated``, counted in its action sequence."""
+    seq_key = f"{kind}:{name}"
+    seq = updated.action_seq.get(seq_key, 0)
+    updated.action_seq[seq_key] = seq + 1
+    return LeadAction(
+        action_id=action_id(updated.contact_id, kind, name, seq),
+        contact_id=updated.contact_id,
+        account_id=updated.account_id,
+        kind=kind,
+        name=name,
+        score=level,
+        previous_score=previous,
+        stage=updated.stage,
+        previous_stage=before.stage,
+        occurred_at=occurred_at,
+        emitted_at=now_ms,
+        cause_event_id=cause_event_id,
+        reasons=top_reasons(updated.contributions),
+        rules_version=rules.version,
+        fit=updated.fit,
+        grade=rules.grade_for(updated.fit),
+        fit_reasons=top_reasons(updated.fit_contributions),
+        traits=tuple(sorted((k, v) for k, (_, v) in updated.traits.items())),
+    )
 
 
 def _grant(

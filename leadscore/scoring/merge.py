@@ -120,6 +120,9 @@ def merge_leads(
         fired += [name for name in absorbed.fired if name not in fired]  # contact's actions
         for seq_key, n in absorbed.action_seq.items():
             action_seq[seq_key] = max(n, action_seq.get(seq_key, 0))
+    consent_ms, consent = max(
+        (current.consent_ms, current.consent or ""), (absorbed.consent_ms, absorbed.consent or "")
+    )  # the latest by event time, as one lead's consent events would have left it
     known = {**absorbed.absorbed, **current.absorbed}
     known.setdefault(absorbed.contact_id, ref)
     known.pop(current.contact_id, None)  # its own state coming home (docs/identity.md)
@@ -150,6 +153,8 @@ def merge_leads(
         assessed_ms=max(current.assessed_ms, absorbed.assessed_ms, ref),
         alias_of=None,
         absorbed=known,
+        consent=consent or None,
+        consent_ms=consent_ms,
     )
     updated.seen, updated.dedupe_floor_ms = _remember(seen, floor, digest, ref, ref, rules)
     updated.cap_credits = _prune_credits(credits, updated.dedupe_floor_ms, rules)

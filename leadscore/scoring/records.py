@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ActionKind = Literal["threshold_crossed", "stage_changed", "disqualified", "erased"]
+ActionKind = Literal[
+    "threshold_crossed", "stage_changed", "disqualified", "erased", "consent_withdrawn"
+]
 RiskLevel = Literal["low", "medium", "high"]
 
 # Emitted scores carry 4 decimals: enough for audits, and free of float noise
@@ -81,10 +83,19 @@ class LeadRecord:
     # or through a chain, with the event time of the merge.
     alias_of: str | None = None
     absorbed: dict[str, int] = field(default_factory=dict)
+    # Consent (a consent event's properties.status): the latest by event time wins;
+    # while "withdrawn" the lead is frozen (nothing scored, no actions).
+    consent: str | None = None  # None: never said; "granted" or "withdrawn"
+    consent_ms: int = -1  # event time of the consent event that set it
 
     @property
     def disqualified(self) -> bool:
         return self.disqualified_ms >= 0 and self.disqualified_ms >= self.requalified_ms
+
+    @property
+    def frozen(self) -> bool:
+        """Consent withdrawn: nothing is scored and no action goes out until it is granted."""
+        return self.consent == "withdrawn"
 
     @property
     def is_alias(self) -> bool:
@@ -121,6 +132,8 @@ class LeadRecord:
             "change_offsets": self.change_offsets,
             "alias_of": self.alias_of,
             "absorbed": self.absorbed,
+            "consent": self.consent,
+            "consent_ms": self.consent_ms,
         }
 
     @classmethod
@@ -158,6 +171,8 @@ class LeadRecord:
             change_offsets=[int(o) for o in data.get("change_offsets", [])],
             alias_of=data.get("alias_of"),
             absorbed={str(k): int(t) for k, t in data.get("absorbed", {}).items()},
+            consent=data.get("consent"),
+            consent_ms=int(data.get("consent_ms", -1)),
         )
 
 
@@ -266,6 +281,7 @@ class LeadState:
     event_count: int
     updated_at: int
     rules_version: str
+    consent: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -284,4 +300,5 @@ class LeadState:
             "event_count": self.event_count,
             "updated_at": self.updated_at,
             "rules_version": self.rules_version,
+            "consent": self.consent,
         }

@@ -33,7 +33,8 @@ from leadscore.codecs.leads import decode_lead, encode_lead
 from leadscore.errors import InvalidEvent
 from leadscore.logs import redact
 from leadscore.scoring import LeadRecord, Rules, apply_event, apply_tick, new_lead, snapshot
-from leadscore.scoring.engine import Applied
+from leadscore.scoring.engine import CONSENT, Applied
+from leadscore.scoring.engine import CONSENT_STATUSES as STATUSES
 from leadscore.scoring.events import EngagementEvent, id_problem
 from leadscore.scoring.merge import merge_leads, merges_within_week, stub
 from leadscore.step import identity
@@ -113,6 +114,8 @@ class Effects:
     off_partition: Counter[int] = field(default_factory=Counter)
     #: identity: merges applied, stubs written, records handed to another partition
     merges: int = 0
+    #: events of leads whose consent is withdrawn: not scored
+    frozen: int = 0
     forwarded: Counter[str] = field(default_factory=Counter)
     logs: list[LogLine] = field(default_factory=list)
 
@@ -410,6 +413,14 @@ class _Batch:
         if problem is not None:
             self.dead_letter(record, InvalidEvent("identity_refused", problem))
             return
+        if engagement.type == CONSENT and engagement.properties.get("status") not in STATUSES:
+            self.dead_letter(
+                record,
+                InvalidEvent(
+                    "invalid_consent", "a consent event's properties.status is granted or withdrawn"
+                ),
+            )
+            return
         now = self.now
         applied = apply_event(before, engagement, self.rules, now, limits.max_ahead_ms)
         if applied.status == FROM_FUTURE:
@@ -425,6 +436,9 @@ class _Batch:
             return
         if applied.status == "duplicate":
             self.effects.duplicates += 1
+            return
+        if applied.status == "frozen":
+            self.effects.frozen += 1  # consent withdrawn: not scored, not kept
             return
         if applied.status == TOO_LATE:
             self.dead_letter(

@@ -390,6 +390,8 @@ def build_app(
             HANDOFFS.labels(kind).inc(count)
         if effects.duplicates:
             EVENTS.labels("duplicate").inc(effects.duplicates)
+        if effects.frozen:
+            EVENTS.labels("frozen").inc(effects.frozen)
         for (kind, name), count in effects.actions.items():
             ACTIONS.labels(kind, name).inc(count)
         for name, seconds in effects.time_to_threshold:

@@ -118,3 +118,40 @@ def test_a_merge_event_joins_two_known_contacts(deployment: Deployment, start_wo
     merged = [(a["kind"], a["name"]) for a in actions if a["cause_event_id"] == "m-1"]
     assert sorted(merged) == [("stage_changed", "qualified"), ("threshold_crossed", "mql")]
     assert {a["contact_id"] for a in actions if a["cause_event_id"] == "m-1"} == {survivor}
+
+
+def test_consent_withdrawn_freezes_the_lead_and_granted_resumes_it(
+    deployment: Deployment, start_worker
+) -> None:
+    port = free_port()
+    start_worker(LEADSCORE_WEB_ENABLED="true", LEADSCORE_WEB_PORT=str(port))
+    produce(
+        deployment.bootstrap,
+        deployment.topic("events"),
+        [
+            ev("c-1", "erin", "signup", T0),
+            ev("c-2", "erin", "consent", T0 + 1_000, properties={"status": "withdrawn"}),
+            ev("c-3", "erin", "demo_request", T0 + 2_000),  # frozen: not scored
+        ],
+    )
+    frozen = wait_until(lambda: lead(port, "erin", 2), "erin's lead, frozen")
+    assert frozen.body["consent"] == "withdrawn"
+    assert frozen.body["score"] == 20.0
+    (action,) = [orjson.loads(m.value()) for m in consume(
+        deployment.bootstrap, deployment.topic("actions"), 2
+    ) if orjson.loads(m.value())["kind"] == "consent_withdrawn"]  # fmt: skip
+    assert (action["contact_id"], action["cause_event_id"]) == ("erin", "c-2")
+
+    produce(
+        deployment.bootstrap,
+        deployment.topic("events"),
+        [
+            ev("c-4", "erin", "consent", T0 + 3_000, properties={"status": "granted"}),
+            ev("c-5", "erin", "demo_request", T0 + 4_000),
+        ],
+    )
+    resumed = wait_until(lambda: lead(port, "erin", 4), "erin's lead, resumed")
+    assert resumed.body["consent"] == "granted"
+    assert math.isclose(resumed.body["score"], 50.0, abs_tol=1e-3)
+    metrics = get(port, "/metrics").body
+    assert 'leadscore_events_total{outcome="frozen"} 1.0' in metrics

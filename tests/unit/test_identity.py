@@ -86,12 +86,17 @@ class Cluster:
             self.pending[partition].append(record)
 
     def event(self, contact: str, event_id: str, kind: str, at: int, **extra: Any) -> None:
+        self.run_event(contact, event_id, kind, at, **extra)
+
+    def run_event(self, contact: str, event_id: str, kind: str, at: int, **extra: Any) -> Effects:
+        """One event on its key's partition; what the step made of it."""
         body = {"event_id": event_id, "contact_id": contact, "type": kind, "occurred_at": at}
         body.update(extra)
         key = contact.encode()
         self.offsets["events"] += 1
         partition = key_partition(key, PARTITIONS)
-        self.run([Input("events", partition, self.offsets["events"], key, orjson.dumps(body), at)])
+        value = orjson.dumps(body)
+        return self.run([Input("events", partition, self.offsets["events"], key, value, at)])
 
     def step_once(self) -> bool:
         """Deliver the next hand-off record of one partition (picked at random)."""

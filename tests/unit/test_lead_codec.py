@@ -83,12 +83,16 @@ def test_a_record_of_an_unknown_version_is_refused_by_name() -> None:
     histories,
     st.one_of(st.none(), st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=20)),
     st.dictionaries(st.text(min_size=1, max_size=20), st.integers(0, 2**50), max_size=5),
+    st.sampled_from([None, "granted", "withdrawn"]),
 )
-def test_identity_fields_read_back_and_cost_nothing_when_empty(history, alias, absorbed) -> None:
+def test_identity_and_consent_read_back_and_cost_nothing_when_unset(
+    history, alias, absorbed, consent
+) -> None:
     record = lead_of(history, None)
     plain = encode_lead(record)
     record.alias_of, record.absorbed = alias, absorbed
+    record.consent, record.consent_ms = consent, (-1 if consent is None else T0)
     raw = encode_lead(record)
     assert decode_lead(raw, KEY) == record
-    if alias is None and not absorbed:
+    if alias is None and not absorbed and consent is None:
         assert raw == plain
