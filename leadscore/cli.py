@@ -243,6 +243,52 @@ def produce(source: Any, wire_format: Literal["json", "avro"]) -> None:
 
 
 @main.command()
+@click.argument("contact_id")
+@click.option("--request-id", help="Id of the request (default: a new UUID); it names the receipt.")
+def erase(contact_id: str, request_id: str | None) -> None:
+    """Ask the workers to erase CONTACT_ID everywhere (docs/privacy.md); prints the request id.
+
+    The request goes to the privacy topic; its receipt appears on the receipts topic,
+    keyed by the request id, once a worker has carried it out.
+    """
+    import time
+    import uuid
+
+    from confluent_kafka import Producer
+
+    from leadscore.scoring.events import id_problem
+    from leadscore.step.privacy import EraseRequest
+
+    problem = id_problem(contact_id)
+    if problem:
+        raise click.ClickException(f"CONTACT_ID {problem}")
+    settings = _settings()
+    request = EraseRequest(request_id or str(uuid.uuid4()), contact_id, int(time.time() * 1000))
+    failed: list[str] = []
+    producer = Producer(
+        {
+            **settings.confluent_config(),
+            "enable.idempotence": True,
+            "partitioner": "murmur2_random",  # the contact's partition, as its events'
+        }
+    )
+    producer.produce(
+        settings.privacy_topic,
+        key=contact_id.encode("utf-8"),
+        value=request.to_bytes(),
+        on_delivery=lambda err, _msg: failed.append(str(err)) if err else None,
+    )
+    if producer.flush(30) or failed:
+        raise click.ClickException(f"the request was not delivered: {failed[:1] or 'timed out'}")
+    click.echo(request.request_id)
+    click.echo(
+        f"erase request sent to {settings.privacy_topic}; its receipt will be on "
+        f"{settings.privacy_receipts_topic} under that id",
+        err=True,
+    )
+
+
+@main.command()
 @click.option("--contacts", default=1000, show_default=True, help="Contacts in the population.")
 @click.option("--rate", default=100.0, show_default=True, help="Events per second.")
 @click.option(
@@ -301,6 +347,7 @@ TAILS = {
     "events": "events_topic",
     "assignments": "assignments_topic",
     "sink-dlq": "sink_dlq_topic",
+    "privacy-receipts": "privacy_receipts_topic",
 }
 
 
@@ -343,6 +390,10 @@ def tail(what: str, from_beginning: bool, limit: int, raw: bool) -> None:
                 click.echo(visible(describe_dead_letter(items)))
                 continue
             record = decode_output(msg.value())
+            if record is None:  # a tombstone: a merged or erased lead, on compacted topics
+                key = (msg.key() or b"").decode(errors="replace")
+                click.echo(visible(f"{key:<18} (tombstone)"))
+                continue
             click.echo(visible(orjson.dumps(record).decode() if raw else describe(what, record)))
     except KeyboardInterrupt:
         pass

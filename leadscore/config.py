@@ -59,6 +59,23 @@ class Settings(BaseSettings):
         "(merges, events of merged contacts, events off their key's partition; as many "
         "partitions as the events topic)",
     )
+    privacy_topic: str = Field(
+        "leadscore.privacy",
+        description="Input: erase requests, keyed by contact id (compacted; as many partitions "
+        "as the events topic; `leadscore erase` writes them)",
+    )
+    privacy_receipts_topic: str = Field(
+        "leadscore.privacy-receipts",
+        description="Output: what each erasure cleared, keyed by request id (compacted; the "
+        "contact as a keyed hash)",
+    )
+    privacy_key: SecretStr | None = Field(
+        None,
+        description="Secret key of the keyed hash (HMAC-SHA256) that names an erased contact "
+        "in receipts and the suppression list, at least 16 characters. Unset: a worker stops "
+        "at the first erase request, which stays unprocessed until a worker with the key "
+        "takes it",
+    )
     timer_interval_seconds: float = Field(
         10.0,
         ge=0.2,
@@ -231,6 +248,15 @@ class Settings(BaseSettings):
             k.removeprefix(ENV_PREFIX).lower(): v for k, v in variables.items()
         }
         return cls(**values)
+
+    def privacy_hash_key(self) -> bytes | None:
+        """The erasure hash key, or None when unset; ConfigError when too short."""
+        if self.privacy_key is None:
+            return None
+        key = self.privacy_key.get_secret_value().encode()
+        if len(key) < 16:
+            raise ConfigError("LEADSCORE_PRIVACY_KEY must be at least 16 characters")
+        return key
 
     def api_access(self) -> tuple[str | None, str | None]:
         """(the token the API requires or None for open, a warning to log or None).

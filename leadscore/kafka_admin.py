@@ -35,6 +35,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.sink_dlq_topic, {**delete, "retention.ms": str(30 * DAY_MS)}),
         TopicSpec(settings.ticks_topic, {**delete, "retention.ms": str(HOUR_MS)}),
         TopicSpec(settings.handoff_topic, {**delete, "retention.ms": str(7 * DAY_MS)}),
+        TopicSpec(settings.privacy_topic, {"cleanup.policy": "compact"}),
+        TopicSpec(settings.privacy_receipts_topic, {"cleanup.policy": "compact"}),
     ]
 
 
@@ -166,6 +168,8 @@ def require_topics(settings: Settings) -> tuple[str, dict[str, int]]:
     why = {
         settings.ticks_topic: "a tick for partition N re-assesses the leads of events partition N",
         settings.handoff_topic: "a hand-off record for a contact must reach the partition "
+        "that holds its lead",
+        settings.privacy_topic: "an erase request for a contact must reach the partition "
         "that holds its lead",
     }
     for topic, reason in why.items():

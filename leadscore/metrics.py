@@ -21,11 +21,11 @@ from leadscore import __version__
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: half the series, nothing dashboards use
 
-EVENT_OUTCOMES = ("scored", "duplicate", "dead_lettered", "frozen")
+EVENT_OUTCOMES = ("scored", "duplicate", "dead_lettered", "frozen", "suppressed")
 EVENTS = Counter(
     "leadscore_events",
     "Input records handled, by outcome (scored, duplicate, dead_lettered, frozen: consent "
-    "withdrawn)",
+    "withdrawn, suppressed: the contact was erased)",
     ["outcome"],
 )
 for _outcome in EVENT_OUTCOMES:  # every outcome is a series from the start: rate() sees 0
@@ -38,6 +38,10 @@ OFF_PARTITION = Counter(
     "leadscore_events_off_partition",
     "Events not on their contact id's murmur2 partition, handed to it before they are "
     "scored: the producer partitions keys differently from Java clients and Faust",
+)
+ERASURES = Counter(
+    "leadscore_erasures",
+    "Erase requests carried out (a contact's lead and the contacts merged into it cleared)",
 )
 MERGES = Counter(
     "leadscore_merges",

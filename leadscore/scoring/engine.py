@@ -586,3 +586,26 @@ def _qualification(
     if any(rule.matches(event.type, event.properties) for rule in rules.requalify):
         requalified = max(requalified, t)
     return at, by, requalified
+
+
+def erased_action(record: LeadRecord, rules: Rules, now_ms: int, request_id: str) -> LeadAction:
+    """The ``erased`` action of a lead being erased: sinks purge what they hold of the
+    contact, CRMs delete it. It carries no reasons and no traits."""
+    seq_key = "erased:erase"
+    seq = record.action_seq.get(seq_key, 0)
+    return LeadAction(
+        action_id=action_id(record.contact_id, "erased", "erase", seq),
+        contact_id=record.contact_id,
+        account_id=record.account_id,
+        kind="erased",
+        name="erase",
+        score=0.0,
+        previous_score=out(score_at(record, rules, now_ms)),
+        stage="",
+        previous_stage=record.stage,
+        occurred_at=now_ms,
+        emitted_at=now_ms,
+        cause_event_id=request_id,
+        reasons=(),
+        rules_version=rules.version,
+    )

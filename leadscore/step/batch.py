@@ -33,12 +33,21 @@ from leadscore.codecs.leads import decode_lead, encode_lead
 from leadscore.errors import InvalidEvent
 from leadscore.logs import redact
 from leadscore.scoring import LeadRecord, Rules, apply_event, apply_tick, new_lead, snapshot
-from leadscore.scoring.engine import CONSENT, Applied
+from leadscore.scoring.engine import CONSENT, Applied, erased_action
 from leadscore.scoring.engine import CONSENT_STATUSES as STATUSES
 from leadscore.scoring.events import EngagementEvent, id_problem
 from leadscore.scoring.merge import merge_leads, merges_within_week, stub
 from leadscore.step import identity
 from leadscore.step.identity import MAX_HOPS, Handoff, Kind, read_handoff
+from leadscore.step.privacy import (
+    EraseRequest,
+    PrivacyKeyMissing,
+    contact_hash,
+    read_request,
+    receipt,
+    suppressed_key,
+    suppression_entry,
+)
 from leadscore.step.wheel import Timers
 from leadscore.stream.partitioning import key_partition
 
@@ -51,7 +60,9 @@ OUTPUT_TOO_LARGE = "output_too_large"
 Read = Callable[[int, bytes], bytes | LeadRecord | None]
 
 #: Where an output goes; the agent maps each to its topic.
-Destination = Literal["actions", "score_changes", "lead_state", "dlq", "handoff"]
+Destination = Literal[
+    "actions", "score_changes", "lead_state", "dlq", "handoff", "privacy", "receipts"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +77,7 @@ class Input:
     timestamp_ms: int | None = None
     tick: bool = False  # a record of the ticks topic: visit the partition's due leads
     handoff: bool = False  # a record of the hand-off topic (leadscore.step.identity)
+    privacy: bool = False  # a record of the privacy topic (leadscore.step.privacy)
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
@@ -78,6 +90,7 @@ class Output:
     #: in the transaction of that partition, with the record's offset.
     source: int
     headers: tuple[tuple[str, bytes], ...] = ()
+    partition: int | None = None  # None: the key's (murmur2) partition
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +112,10 @@ class LogLine:
 @dataclass(slots=True)
 class Effects:
     outputs: list[Output] = field(default_factory=list)
-    #: Lead records to store, by key: (partition, the lead's last record in the batch).
-    #: The agent encodes them (``encode_lead``) once it has added where their score
-    #: changes landed (``leadscore.stream.history``).
-    writes: dict[bytes, tuple[int, LeadRecord]] = field(default_factory=dict)
+    #: Lead records to store, by key: (partition, the lead's last record in the batch;
+    #: None: delete the key). The agent encodes them (``encode_lead``) once it has
+    #: added where their score changes landed (``leadscore.stream.history``).
+    writes: dict[bytes, tuple[int, LeadRecord | None]] = field(default_factory=dict)
     scored: list[Scored] = field(default_factory=list)
     duplicates: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
@@ -116,6 +129,9 @@ class Effects:
     merges: int = 0
     #: events of leads whose consent is withdrawn: not scored
     frozen: int = 0
+    #: erase requests carried out; events of erased contacts dropped
+    erased: int = 0
+    suppressed: int = 0
     forwarded: Counter[str] = field(default_factory=Counter)
     logs: list[LogLine] = field(default_factory=list)
 
@@ -127,6 +143,7 @@ class Limits:
     max_output_bytes: int
     max_ahead_ms: int
     partitions: int  # of the input topic
+    privacy_key: bytes | None = None  # of the keyed hash that names erased contacts
 
 
 class Encoders:
@@ -165,6 +182,7 @@ class _Batch:
         self.enc = encoders
         self.records: dict[bytes, LeadRecord | None] = {}  # read once per batch
         self.touched: dict[bytes, int] = {}  # leads to write (to their partition), in order
+        self.deleted: set[bytes] = set()  # keys to delete (an erased lead, its stubs)
         self.effects = Effects()
 
     def lead(self, key: bytes, partition: int) -> LeadRecord | None:
@@ -228,11 +246,18 @@ class _Batch:
                 )
 
     def store(
-        self, key: bytes, partition: int, before: LeadRecord | None, after: LeadRecord
+        self, key: bytes, partition: int, before: LeadRecord | None, after: LeadRecord | None
     ) -> None:
+        """Keep ``after`` as the lead of ``key`` (None: delete the key)."""
         self.records[key] = after
         self.touched[key] = partition
-        self.timers.move(partition, before.stage if before else None, after.stage)
+        if after is None:
+            self.deleted.add(key)
+        else:
+            self.deleted.discard(key)
+        self.timers.move(
+            partition, before.stage if before else None, after.stage if after else None
+        )
 
     def event(self, record: Input) -> None:
         """A record of the events topic."""
@@ -265,6 +290,16 @@ class _Batch:
             self.absorb(record, record.key, handoff)
         elif handoff.kind == "lead":
             self.take_lead(record, record.key, handoff)
+        elif handoff.kind in ("erase", "erase_alias"):
+            try:
+                request = read_request(None, record.value, keyed=False)
+            except InvalidEvent as error:
+                self.dead_letter(record, error)
+                return
+            if handoff.kind == "erase":
+                self.erase(record, record.key, request, handoff.hops)
+            else:
+                self.erase_alias(record, record.key, request)
         else:
             limits = self.limits
             try:
@@ -325,6 +360,9 @@ class _Batch:
         if contact == survivor:
             return
         before = self.lead(key, record.partition)
+        if before is None and self.suppressed(contact, record.partition) is not None:
+            self.effects.suppressed += 1  # an erased contact is not merged into anyone
+            return
         if before is not None and before.alias_of is not None:
             if before.alias_of == survivor:
                 self.effects.duplicates += 1  # merged before: a replayed request
@@ -399,6 +437,101 @@ class _Batch:
         self.store(key, record.partition, before, updated)
         self.effects.merges += 1
 
+    def privacy_request(self, record: Input) -> None:
+        """A record of the privacy topic: an erase request keyed by the contact."""
+        if record.value is None:
+            return  # a tombstone: this worker's own, once the request was carried out
+        try:
+            request = read_request(record.key, record.value)
+        except InvalidEvent as error:
+            self.dead_letter(record, error)
+            return
+        key = request.contact_id.encode("utf-8")
+        # The request is carried out (here or where it is handed): compaction may drop it.
+        self.effects.outputs.append(
+            Output("privacy", key, None, record.partition, partition=record.partition)
+        )
+        if key_partition(key, self.limits.partitions) != record.partition:
+            self.hand_on(record, "erase", key, key, record.value, hops=0)
+            return
+        self.erase(record, key, request, hops=0)
+
+    def hash_key(self) -> bytes:
+        if self.limits.privacy_key is None:
+            raise PrivacyKeyMissing(
+                "an erase request arrived and LEADSCORE_PRIVACY_KEY is not set: set it (at "
+                "least 16 characters, the same on every worker) and restart; the request "
+                "waits unprocessed"
+            )
+        return self.limits.privacy_key
+
+    def suppress(self, contact: str, partition: int, request: EraseRequest) -> None:
+        """Enter ``contact`` in the suppression list (as its keyed hash)."""
+        hash_key = self.hash_key()
+        entry = suppression_entry(hash_key, contact, request, self.rules.version)
+        key = suppressed_key(hash_key, contact)
+        self.store(key, partition, self.lead(key, partition), entry)
+
+    def suppressed(self, contact: str, partition: int) -> LeadRecord | None:
+        """The suppression entry of an erased contact, if it has one."""
+        if self.limits.privacy_key is None:
+            return None
+        return self.lead(suppressed_key(self.limits.privacy_key, contact), partition)
+
+    def clear(self, key: bytes, partition: int, before: LeadRecord | None) -> None:
+        """Delete a lead (or stub): its record, its timer, its lead-state."""
+        if before is None:
+            return
+        if before.alias_of is None:
+            self.effects.outputs.append(Output("lead_state", key, None, partition))
+            self.timers.wheel(partition, self.now).reschedule(key.decode(), before.due_ms, None)
+        self.store(key, partition, before, None)
+
+    def erase(self, record: Input, key: bytes, request: EraseRequest, hops: int) -> None:
+        """On the contact's partition: erase its lead and every contact merged into it."""
+        hash_key = self.hash_key()
+        partition = record.partition
+        before = self.lead(key, partition)
+        if before is not None and before.alias_of is not None:
+            # Merged into another lead: that lead holds this contact's activity. Erase it
+            # (its merged ids, this one among them, go with it).
+            target = before.alias_of.encode()
+            self.hand_on(record, "erase", target, key, request.to_bytes(), hops + 1)
+            return
+        aliases = sorted(before.absorbed) if before is not None else []
+        for alias in aliases:
+            self.hand_on(record, "erase_alias", alias.encode(), key, request.to_bytes(), 0)
+        if before is not None:
+            action = erased_action(before, self.rules, self.now, request.request_id)
+            self.effects.outputs.append(
+                Output("actions", key, self.enc.action(action.to_dict()), partition)
+            )
+            self.effects.actions[(action.kind, action.name)] += 1
+        self.clear(key, partition, before)
+        self.suppress(key.decode(), partition, request)
+        value = receipt(request, hash_key, before is not None, len(aliases), self.now)
+        self.effects.outputs.append(
+            Output("receipts", request.request_id.encode(), value, partition)
+        )
+        self.effects.erased += 1
+        self.effects.logs.append(
+            LogLine(
+                "info",
+                "erased contact %s (request %s): lead %s, %s merged id(s)",
+                (
+                    contact_hash(hash_key, key.decode()),
+                    request.request_id,
+                    "cleared" if before is not None else "absent",
+                    len(aliases),
+                ),
+            )
+        )
+
+    def erase_alias(self, record: Input, key: bytes, request: EraseRequest) -> None:
+        """On a merged contact's partition: clear its stub, suppress its id."""
+        self.clear(key, record.partition, self.lead(key, record.partition))
+        self.suppress(key.decode(), record.partition, request)
+
     def score(self, record: Input, engagement: EngagementEvent, key: bytes, hops: int) -> None:
         """Score an event on the lead of ``key``, which lives on this record's partition
         (or hand it on to the survivor, when that lead was merged into another)."""
@@ -409,6 +542,17 @@ class _Batch:
             target = before.alias_of.encode()
             self.hand_on(record, "event", target, origin, record.value, hops + 1)
             return
+        if before is None:
+            entry = self.suppressed(engagement.contact_id, record.partition)
+            if entry is not None:
+                granted = (
+                    engagement.type == CONSENT and engagement.properties.get("status") == "granted"
+                )
+                if not granted:
+                    self.effects.suppressed += 1  # erased: dropped, nothing of it kept
+                    return
+                entry_key = suppressed_key(self.hash_key(), engagement.contact_id)
+                self.store(entry_key, record.partition, entry, None)  # lifted: a new lead
         problem = self.identity_problem(engagement, before)
         if problem is not None:
             self.dead_letter(record, InvalidEvent("identity_refused", problem))
@@ -532,7 +676,7 @@ class _Batch:
         effects = self.effects
         for key, partition in self.touched.items():
             record = self.records[key]
-            if record is not None:
+            if record is not None or key in self.deleted:
                 effects.writes[key] = (partition, record)
         return effects
 
@@ -569,6 +713,8 @@ def process(
             step.tick(record.partition)
         elif record.handoff:
             step.handoff(record)
+        elif record.privacy:
+            step.privacy_request(record)
         else:
             step.event(record)
     return step.finish()

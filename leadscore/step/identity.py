@@ -3,7 +3,7 @@
 A contact's lead lives on its key's partition, so anything that concerns a lead
 elsewhere is handed to that partition through the internal hand-off topic
 (``LEADSCORE_HANDOFF_TOPIC``, as many partitions as the events topic, keyed by
-the contact it is for). Four kinds, named in the ``leadscore.handoff`` header:
+the contact it is for). The kinds, named in the ``leadscore.handoff`` header:
 
 - ``event``: an event for another partition's lead: one that arrived off its
   key's partition, or one keyed by a contact merged into another (an alias).
@@ -13,6 +13,9 @@ the contact it is for). Four kinds, named in the ``leadscore.handoff`` header:
   scored the identify (or merge) event to the absorbed contact's partition.
 - ``lead``: an absorbed lead's record, sent to the survivor's partition, which
   merges it (``scoring.merge.merge_leads``).
+- ``erase``: an erase request for a contact whose lead is on this partition
+  (``leadscore.step.privacy``); ``erase_alias``: clear the stub of a contact
+  merged into an erased lead, and suppress its id.
 
 Every kind carries ``leadscore.handoff.hops``: how many times it was handed on
 along a chain of aliases. A record handed on more than ``MAX_HOPS`` times is
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import orjson
 
@@ -36,7 +39,7 @@ FROM = "leadscore.handoff.from"
 HOPS = "leadscore.handoff.hops"
 MAX_HOPS = 16
 
-Kind = Literal["event", "absorb", "lead"]
+Kind = Literal["event", "absorb", "lead", "erase", "erase_alias"]
 Headers = tuple[tuple[str, bytes], ...]
 
 
@@ -76,10 +79,10 @@ def read_handoff(record_headers: Headers, value: bytes | None) -> Handoff:
     origin = found.get(FROM)
     try:
         hops = int(found.get(HOPS, b"0"))
-        if origin is None or kind not in ("event", "absorb", "lead"):
+        if origin is None or kind not in ("event", "absorb", "lead", "erase", "erase_alias"):
             raise ValueError(kind)
-        if kind == "event":
-            return Handoff("event", origin, hops)
+        if kind in ("event", "erase", "erase_alias"):  # the value is read by the caller
+            return Handoff(cast(Kind, kind), origin, hops)
         data = orjson.loads(value or b"")
         cause, at = data["cause_event_id"], int(data["occurred_at"])
         if kind == "absorb":

@@ -37,6 +37,7 @@ from leadscore.kafka_admin import TopicSpec
 from leadscore.metrics import (
     ACTIONS,
     DEAD_LETTERS,
+    ERASURES,
     EVENT_TO_ACTION,
     EVENTS,
     HANDOFFS,
@@ -288,9 +289,15 @@ def build_app(
     # same partition count, so Faust assigns partition N of each to the same worker
     # (co-partitioned), with the leads table's partition N.
     inputs = app.topic(
-        settings.events_topic, settings.ticks_topic, settings.handoff_topic, schema=RAW
+        settings.events_topic,
+        settings.ticks_topic,
+        settings.handoff_topic,
+        settings.privacy_topic,
+        schema=RAW,
     )
     handoff = app.topic(settings.handoff_topic, schema=RAW)
+    privacy = app.topic(settings.privacy_topic, schema=RAW)
+    receipts = app.topic(settings.privacy_receipts_topic, schema=RAW)
     actions = app.topic(settings.actions_topic, schema=RAW)
     lead_state = app.topic(settings.lead_state_topic, schema=RAW)
     score_changes = app.topic(settings.score_changes_topic, schema=RAW)
@@ -351,6 +358,7 @@ def build_app(
         max_output_bytes=settings.max_output_bytes,
         max_ahead_ms=int(settings.max_clock_skew_seconds * 1000),
         partitions=partitions,
+        privacy_key=settings.privacy_hash_key(),
     )
     destinations = {
         "actions": actions,
@@ -358,6 +366,8 @@ def build_app(
         "lead_state": lead_state,
         "dlq": dlq,
         "handoff": handoff,
+        "privacy": privacy,
+        "receipts": receipts,
     }
     encoders = Encoders(
         action=encoder("LeadAction", settings.output_format),
@@ -392,6 +402,10 @@ def build_app(
             EVENTS.labels("duplicate").inc(effects.duplicates)
         if effects.frozen:
             EVENTS.labels("frozen").inc(effects.frozen)
+        if effects.suppressed:
+            EVENTS.labels("suppressed").inc(effects.suppressed)
+        if effects.erased:
+            ERASURES.inc(effects.erased)
         for (kind, name), count in effects.actions.items():
             ACTIONS.labels(kind, name).inc(count)
         for name, seconds in effects.time_to_threshold:
@@ -416,7 +430,11 @@ def build_app(
             PROCESSING.observe(each)
 
     def inputs_of(events: list[Any]) -> Iterator[Input]:
-        ticks, handoffs = settings.ticks_topic, settings.handoff_topic
+        ticks, handoffs, requests = (
+            settings.ticks_topic,
+            settings.handoff_topic,
+            settings.privacy_topic,
+        )
         for event in events:
             message = event.message
             handed = message.topic == handoffs
@@ -429,6 +447,7 @@ def build_app(
                 int(message.timestamp * 1000) if message.timestamp else None,
                 tick=message.topic == ticks,
                 handoff=handed,
+                privacy=message.topic == requests,
                 headers=headers_of(message.headers) if handed else (),
             )
 
@@ -447,13 +466,18 @@ def build_app(
             # Under exactly_once an output joins the transaction of its source's partition.
             with in_partition_of(of_partition[output.source]):
                 sent = await destinations[output.destination].send(
-                    key=output.key, value=output.value, headers=list(output.headers) or None
+                    key=output.key,
+                    value=output.value,
+                    partition=output.partition,
+                    headers=list(output.headers) or None,
                 )  # fenced: see faust_ext.ordering
             if output.destination == "score_changes" and output.key is not None and history_size:
                 changes.append((output.key, sent))
         for key, sent in changes:  # where each landed: the lead's history (stream.history)
             landed = await sent
-            keep_change(effects.writes[key][1], landed.partition, landed.offset, history_size)
+            written = effects.writes.get(key)
+            if written is not None and written[1] is not None:
+                keep_change(written[1], landed.partition, landed.offset, history_size)
 
     def finish(effects: Effects, started: float) -> None:
         for line in effects.logs:
@@ -465,26 +489,30 @@ def build_app(
         started = time.perf_counter()
         # The table reads and writes the partition of the current event: one per partition.
         of_partition = {event.message.partition: event for event in events}
-        read = reader(of_partition, lambda _key: None)
+        read = reader(of_partition, lambda _key: (False, None))
         effects = process(inputs_of(events), read, timers, rules, clock(), limits, encoders)
         await send_in_transactions(effects, of_partition)
         for key, (partition, record) in effects.writes.items():
             with in_partition_of(of_partition[partition]):
-                leads[key] = encode_lead(record)
+                if record is not None:
+                    leads[key] = encode_lead(record)
+                elif key in leads:
+                    del leads[key]  # a tombstone in the changelog, in the transaction
         finish(effects, started)
 
     def reader(
-        of_partition: dict[int, Any], in_flight: Callable[[bytes], LeadRecord | None]
+        of_partition: dict[int, Any], in_flight: Callable[[bytes], tuple[bool, LeadRecord | None]]
     ) -> Read:
-        """Leads as the batches in flight left them, else as the table has them.
+        """Leads as the batches in flight left them (deleted ones included), else as the
+        table has them.
 
         ``of_partition``: an event of the batch for each partition it has (the table
         reads the partition of the current event).
         """
 
         def read(partition: int, key: bytes) -> bytes | LeadRecord | None:
-            hit = in_flight(key)
-            if hit is not None:
+            written, hit = in_flight(key)
+            if written:
                 return hit
             with in_partition_of(of_partition[partition]):
                 return cast(bytes | None, leads.get(key))
@@ -518,7 +546,7 @@ def build_app(
             async for events in stream.batches(settings.batch_max_events, acknowledge=False):
                 try:
                     of_partition = {event.message.partition: event for event in events}
-                    read = reader(of_partition, pipeline.lead)
+                    read = reader(of_partition, pipeline.written)
                     now = clock()
                     effects = process(inputs_of(events), read, timers, rules, now, limits, encoders)
                     pipeline.launch(events, effects)
@@ -551,7 +579,7 @@ def build_app(
             clock,
             ticker.broker_problem,
             partitions=partitions,
-            in_flight=pipeline.lead if pipeline is not None else None,
+            in_flight=pipeline.written if pipeline is not None else None,
         )
 
     stage_names = [stage.name for stage in rules.stages]

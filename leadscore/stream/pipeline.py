@@ -78,13 +78,14 @@ class Pipeline:
         self.flights: deque[Flight] = deque()
         self._arrived = asyncio.Event()
 
-    def lead(self, key: bytes) -> LeadRecord | None:
-        """``key``'s record as the newest batch in flight left it (None if none wrote it)."""
+    def written(self, key: bytes) -> tuple[bool, LeadRecord | None]:
+        """Whether a batch in flight wrote ``key``, and what the newest one left (None:
+        deleted)."""
         for flight in reversed(self.flights):
             hit = flight.effects.writes.get(key)
             if hit is not None:
-                return hit[1]
-        return None
+                return True, hit[1]
+        return False, None
 
     def oldest_events(self) -> list[Any]:
         """The events of the oldest batch not landed (empty if none)."""
@@ -94,7 +95,7 @@ class Pipeline:
         """Send a processed batch's outputs; it lands once they are delivered."""
         names = self.topic_names
         records = [
-            (names[o.destination], None, o.key, o.value, list(o.headers) or None)
+            (names[o.destination], o.partition, o.key, o.value, list(o.headers) or None)
             for o in effects.outputs
         ]
         delivered = asyncio.ensure_future(self.sender.send_all(records))
@@ -123,13 +124,15 @@ class Pipeline:
             for output, (partition, offset) in zip(effects.outputs, landed, strict=True):
                 if output.destination != "score_changes" or output.key is None:
                     continue
-                keep_change(effects.writes[output.key][1], partition, offset, self.history_size)
+                written = effects.writes.get(output.key)
+                if written is not None and written[1] is not None:
+                    keep_change(written[1], partition, offset, self.history_size)
                 for other in later:  # derived from this record before its change landed
                     hit = other.effects.writes.get(output.key)
-                    if hit is not None:
+                    if hit is not None and hit[1] is not None:
                         keep_change(hit[1], partition, offset, self.history_size)
         writes = [
-            (partition, key, encode_lead(record))
+            (partition, key, None if record is None else encode_lead(record))
             for key, (partition, record) in effects.writes.items()
         ]
         offsets = await self.sender.deliver(

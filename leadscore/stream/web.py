@@ -166,12 +166,12 @@ def install_web(
     broker_problem: Callable[[], str | None] | None = None,
     *,
     partitions: int,
-    in_flight: Callable[[bytes], LeadRecord | None] | None = None,
+    in_flight: Callable[[bytes], tuple[bool, LeadRecord | None]] | None = None,
 ) -> None:
     """The API's views. ``partitions``: the events topic's partition count.
 
-    ``in_flight``: a lead as the worker's batches in flight left it (None if they
-    did not touch it), read before the table (``stream.pipeline``).
+    ``in_flight``: whether the worker's batches in flight wrote a lead, and what
+    they left (None: deleted), read before the table (``stream.pipeline``).
     """
     me = _ident(URL(settings.canonical_web_url()))
     shared_url = SharedUrlReport(settings.canonical_web_url())
@@ -231,12 +231,12 @@ def install_web(
             request["served"] = "forwarded"  # type: ignore[index]  # Faust's Request type hides aiohttp's item access
             return await forward(owner, request)
         key = contact_id.encode("utf-8")
-        record = in_flight(key) if in_flight is not None else None
-        if record is None:
+        written, record = in_flight(key) if in_flight is not None else (False, None)
+        if not written:
             stored = leads.get(key)
-            if stored is None:
-                raise ApiError(404, "not_found", "no lead with this contact id")
-            record = decode_lead(stored, key)
+            record = None if stored is None else decode_lead(stored, key)
+        if record is None:
+            raise ApiError(404, "not_found", "no lead with this contact id")
         if record.alias_of is not None:  # merged into another contact (docs/identity.md)
             raise ApiError(404, "not_found", "this contact id was merged into another lead")
         body = answer(record)

@@ -8,14 +8,23 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported at runtime, not declared in its stubs
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+)
 
 from leadscore.codecs.events import decode_event
 from leadscore.scoring import LeadRecord, apply_event, load_rules
 from leadscore.stream.partitioning import key_partition
 from tests.integration.test_pipeline import T0, ev
+from tests.support.brokers import client_config
 from tests.support.deployments import Deployment
 from tests.support.http import Answer, free_port, get, wait_until
 from tests.support.records import consume, produce
@@ -155,3 +164,137 @@ def test_consent_withdrawn_freezes_the_lead_and_granted_resumes_it(
     assert math.isclose(resumed.body["score"], 50.0, abs_tol=1e-3)
     frozen_count = 'leadscore_events_total{outcome="frozen"} 1.0'  # counted once its batch landed
     wait_until(lambda: frozen_count in get(port, "/metrics").body, frozen_count)
+
+
+def keys_of(bootstrap: str, topic: str) -> list[bytes | None]:
+    """The keys every record of a topic (read from its start to its end) has."""
+    consumer = Consumer(
+        client_config(
+            bootstrap,
+            **{
+                "group.id": f"test-keys-{time.monotonic_ns()}",
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            },
+        )
+    )
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        pending, keys = set(parts), []
+        deadline = time.monotonic() + 30
+        while pending and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error():
+                pending.discard(message.partition())
+            else:
+                keys.append(message.key())
+        return keys
+    finally:
+        consumer.close()
+
+
+def compact_now(bootstrap: str, *topics: str) -> None:
+    """Make the broker's log cleaner compact these topics as soon as it can: every
+    segment rolls after 100 ms, any dirt is worth cleaning, tombstones go at once."""
+    admin = AdminClient(client_config(bootstrap))
+    quick = {
+        "segment.ms": "100",
+        "min.cleanable.dirty.ratio": "0.0001",
+        "delete.retention.ms": "0",
+        "min.compaction.lag.ms": "0",
+    }
+    resources = [
+        ConfigResource(
+            ConfigResource.Type.TOPIC,
+            topic,
+            incremental_configs=[
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                for k, v in quick.items()
+            ],
+        )
+        for topic in topics
+    ]
+    for future in admin.incremental_alter_configs(resources).values():
+        future.result(30)
+
+
+def test_an_erased_contact_is_gone_from_every_store_and_compacted_topic(
+    deployment: Deployment, start_worker
+) -> None:
+    port = free_port()
+    start_worker(LEADSCORE_WEB_ENABLED="true", LEADSCORE_WEB_PORT=str(port))
+    produce(
+        deployment.bootstrap,
+        deployment.topic("events"),
+        [
+            ev("a-1", "visitor-8c1f", "page_view", T0),
+            ev("e-1", "erin", "signup", T0 + 1_000),
+            ev("e-2", "erin", "identify", T0 + 2_000, anonymous_id="visitor-8c1f"),
+        ],
+    )
+    wait_until(lambda: lead(port, "erin", 3), "erin's lead with the visit merged")
+    erase = subprocess.run(
+        [sys.executable, "-m", "leadscore.cli", "erase", "erin", "--request-id", "req-erin"],
+        env={**os.environ, **deployment.env},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert erase.stdout.strip() == "req-erin"
+
+    (receipt,) = consume(deployment.bootstrap, deployment.topic("privacy-receipts"), 1)
+    assert receipt.key() == b"req-erin"
+    assert b"erin" not in receipt.value()
+    assert orjson.loads(receipt.value())["cleared"] == {"lead": True, "merged_ids": 1}
+    assert get(port, "/leads/erin").status == 404
+    assert get(port, "/leads/visitor-8c1f").status == 404
+    erased = [orjson.loads(m.value()) for m in consume(
+        deployment.bootstrap, deployment.topic("actions"), 1
+    ) if orjson.loads(m.value())["kind"] == "erased"]  # fmt: skip
+    assert [(a["contact_id"], a["cause_event_id"]) for a in erased] == [("erin", "req-erin")]
+
+    # Later events of both ids are dropped, not dead-lettered.
+    produce(
+        deployment.bootstrap,
+        deployment.topic("events"),
+        [ev("e-3", "erin", "demo_request", T0 + 3_000), ev("a-2", "visitor-8c1f", "page_view", T0)],
+    )
+    suppressed = 'leadscore_events_total{outcome="suppressed"} 2.0'
+    wait_until(lambda: suppressed in get(port, "/metrics").body, suppressed)
+    assert get(port, "/leads/erin").status == 404
+
+    # Compacted topics: once the log cleaner has run, no record keyed by either id is left.
+    settings = deployment.settings()
+    compacted = [
+        f"{settings.app_id}-leads-changelog",
+        settings.lead_state_topic,
+        settings.privacy_topic,
+    ]
+    compact_now(deployment.bootstrap, *compacted)
+    ids = {b"erin", b"visitor-8c1f"}
+    # Kafka never cleans the active segment: later writes on the same partitions roll it.
+    wanted = {key_partition(i, deployment.partitions) for i in ids}
+    neighbours = [
+        c
+        for c in (f"roll-{n}" for n in range(200))
+        if key_partition(c.encode(), deployment.partitions) in wanted
+    ][:10]
+    rounds = iter(range(1_000))
+
+    def cleaned() -> bool:
+        n = next(rounds)
+        time.sleep(0.2)  # past segment.ms since the last writes
+        produce(
+            deployment.bootstrap,
+            deployment.topic("events"),
+            [ev(f"{c}-{n}", c, "page_view", T0 + n) for c in neighbours],
+        )
+        produce(
+            deployment.bootstrap, settings.privacy_topic, [(c.encode(), None) for c in neighbours]
+        )
+        return all(not ids & set(keys_of(deployment.bootstrap, t)) for t in compacted)
+
+    wait_until(cleaned, "no record of erin or the visitor in the compacted topics", 240, pause=2)

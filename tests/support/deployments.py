@@ -30,6 +30,8 @@ TOPICS = (
     "assignments",
     "ticks",
     "handoff",
+    "privacy",
+    "privacy-receipts",
     "sink-dlq",
 )
 
@@ -63,6 +65,7 @@ class Deployment:
             "LEADSCORE_PARTITIONS": str(self.partitions),
             "LEADSCORE_DATA_DIR": str(self.root / "state"),
             "LEADSCORE_WEB_ENABLED": "false",
+            "LEADSCORE_PRIVACY_KEY": "test-privacy-key-0123456789",
             **self.extra,
         }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -13,8 +14,10 @@ from tests.support.brokers import client_config
 from tests.support.deadlines import RECORDS_S
 
 
-def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
-    """Produce (key, value) records and wait until every one is acknowledged."""
+def produce(
+    bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes | None]]
+) -> None:
+    """Produce (key, value) records (None: a tombstone) and wait until each is acknowledged."""
     failures: list[Any] = []
 
     def delivered(error: Any, _message: Any) -> None:

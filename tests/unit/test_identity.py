@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -23,12 +24,14 @@ from leadscore.codecs.leads import decode_lead, encode_lead
 from leadscore.scoring import EngagementEvent, LeadRecord, apply_event
 from leadscore.scoring.engine import score_at
 from leadscore.step.batch import Effects, Input, Output, process
+from leadscore.step.privacy import SUPPRESSED_PREFIX, EraseRequest
 from leadscore.step.wheel import Timers
 from leadscore.stream.partitioning import key_partition
 from tests.unit.test_step import ENCODERS, LIMITS, NOW, PARTITIONS, RULES, SLOT_MS
 
 T0 = NOW - 3 * 86_400_000
 HANDOFF = "handoff"
+PRIVACY_KEY = b"unit-test-privacy-key"
 
 
 class Cluster:
@@ -51,11 +54,14 @@ class Cluster:
             self.timers,
             RULES,
             NOW,
-            LIMITS,
+            replace(LIMITS, privacy_key=PRIVACY_KEY),
             ENCODERS,
         )
         for key, (_partition, record) in effects.writes.items():
-            self.leads[key] = encode_lead(record)
+            if record is None:
+                self.leads.pop(key, None)
+            else:
+                self.leads[key] = encode_lead(record)
         for output in effects.outputs:
             if output.destination == HANDOFF:
                 assert output.key is not None
@@ -117,8 +123,22 @@ class Cluster:
         raw = self.leads.get(contact.encode())
         return None if raw is None else decode_lead(raw, contact.encode())
 
+    def erase(self, contact: str, request_id: str) -> None:
+        """An erase request on the privacy topic, keyed by the contact."""
+        key = contact.encode()
+        request = EraseRequest(request_id, contact, NOW)
+        self.offsets["privacy"] += 1
+        partition = key_partition(key, PARTITIONS)
+        value = request.to_bytes()
+        self.run([Input("privacy", partition, self.offsets["privacy"], key, value, privacy=True)])
+
     def live(self) -> dict[str, LeadRecord]:
-        found = {key.decode(): decode_lead(raw, key) for key, raw in self.leads.items()}
+        """Leads by contact (stubs and suppression entries left out)."""
+        found = {
+            key.decode(): decode_lead(raw, key)
+            for key, raw in self.leads.items()
+            if not key.startswith(SUPPRESSED_PREFIX)
+        }
         return {c: r for c, r in found.items() if r.alias_of is None}
 
     def resolve(self, contact: str) -> str:

@@ -89,7 +89,13 @@ async def drive(batches: list[list[Input]], depth: int, seed: int) -> tuple[Tabl
     pipeline = Pipeline(
         sender=broker,  # type: ignore[arg-type]  # the stand-in above
         table=table,
-        topic_names={"actions": "a", "score_changes": "c", "lead_state": "s", "dlq": "d"},
+        topic_names={
+            "actions": "a",
+            "score_changes": "c",
+            "lead_state": "s",
+            "dlq": "d",
+            "handoff": "h",
+        },
         history_size=HISTORY,
         finish=finish,
         depth=depth,
@@ -98,7 +104,8 @@ async def drive(batches: list[list[Input]], depth: int, seed: int) -> tuple[Tabl
     timers = Timers(SLOT_MS)
 
     def read(_partition: int, key: bytes) -> Any:
-        return pipeline.lead(key) or table.data.get(key)
+        written, record = pipeline.written(key)
+        return record if written else table.data.get(key)
 
     for batch in batches:
         effects = process(batch, read, timers, RULES, NOW, LIMITS, ENCODERS)

@@ -43,6 +43,8 @@ ENCODERS = Encoders(
         "lead_state": "state",
         "dlq": "dlq",
         "handoff": "handoff",
+        "privacy": "privacy",
+        "receipts": "receipts",
         "leads": "leads-changelog",
     },
 )
@@ -105,7 +107,13 @@ def reader(leads: dict[bytes, bytes]) -> Read:
 
 
 def written(effects: Effects) -> dict[bytes, bytes]:
-    return {key: encode_lead(record) for key, (_partition, record) in effects.writes.items()}
+    """The batch's lead writes, encoded (these batches erase nothing)."""
+    assert all(record is not None for _partition, record in effects.writes.values())
+    return {
+        key: encode_lead(record)
+        for key, (_partition, record) in effects.writes.items()
+        if record is not None
+    }
 
 
 def split(records: list[Input], cuts: list[int]) -> list[list[Input]]:
