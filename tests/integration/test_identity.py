@@ -237,16 +237,16 @@ def test_an_erased_contact_is_gone_from_every_store_and_compacted_topic(
     )
     wait_until(lambda: lead(port, "erin", 3), "erin's lead with the visit merged")
     erase = subprocess.run(
-        [sys.executable, "-m", "leadscore.cli", "erase", "erin", "--request-id", "req-erin"],
+        [sys.executable, "-m", "leadscore.cli", "erase", "erin", "--request-id", "req-7"],
         env={**os.environ, **deployment.env},
         check=True,
         capture_output=True,
         text=True,
     )
-    assert erase.stdout.strip() == "req-erin"
+    assert erase.stdout.strip() == "req-7"
 
     (receipt,) = consume(deployment.bootstrap, deployment.topic("privacy-receipts"), 1)
-    assert receipt.key() == b"req-erin"
+    assert receipt.key() == b"req-7"
     assert b"erin" not in receipt.value()
     assert orjson.loads(receipt.value())["cleared"] == {"lead": True, "merged_ids": 1}
     assert get(port, "/leads/erin").status == 404
@@ -254,7 +254,7 @@ def test_an_erased_contact_is_gone_from_every_store_and_compacted_topic(
     erased = [orjson.loads(m.value()) for m in consume(
         deployment.bootstrap, deployment.topic("actions"), 1
     ) if orjson.loads(m.value())["kind"] == "erased"]  # fmt: skip
-    assert [(a["contact_id"], a["cause_event_id"]) for a in erased] == [("erin", "req-erin")]
+    assert [(a["contact_id"], a["cause_event_id"]) for a in erased] == [("erin", "req-7")]
 
     # Later events of both ids are dropped, not dead-lettered.
     produce(
