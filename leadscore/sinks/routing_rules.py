@@ -118,6 +118,15 @@ def load_key(day: str, owner: str) -> bytes:
     return f"l:{day}:{owner}".encode()
 
 
+def contact_key(contact_id: str, action_id: str) -> bytes:
+    """Index of the memo by contact, for erasure (``contact_prefix`` finds them all)."""
+    return contact_prefix(contact_id) + action_id.encode()
+
+
+def contact_prefix(contact_id: str) -> bytes:
+    return b"c:" + contact_id.encode() + b"\x1f"
+
+
 def time_key(assigned_at: int, action_id: str) -> bytes:
     """Index of the memo by time, for pruning."""
     return f"t:{assigned_at:013d}:".encode() + action_id.encode()
@@ -145,6 +154,7 @@ def absorb(assignment: dict[str, Any], state: State) -> dict[bytes, bytes]:
     writes = {
         memo_key(assignment["action_id"]): orjson.dumps(assignment),
         time_key(assignment["assigned_at"], assignment["action_id"]): b"",
+        contact_key(assignment["contact_id"], assignment["action_id"]): b"",
     }
     owner, day = assignment["owner"], assignment["day"]
     if not assignment["queue"]:

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, cast
 
+import orjson
 from confluent_kafka import Message, TopicPartition
 from rocksdict import Options, Rdict, WriteBatch
 
@@ -37,7 +38,16 @@ from leadscore.logs import redact
 from leadscore.metrics import SINK_ASSIGNMENTS, SINK_LATENCY
 from leadscore.scoring.rules import MS_PER_DAY
 from leadscore.sinks.kafka import records, sink_consumer
-from leadscore.sinks.routing_rules import RoutingConfig, absorb, day_of, decide, memo_key
+from leadscore.sinks.routing_rules import (
+    RoutingConfig,
+    absorb,
+    contact_key,
+    contact_prefix,
+    day_of,
+    decide,
+    memo_key,
+    time_key,
+)
 from leadscore.sinks.runner import SinkRunner, log
 
 SINK = "routing"
@@ -104,6 +114,24 @@ class RoutingSink:
         reader.close()
         return read
 
+    def purge(self, contact_id: str) -> int:
+        """Delete every remembered assignment of a contact (memo and its indexes); how many."""
+        prefix = contact_prefix(contact_id)
+        batch = WriteBatch(raw_mode=True)
+        purged = 0
+        for key in cast(Iterator[bytes], self.store.keys(from_key=prefix)):  # raw mode
+            if not key.startswith(prefix):
+                break
+            action_id = key[len(prefix) :].decode()
+            memo = self.store.get(memo_key(action_id))
+            if memo is not None:
+                batch.delete(time_key(orjson.loads(memo)["assigned_at"], action_id))
+                batch.delete(memo_key(action_id))
+            batch.delete(key)
+            purged += 1
+        self.store.write(batch)
+        return purged
+
     def prune(self, now_ms: int) -> int:
         """Forget assignments older than the dedupe horizon, and past days' loads."""
         cutoff = now_ms - int(self.settings.sink_dedupe_days * MS_PER_DAY)
@@ -111,6 +139,9 @@ class RoutingSink:
         for key in cast(Iterator[bytes], self.store.keys(from_key=b"t:")):  # raw mode
             if not key.startswith(b"t:") or int(key[2:15]) >= cutoff:
                 break
+            memo = self.store.get(b"m:" + key[16:])
+            if memo is not None:
+                doomed.append(contact_key(orjson.loads(memo)["contact_id"], key[16:].decode()))
             doomed += [key, b"m:" + key[16:]]
         oldest_day = day_of(now_ms - 2 * MS_PER_DAY)
         for key in cast(Iterator[bytes], self.store.keys(from_key=b"l:")):  # raw mode
@@ -133,7 +164,12 @@ class RoutingSink:
 
     async def handle(self, runner: SinkRunner, action: dict[str, Any], message: Message) -> None:
         """Decide and write the state now (in consumption order: nothing here awaits
-        before the write), then produce the Assignment and wait for the broker."""
+        before the write), then produce the Assignment and wait for the broker. An
+        ``erased`` action purges what the state holds of the contact instead."""
+        if action["kind"] == "erased":
+            purged = self.purge(action["contact_id"])
+            log.info("routing: erased contact: %s assignment(s) purged", purged)
+            return
         decision = decide(action, self.config, self.store)
         if decision is None:
             return

@@ -182,3 +182,25 @@ def test_the_example_routing_file_loads_and_bad_ones_are_explained(tmp_path: Pat
     )
     with pytest.raises(ConfigError, match="default team"):
         load_routing_config(bad)
+
+
+def test_an_erased_contact_s_assignments_are_purged_from_the_store(tmp_path: Path) -> None:
+    """The routing state in RocksDB, as the sink keeps it: an ``erased`` action removes
+    every key that names the contact; pruning removes the contact index with the memo."""
+    from leadscore.config import Settings
+    from leadscore.sinks.routing_sink import RoutingSink
+
+    sink = RoutingSink(Settings(sink_data_dir=tmp_path), CONFIG)
+    try:
+        mine = [act(1), {**act(2), "contact_id": "c1"}]  # two assignments of contact c1
+        assignments, _ = run([*mine, act(3)], {})
+        for assignment in assignments:
+            sink._apply(absorb(assignment, sink.store))
+        assert sink.purge("c1") == 2
+        left = [(bytes(k), bytes(v)) for k, v in sink.store.items()]
+        assert not [k for k, v in left if b"c1" in k or b'"c1"' in v]
+        assert [k for k, _ in left if k.startswith((b"m:", b"c:"))] == [b"c:c3\x1fa3", b"m:a3"]
+        assert sink.prune(DAY + 365 * 86_400_000) > 0
+        assert not [k for k in sink.store.keys() if bytes(k).startswith((b"m:", b"c:", b"t:"))]
+    finally:
+        sink.store.close()
