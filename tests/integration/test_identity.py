@@ -21,10 +21,11 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
 )
 
 from leadscore.codecs.events import decode_event
-from leadscore.scoring import LeadRecord, apply_event, load_rules
+from leadscore.scoring import LeadRecord, Rules, apply_event, load_rules
 from leadscore.stream.partitioning import key_partition
 from tests.integration.test_pipeline import T0, ev
 from tests.support.brokers import client_config
+from tests.support.deadlines import RECORDS_S
 from tests.support.deployments import Deployment
 from tests.support.http import Answer, free_port, get, wait_until
 from tests.support.records import consume, produce
@@ -41,14 +42,14 @@ def example_events() -> list[bytes]:
     return [line.encode() for line in block.group(1).splitlines()]
 
 
-def core_score(lines: list[bytes], contact: str) -> float:
+def core_score(lines: list[bytes], contact: str, rules: Rules = RULES) -> float:
     """The pure core's score of these events, all as one contact's."""
     record: LeadRecord | None = None
     for line in lines:
         body = orjson.loads(line)
         body["contact_id"] = contact
         event = decode_event(contact.encode(), orjson.dumps(body), 1 << 20)
-        record = apply_event(record, event, RULES, event.occurred_at).record
+        record = apply_event(record, event, rules, event.occurred_at).record
     assert record is not None
     return record.score
 
@@ -298,3 +299,53 @@ def test_an_erased_contact_is_gone_from_every_store_and_compacted_topic(
         return all(not ids & set(keys_of(deployment.bootstrap, t)) for t in compacted)
 
     wait_until(cleaned, "no record of erin or the visitor in the compacted topics", 240, pause=2)
+
+
+def test_the_readme_identity_and_privacy_section_does_what_it_says(
+    deployment: Deployment, start_worker
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Identity and privacy", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block, "the README shows the commands"
+    commands = [line.split("  #")[0].strip() for line in block.group(1).splitlines()]
+    assert "LEADSCORE_RULES_FILE=examples/rules.yaml .venv/bin/leadscore worker &" in commands
+    assert ".venv/bin/leadscore produce examples/identity.jsonl" in commands
+    assert ".venv/bin/leadscore erase dana@example.com" in commands
+
+    port = free_port()
+    deployment.extra.update(
+        LEADSCORE_WEB_ENABLED="true", LEADSCORE_RULES_FILE=str(ROOT / "examples/rules.yaml")
+    )
+    start_worker(LEADSCORE_WEB_PORT=str(port))
+    env = {**os.environ, **deployment.env}
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "leadscore.cli", *args],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=RECORDS_S,
+        )
+        return done.stdout
+
+    cli("produce", "examples/identity.jsonl")
+    dana = wait_until(lambda: lead(port, "dana@example.com", 6), "dana's lead with 6 events")
+    assert dana.body["consent"] == "withdrawn"
+    lines = (ROOT / "examples/identity.jsonl").read_bytes().splitlines()
+    example = load_rules(ROOT / "examples/rules.yaml")
+    scored = [line for line in lines if b'"signup"' not in line]  # frozen: not scored
+    assert math.isclose(
+        dana.body["score"], core_score(scored, "dana@example.com", example), abs_tol=1e-3
+    )
+    for merged in ("visitor-8c1f", "d.smith@example.com"):
+        assert get(port, f"/leads/{merged}").status == 404
+
+    request_id = cli("erase", "dana@example.com").strip()
+    receipt = cli("tail", "privacy-receipts", "--from-beginning", "--max", "1")
+    assert request_id in receipt
+    assert "dana" not in receipt
+    wait_until(lambda: get(port, "/leads/dana@example.com").status == 404, "dana erased")
