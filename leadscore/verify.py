@@ -127,6 +127,7 @@ class Report:
     repeated_actions: int = 0  # the same action sent again (same id, same content)
     replayed_changes: int = 0  # at_least_once: an event re-applied after a restart
     replayed_actions: int = 0  # at_least_once: an action id re-sent with other content
+    tombstoned: int = 0  # leads whose last lead-state is a tombstone (merged away, erased)
     truncated: list[str] = field(default_factory=list)  # topics whose start was deleted
     violations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
@@ -156,6 +157,7 @@ class Report:
                 self.replayed_changes,
             ),
             ("replayed_actions", "replayed action records (at_least_once)", self.replayed_actions),
+            ("tombstoned", "leads merged away or erased (tombstones)", self.tombstoned),
         ]
 
     def summary(self) -> dict[str, Any]:
@@ -231,8 +233,11 @@ def check(
         records = changes.by_key.get(contact, [])
         scored = _check_audit(contact, records, exactly_once, report)
         states = lead_state.by_key.get(contact)
-        if states:
-            _check_state(contact, states[-1], records, scored, changes.truncated, report)
+        if states and states[-1] is None:
+            report.tombstoned += 1  # merged into another lead, or erased: nothing to check
+        elif states:
+            merged = any(change.get("event_type") == "merge" for change in records)
+            _check_state(contact, states[-1], records, scored, changes.truncated, report, merged)
         _check_actions(
             contact,
             actions.by_key.get(contact, []),
@@ -285,14 +290,21 @@ def _check_state(
     scored: dict[str, dict[str, Any]],
     audit_truncated: bool,
     report: Report,
+    merged: bool = False,
 ) -> None:
     """``records`` are the lead's change records in log order: the last one is the state
-    it published last (under at_least_once, of the latest replay)."""
+    it published last (under at_least_once, of the latest replay). A lead that absorbed
+    others (a ``merge`` change) counts their events too, which its own audit does not
+    list: its count is checked to be at least its own events'."""
     if records:
         if not _close(state["score"], records[-1]["new_score"]):
             report.violate("score differs from the audit", contact)
     elif state["score"] != 0 and not audit_truncated:
         report.violate("score differs from the audit", contact)
+    if merged:
+        if not audit_truncated and state["event_count"] < len(scored):
+            report.violate("event count differs from the audit", contact)
+        return
     if not audit_truncated and state["event_count"] != len(scored):
         # more counted than distinct events: one was counted twice
         kind = (
@@ -328,6 +340,8 @@ def _check_actions(
             continue
         seen[action["action_id"]] = action
         cause = action.get("cause_event_id")
+        if action["kind"] == "erased":
+            continue  # caused by an erase request (its id), not by an event
         if cause is not None and cause not in scored:
             report.violate("action caused by an event never scored", contact)
         if action["kind"] == "threshold_crossed":

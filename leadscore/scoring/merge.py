@@ -16,8 +16,9 @@ over its maximum), not one particular arrival order's score.
 Decisions:
 
 - The survivor's thresholds are evaluated anew at the combined score and may
-  fire (the actions name the merge's cause event); thresholds the absorbed lead
-  fired stay with it: they were about another contact id.
+  fire; their ``cause_event_id`` is the merge id, the ``event_id`` of the merge's
+  score change. Thresholds the absorbed lead fired stay with it: they were about
+  another contact id.
 - The survivor keeps its own action sequence, history and account, taking the
   absorbed lead's account only when it has none.
 - A merge is identified by ``merge_id(survivor, absorbed)``, remembered in the
@@ -64,7 +65,6 @@ def merge_leads(
     rules: Rules,
     now_ms: int,
     survivor_id: str,
-    cause_event_id: str | None = None,
 ) -> Applied:
     """``absorbed`` merged into ``survivor`` (None: a lead not seen yet, ``survivor_id``).
 
@@ -166,7 +166,7 @@ def merge_leads(
         level=level,
         previous=out(score_at(current, rules, updated.assessed_ms)),
         occurred_at=ref,
-        cause_event_id=cause_event_id,
+        cause_event_id=mid,  # the merge is the cause: its score change has this event id
         now_ms=now_ms,
     )
     updated.due_ms = next_due(updated, rules)

@@ -22,6 +22,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
 
 from leadscore.codecs.events import decode_event
 from leadscore.scoring import LeadRecord, Rules, apply_event, load_rules
+from leadscore.scoring.merge import merge_id
 from leadscore.stream.partitioning import key_partition
 from tests.integration.test_pipeline import T0, ev
 from tests.support.brokers import client_config
@@ -125,9 +126,10 @@ def test_a_merge_event_joins_two_known_contacts(deployment: Deployment, start_wo
     actions = [orjson.loads(m.value()) for m in consume(
         deployment.bootstrap, deployment.topic("actions"), 5
     )]  # fmt: skip
-    merged = [(a["kind"], a["name"]) for a in actions if a["cause_event_id"] == "m-1"]
+    merge = merge_id(survivor, duplicate)  # the merge's own score change and its actions
+    merged = [(a["kind"], a["name"]) for a in actions if a["cause_event_id"] == merge]
     assert sorted(merged) == [("stage_changed", "qualified"), ("threshold_crossed", "mql")]
-    assert {a["contact_id"] for a in actions if a["cause_event_id"] == "m-1"} == {survivor}
+    assert {a["contact_id"] for a in actions if a["cause_event_id"] == merge} == {survivor}
 
 
 def test_consent_withdrawn_freezes_the_lead_and_granted_resumes_it(

@@ -141,7 +141,7 @@ def test_a_merge_records_where_it_came_from_and_fires_on_the_survivor() -> None:
     k = lead("known", [ev(1, "known", "demo_request", T0, {})], DEFAULT)
     a = lead("anon", [ev(2, "anon", "signup", T0, {}), ev(3, "anon", "download", T0, {})], DEFAULT)
     assert (k.fired, a.fired) == ([], [])  # 30 and 30: neither crossed mql (60) alone
-    applied = merge_leads(k, a, DEFAULT, T0 + 10, "known", cause_event_id="identify-1")
+    applied = merge_leads(k, a, DEFAULT, T0 + 10, "known")
     assert applied.change is not None
     assert applied.change.merged_from == "anon"
     assert applied.change.event_id == merge_id("known", "anon")
@@ -156,5 +156,5 @@ def test_a_merge_records_where_it_came_from_and_fires_on_the_survivor() -> None:
     ]
     crossed = [x for x in applied.actions if x.kind == "threshold_crossed"]
     assert [(x.contact_id, x.name, x.cause_event_id) for x in crossed] == [
-        ("known", "mql", "identify-1")
+        ("known", "mql", merge_id("known", "anon"))
     ]

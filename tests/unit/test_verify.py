@@ -104,3 +104,16 @@ def test_a_replay_is_counted_under_at_least_once_and_a_violation_under_exactly_o
     assert (report.repeated_changes, report.repeated_actions) == (1, 1)
     strict = run(changes=replayed, actions=actions, exactly_once=True)
     assert strict.counts() == {"record repeated under exactly_once": 2, "audit chain broken": 1}
+
+
+def test_merged_and_erased_leads_are_checked_for_what_their_audit_can_show() -> None:
+    """A survivor counts the events of the leads merged into it, which its own audit does
+    not list; a merged-away or erased lead's last state is a tombstone."""
+    merged = [*CHANGES, {**change("m1", 61.0, 75.0, 3), "event_type": "merge"}]
+    report = run(changes=merged, state=[{"score": 75.0, "event_count": 9}])
+    assert report.ok, report.counts()
+    too_few = run(changes=merged, state=[{"score": 75.0, "event_count": 2}])
+    assert too_few.counts() == {"event count differs from the audit": 1}
+    gone = run(state=[STATE[0], None])
+    assert gone.ok
+    assert gone.tombstoned == 1
