@@ -290,44 +290,56 @@ class PacedProducer(threading.Thread):
         assert not self.failed, f"events not delivered: {self.failed[:3]}"
 
 
-def commit_positions(deployment: Deployment) -> dict[int, tuple[int, int]]:
-    """The worker group's committed offset and the end offset, per events partition."""
+def commit_positions(
+    deployment: Deployment, kinds: Sequence[str] = ("events",)
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """The worker group's committed offset and the end offset, per partition of the
+    input topics of these kinds (``events``, ``handoff``, ``privacy``)."""
     settings = deployment.settings()
     consumer = Consumer(client_config(deployment.bootstrap, **{"group.id": settings.app_id}))
     try:
-        topic = settings.events_topic
-        parts = retrying(
-            lambda: consumer.list_topics(topic, timeout=10).topics[topic].partitions,
-        )
-        committed = retrying(
-            lambda: consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10),
-        )
         positions = {}
-        for tp in committed:
-            _, high = retrying(
-                lambda tp=tp: consumer.get_watermark_offsets(
-                    TopicPartition(topic, tp.partition), timeout=10
+        for kind in kinds:
+            topic = deployment.topic(kind)
+            parts = retrying(
+                lambda topic=topic: (
+                    consumer.list_topics(topic, timeout=10).topics[topic].partitions
                 ),
             )
-            positions[tp.partition] = (max(tp.offset, 0), high)
+            committed = retrying(
+                lambda topic=topic, parts=parts: consumer.committed(
+                    [TopicPartition(topic, p) for p in parts], timeout=10
+                ),
+            )
+            for tp in committed:
+                _, high = retrying(
+                    lambda tp=tp, topic=topic: consumer.get_watermark_offsets(
+                        TopicPartition(topic, tp.partition), timeout=10
+                    ),
+                )
+                positions[(topic, tp.partition)] = (max(tp.offset, 0), high)
         return positions
     finally:
         consumer.close()
 
 
 def wait_committed(
-    deployment: Deployment, workers: Sequence[Process], timeout: float = COMMIT_DEADLINE_S
+    deployment: Deployment,
+    workers: Sequence[Process],
+    timeout: float = COMMIT_DEADLINE_S,
+    kinds: Sequence[str] = ("events",),
 ) -> None:
-    """Until the group's committed offsets reach the end of the events topic.
+    """Until the group's committed offsets reach the end of the input topics of these
+    kinds (all of them at once: hand-off records a step sends are inputs too).
 
     Fails at once if a worker exits. On a timeout each worker is sent SIGUSR1, on
     which mode's Worker writes every thread's and task's stack to its log, so the
     failure shows where the worker was waiting.
     """
     deadline = time.monotonic() + timeout
-    positions: dict[int, tuple[int, int]] = {}
+    positions: dict[tuple[str, int], tuple[int, int]] = {}
     while time.monotonic() < deadline:
-        positions = commit_positions(deployment)
+        positions = commit_positions(deployment, kinds)
         if all(committed >= end for committed, end in positions.values()):
             return
         for worker in workers:

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from leadscore.scoring import Rules
+from leadscore.verify import read_topic
 from tests.faults.harness import (
     Outcome,
     PacedProducer,
@@ -36,6 +37,12 @@ from tests.faults.harness import (
     table_contents,
     wait_committed,
     workload,
+)
+from tests.faults.identities import (
+    compare_identities,
+    erase_requests,
+    identity_workload,
+    later_events,
 )
 from tests.support.deployments import Deployment
 from tests.support.processes import Process
@@ -368,3 +375,63 @@ def test_hostile_traffic_is_dead_lettered_and_good_events_scored_through_a_sigki
     check(outcome)
     reasons = dead_letter_reasons(d, d.settings().dlq_topic)
     assert reasons == hostile.poison + Counter({"bad_json": made.unreadable}), reasons
+
+
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_merges_and_erasures_through_sigkills_lose_double_and_resurrect_nothing(
+    broker, rules: Rules, tmp_path: Path, guarantee: str, record: list[Outcome]
+) -> None:
+    """People with anonymous and duplicate ids are merged while the worker is killed three
+    times, then a fifth of them are erased (one more kill), then later events arrive
+    for everyone: each kept person ends as one lead with the core's score over all their
+    events; every other id, and every erased person, holds no lead."""
+    d = deploy(broker.bootstrap, tmp_path, guarantee)
+    made = identity_workload(seed=31, people=150, events=4_000)
+    rng = random.Random(3)
+    worker = d.worker().start()
+    producer = PacedProducer(d.bootstrap, d.topic("events"), made.records, rate=300, reserve=1_000)
+    producer.start()
+    kills = 0
+    while kills < 3:
+        time.sleep(rng.uniform(0.5, 3.0))
+        worker.kill()
+        kills += 1
+        worker = d.worker().start()
+    producer.finish()
+    inputs = ("events", "handoff", "privacy")
+    wait_committed(d, [worker], kinds=inputs)
+
+    doomed = rng.sample(made.people, len(made.people) // 5)
+    requests = erase_requests(doomed, seed=31)
+    eraser = PacedProducer(d.bootstrap, d.topic("privacy"), requests, rate=20)
+    eraser.start()
+    time.sleep(rng.uniform(0.3, 1.0))
+    worker.kill()
+    kills += 1
+    worker = d.worker().start()
+    eraser.finish()
+    wait_committed(d, [worker], kinds=inputs)
+    later = PacedProducer(d.bootstrap, d.topic("events"), later_events(made, 32, 300), rate=300)
+    later.start()
+    later.finish()
+    wait_committed(d, [worker], kinds=inputs)
+    assert worker.stop() == 0
+
+    erased = {p.known for p in doomed}
+    found = compare_identities(d, made, erased, rules)
+    receipts = set(read_topic(d.settings(), d.topic("privacy-receipts")).by_key)
+    outcome = Outcome(
+        "merges and erasures, SIGKILL x4",
+        guarantee,
+        len(made.records) + len(requests) + 300,
+        made.duplicates,
+        0,
+        kills,
+        leads_checked=found.people,
+        mismatches=len(found.mismatches),
+        verify=found.verify,
+        examples=found.mismatches[:3],
+    )
+    record.append(outcome)
+    assert receipts == {f"r31-{n}" for n in range(len(requests))}, "a receipt per request"
+    check(outcome)
