@@ -302,7 +302,8 @@ def _check_state(
     elif state["score"] != 0 and not audit_truncated:
         report.violate("score differs from the audit", contact)
     if merged:
-        if not audit_truncated and state["event_count"] < len(scored):
+        events = sum(1 for c in scored.values() if c.get("event_type") != "merge")
+        if not audit_truncated and state["event_count"] < events:
             report.violate("event count differs from the audit", contact)
         return
     if not audit_truncated and state["event_count"] != len(scored):

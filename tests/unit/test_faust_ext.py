@@ -174,6 +174,31 @@ def test_a_commit_never_passes_an_unprocessed_record_at_the_head(app: faust.App)
     assert consumer._new_offset(EVENTS) == 23
 
 
+def test_offsets_a_read_from_the_committed_offset_skips_are_no_hole(app: faust.App) -> None:
+    """Read again from the committed offset, the first record delivered is later: the
+    offsets between are an aborted transaction's or markers (an input written in
+    transactions), which a read_committed consumer never reads; the commit moves on."""
+    consumer = app.consumer
+    consumer._committed_offset[EVENTS] = 111
+    consumer.seeks.target[EVENTS] = 111  # the heal (or the assignment) sought there
+    consumer.seeks.first[EVENTS] = 114  # and the first record delivered since was 114
+    for offset in (114, 115):
+        consumer.ack(fetched(app, offset))
+    assert consumer.head_hole(EVENTS) is None
+    assert consumer._new_offset(EVENTS) == 116
+    consumer.ack(fetched(app, 116))
+    assert consumer._new_offset(EVENTS) is None  # once: 116 waits for the commit of 116
+    consumer._committed_offset[EVENTS] = 116  # the commit landed
+    assert consumer._new_offset(EVENTS) == 117
+
+    consumer._committed_offset[EVENTS] = 130
+    consumer.seeks.target[EVENTS] = 50  # a seek elsewhere proves nothing about 130..131
+    consumer.seeks.first[EVENTS] = 132
+    consumer.ack(fetched(app, 132))
+    assert consumer.head_hole(EVENTS) == (130, 132)
+    assert consumer._new_offset(EVENTS) is None
+
+
 def test_a_head_hole_that_stays_is_read_again_from_the_committed_offset(app: faust.App) -> None:
     asyncio.run(head_hole_that_stays_is_read_again(app))
 
