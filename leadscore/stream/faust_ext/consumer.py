@@ -193,9 +193,9 @@ class Consumer(FaustConsumer):
         topic under exactly_once)."""
         committed = self._committed_offset.get(tp)
         first = self.seeks.first.get(tp)
-        if committed is not None and first is not None and first > committed:
-            if self.seeks.target.get(tp) == committed:
-                return committed, first
+        sought_there = committed is not None and self.seeks.target.get(tp) == committed
+        if sought_there and first is not None and committed is not None and first > committed:
+            return committed, first
         return None
 
     def _new_offset(self, tp: Any) -> int | None:
