@@ -44,6 +44,7 @@ from tests.faults.identities import (
     identity_workload,
     later_events,
 )
+from tests.support.deadlines import COMMIT_DEADLINE_S, SCENARIO_TIMEOUT_S
 from tests.support.deployments import Deployment
 from tests.support.processes import Process
 
@@ -377,6 +378,9 @@ def test_hostile_traffic_is_dead_lettered_and_good_events_scored_through_a_sigki
     assert reasons == hostile.poison + Counter({"bad_json": made.unreadable}), reasons
 
 
+# Three commit waits (after the merges, the erasures and the later events) where the
+# other scenarios have one: pytest's timeout lies beyond the two more.
+@pytest.mark.timeout(SCENARIO_TIMEOUT_S + 2 * COMMIT_DEADLINE_S)
 @pytest.mark.parametrize("guarantee", GUARANTEES)
 def test_merges_and_erasures_through_sigkills_lose_double_and_resurrect_nothing(
     broker, rules: Rules, tmp_path: Path, guarantee: str, record: list[Outcome]
