@@ -8,7 +8,7 @@ PEER_VENV := .venv-peer
 
 .DEFAULT_GOAL := help
 PHONY_BENCH := bench bench-smoke bench-large bench-profile peer-venv
-.PHONY: $(PHONY_BENCH) help install demo test test-unit test-integration test-faults lint format docs bench-timer bench-wheel bench-api bench-notify bench-metrics bench-guarantee bench-backpressure bench-input-checks bench-drain-ab ops-plot broker broker-stop broker-status clean
+.PHONY: $(PHONY_BENCH) help install demo test test-unit test-integration test-faults lint format docs bench-timer bench-identity bench-wheel bench-api bench-notify bench-metrics bench-guarantee bench-backpressure bench-input-checks bench-drain-ab ops-plot broker broker-stop broker-status clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ bench-profile: $(INSTALLED) ## Where a worker's time goes per event: one drain u
 
 bench-timer: $(INSTALLED) ## Timer tick cost: 100k leads, 1% due, against a full scan (bench/results/)
 	$(BIN)/python bench/timer_tick.py --leads 100000 --due 0.01 --repeat 5
+
+bench-identity: $(INSTALLED) ## The step's cost per event with identity and privacy, vs plain scoring (bench/results/)
+	$(BIN)/python bench/identity_cost.py --leads 20000 --repeat 5
 
 bench-wheel: $(INSTALLED) ## Per-event cost of maintaining the timer wheel, with vs without (bench/results/)
 	$(BIN)/python bench/wheel_overhead.py --events 100000 --contacts 10000 --repeat 5
