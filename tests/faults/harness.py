@@ -34,6 +34,7 @@ from tests.support.brokers import LIBRDKAFKA_LOG, client_config, retrying
 from tests.support.deadlines import COMMIT_DEADLINE_S, PRODUCER_DEADLINE_S
 from tests.support.deployments import Deployment
 from tests.support.processes import Process
+from tests.support.records import read_all
 
 COMPARED = ("score", "stage", "event_count", "last_event_at", "fit", "disqualified")
 # What events alone decide: a decay timer (which the reference does not run) can move
@@ -188,38 +189,15 @@ def hostile_workload(seed: int, events: int, contacts: int, rules: Rules) -> Hos
 
 def dead_letter_reasons(deployment: Deployment, topic: str) -> Counter[str]:
     """Distinct source records in a dead-letter topic, counted by reason."""
-    consumer = Consumer(
-        client_config(
-            deployment.bootstrap,
-            **{
-                "group.id": "faults-dlq-reasons",
-                "enable.partition.eof": True,
-                "isolation.level": "read_committed",
-                "auto.offset.reset": "earliest",
-            },
+    reasons = {}
+    for message in read_all(deployment.bootstrap, topic):
+        headers = dict(message.headers() or [])
+        source = (
+            headers.get("leadscore.source.partition"),
+            headers.get("leadscore.source.offset"),
         )
-    )
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-        pending, reasons = set(parts), {}
-        deadline = time.monotonic() + 60
-        while pending and time.monotonic() < deadline:
-            message = consumer.poll(1.0)
-            if message is None:
-                continue
-            if message.error():
-                pending.discard(message.partition())
-                continue
-            headers = dict(message.headers() or [])
-            source = (
-                headers.get("leadscore.source.partition"),
-                headers.get("leadscore.source.offset"),
-            )
-            reasons[source] = headers["leadscore.error.reason"].decode()
-        return Counter(reasons.values())
-    finally:
-        consumer.close()
+        reasons[source] = headers["leadscore.error.reason"].decode()
+    return Counter(reasons.values())
 
 
 class PacedProducer(threading.Thread):

@@ -13,15 +13,13 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from leadscore.scoring import Rules
@@ -46,6 +44,7 @@ from tests.faults.identities import (
 )
 from tests.support.deadlines import COMMIT_DEADLINE_S, SCENARIO_TIMEOUT_S
 from tests.support.deployments import Deployment
+from tests.support.http import free_port, get, wait_until
 from tests.support.processes import Process
 
 GUARANTEES = ("at_least_once", "exactly_once")
@@ -65,6 +64,16 @@ def deploy(bootstrap: str, root: Path, guarantee: str, **extra: str) -> Deployme
     )
     d.create_topics()
     return d
+
+
+def kill_and_restart(d: Deployment, worker: Process, rng: random.Random, times: int) -> Process:
+    """SIGKILL the worker 0.5-3 s after each start, ``times`` times, and start a new one
+    each time; the one running at the end."""
+    for _ in range(times):
+        time.sleep(rng.uniform(0.5, 3.0))
+        worker.kill()
+        worker = d.worker().start()
+    return worker
 
 
 def check(outcome: Outcome) -> None:
@@ -108,14 +117,9 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(
     # part could be over after two.
     producer = PacedProducer(d.bootstrap, d.topic("events"), made.records, rate=300, reserve=2_000)
     producer.start()
-    kills = 0
-    while kills < 3:
-        time.sleep(rng.uniform(0.5, 3.0))
-        worker.kill()
-        kills += 1
-        worker = d.worker().start()
+    worker = kill_and_restart(d, worker, rng, times=3)
     producer.finish()
-    settle_and_compare(d, [worker], made, rules, record, "SIGKILL x3 mid-stream", guarantee, kills)
+    settle_and_compare(d, [worker], made, rules, record, "SIGKILL x3 mid-stream", guarantee, 3)
 
 
 @pytest.mark.parametrize("guarantee", GUARANTEES)
@@ -150,31 +154,23 @@ def test_two_workers_scale_1_2_1_and_a_kill_during_a_rebalance(
     settle_and_compare(d, [first, third], made, rules, record, scenario, guarantee, 4)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def readiness(port: int) -> tuple[int, str]:
+    """(status, body) of the worker's /readyz; (0, why) when nothing answers."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+        answer = get(port, "/readyz")
     except OSError as error:
         return 0, str(error)
+    return answer.status, orjson.dumps(answer.body).decode()
 
 
 def wait_readiness(port: int, status: int, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    seen = (0, "")
-    while time.monotonic() < deadline:
-        seen = readiness(port)
-        if seen[0] == status:
-            return seen[1]
-        time.sleep(0.5)
-    raise AssertionError(f"/readyz did not answer {status} within {timeout} s: {seen}")
+    """Until /readyz answers ``status``; its body."""
+
+    def answered() -> str | None:
+        code, body = readiness(port)
+        return body if code == status else None
+
+    return wait_until(answered, f"/readyz answering {status}", timeout)
 
 
 def test_broker_stopped_for_30_s_mid_stream(
@@ -395,12 +391,8 @@ def test_merges_and_erasures_through_sigkills_lose_double_and_resurrect_nothing(
     worker = d.worker().start()
     producer = PacedProducer(d.bootstrap, d.topic("events"), made.records, rate=300, reserve=1_000)
     producer.start()
-    kills = 0
-    while kills < 3:
-        time.sleep(rng.uniform(0.5, 3.0))
-        worker.kill()
-        kills += 1
-        worker = d.worker().start()
+    worker = kill_and_restart(d, worker, rng, times=3)
+    kills = 3
     producer.finish()
     inputs = ("events", "handoff", "privacy")
     wait_committed(d, [worker], kinds=inputs)

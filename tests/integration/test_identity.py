@@ -10,26 +10,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported at runtime, not declared in its stubs
-    AdminClient,
-    AlterConfigOpType,
-    ConfigEntry,
-    ConfigResource,
-)
 
 from leadscore.codecs.events import decode_event
 from leadscore.scoring import LeadRecord, Rules, apply_event, load_rules
 from leadscore.scoring.merge import merge_id
 from leadscore.stream.partitioning import key_partition
 from tests.integration.test_pipeline import T0, ev
-from tests.support.brokers import client_config
 from tests.support.deadlines import RECORDS_S
 from tests.support.deployments import Deployment
 from tests.support.http import Answer, free_port, get, wait_until
-from tests.support.records import consume, produce
+from tests.support.records import consume, produce, read_all
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = load_rules(None)
@@ -53,6 +46,17 @@ def core_score(lines: list[bytes], contact: str, rules: Rules = RULES) -> float:
         record = apply_event(record, event, rules, event.occurred_at).record
     assert record is not None
     return record.score
+
+
+def api_worker(start_worker: Any) -> int:
+    """A worker serving the API; its port."""
+    port = free_port()
+    start_worker(LEADSCORE_WEB_ENABLED="true", LEADSCORE_WEB_PORT=str(port))
+    return port
+
+
+def send(deployment: Deployment, records: list[tuple[bytes, bytes]]) -> None:
+    produce(deployment.bootstrap, deployment.topic("events"), records)
 
 
 def lead(port: int, contact: str, events: int) -> Answer | None:
@@ -100,11 +104,9 @@ def test_the_identify_example_joins_anonymous_visits_to_the_known_lead(
 
 def test_a_merge_event_joins_two_known_contacts(deployment: Deployment, start_worker) -> None:
     survivor, duplicate = "dana@example.com", "d.smith@example.com"
-    port = free_port()
-    start_worker(LEADSCORE_WEB_ENABLED="true", LEADSCORE_WEB_PORT=str(port))
-    produce(
-        deployment.bootstrap,
-        deployment.topic("events"),
+    port = api_worker(start_worker)
+    send(
+        deployment,
         [
             ev("s-1", survivor, "signup", T0),
             ev("d-1", duplicate, "demo_request", T0 + 1_000),
@@ -135,11 +137,9 @@ def test_a_merge_event_joins_two_known_contacts(deployment: Deployment, start_wo
 def test_consent_withdrawn_freezes_the_lead_and_granted_resumes_it(
     deployment: Deployment, start_worker
 ) -> None:
-    port = free_port()
-    start_worker(LEADSCORE_WEB_ENABLED="true", LEADSCORE_WEB_PORT=str(port))
-    produce(
-        deployment.bootstrap,
-        deployment.topic("events"),
+    port = api_worker(start_worker)
+    send(
+        deployment,
         [
             ev("c-1", "erin", "signup", T0),
             ev("c-2", "erin", "consent", T0 + 1_000, properties={"status": "withdrawn"}),
@@ -171,67 +171,25 @@ def test_consent_withdrawn_freezes_the_lead_and_granted_resumes_it(
 
 def keys_of(bootstrap: str, topic: str) -> list[bytes | None]:
     """The keys every record of a topic (read from its start to its end) has."""
-    consumer = Consumer(
-        client_config(
-            bootstrap,
-            **{
-                "group.id": f"test-keys-{time.monotonic_ns()}",
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-            },
-        )
-    )
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-        pending, keys = set(parts), []
-        deadline = time.monotonic() + 30
-        while pending and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            if message.error():
-                pending.discard(message.partition())
-            else:
-                keys.append(message.key())
-        return keys
-    finally:
-        consumer.close()
+    return [m.key() for m in read_all(bootstrap, topic)]
 
 
-def compact_now(bootstrap: str, *topics: str) -> None:
-    """Make the broker's log cleaner compact these topics as soon as it can: every
-    segment rolls after 100 ms, any dirt is worth cleaning, tombstones go at once."""
-    admin = AdminClient(client_config(bootstrap))
-    quick = {
-        "segment.ms": "100",
-        "min.cleanable.dirty.ratio": "0.0001",
-        "delete.retention.ms": "0",
-        "min.compaction.lag.ms": "0",
-    }
-    resources = [
-        ConfigResource(
-            ConfigResource.Type.TOPIC,
-            topic,
-            incremental_configs=[
-                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
-                for k, v in quick.items()
-            ],
-        )
-        for topic in topics
-    ]
-    for future in admin.incremental_alter_configs(resources).values():
-        future.result(30)
+#: The log cleaner compacts as soon as it can: every segment rolls after 100 ms, any
+#: dirt is worth cleaning, tombstones go at once.
+COMPACT_NOW = {
+    "segment.ms": "100",
+    "min.cleanable.dirty.ratio": "0.0001",
+    "delete.retention.ms": "0",
+    "min.compaction.lag.ms": "0",
+}
 
 
 def test_an_erased_contact_is_gone_from_every_store_and_compacted_topic(
     deployment: Deployment, start_worker
 ) -> None:
-    port = free_port()
-    start_worker(LEADSCORE_WEB_ENABLED="true", LEADSCORE_WEB_PORT=str(port))
-    produce(
-        deployment.bootstrap,
-        deployment.topic("events"),
+    port = api_worker(start_worker)
+    send(
+        deployment,
         [
             ev("a-1", "visitor-8c1f", "page_view", T0),
             ev("e-1", "erin", "signup", T0 + 1_000),
@@ -276,7 +234,7 @@ def test_an_erased_contact_is_gone_from_every_store_and_compacted_topic(
         settings.lead_state_topic,
         settings.privacy_topic,
     ]
-    compact_now(deployment.bootstrap, *compacted)
+    deployment.alter_topics(compacted, COMPACT_NOW)
     ids = {b"erin", b"visitor-8c1f"}
     # Kafka never cleans the active segment: later writes on the same partitions roll it.
     wanted = {key_partition(i, deployment.partitions) for i in ids}

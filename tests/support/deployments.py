@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,17 +120,18 @@ class Deployment:
 
     def append_time(self, *topics: str) -> None:
         """Make the topics stamp records with the broker's append time."""
+        self.alter_topics(topics, {"message.timestamp.type": "LogAppendTime"})
+
+    def alter_topics(self, topics: Sequence[str], configs: dict[str, str]) -> None:
+        """Set these configs on these topics (incrementally: others stay)."""
         admin = AdminClient(client_config(self.bootstrap))
         resources = [
             ConfigResource(
                 ConfigResource.Type.TOPIC,
                 topic,
                 incremental_configs=[
-                    ConfigEntry(
-                        "message.timestamp.type",
-                        "LogAppendTime",
-                        incremental_operation=AlterConfigOpType.SET,
-                    )
+                    ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+                    for name, value in configs.items()
                 ],
             )
             for topic in topics

@@ -86,3 +86,36 @@ def end_offsets(bootstrap: str, topic: str) -> int:
         )
     finally:
         consumer.close()
+
+
+def read_all(bootstrap: str, topic: str, timeout: float = RECORDS_S) -> list[Any]:
+    """Every committed record of a topic, from the start of each partition to its end
+    (read_committed: records of aborted transactions are not there)."""
+    consumer = Consumer(
+        client_config(
+            bootstrap,
+            **{
+                "group.id": f"test-read-all-{time.monotonic_ns()}",
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+            },
+        )
+    )
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        pending, got = set(parts), []
+        deadline = time.monotonic() + timeout
+        while pending:
+            assert time.monotonic() < deadline, f"{topic}: not read to its end in {timeout} s"
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error():
+                pending.discard(message.partition())
+            else:
+                got.append(message)
+        return got
+    finally:
+        consumer.close()
