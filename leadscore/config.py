@@ -72,9 +72,9 @@ class Settings(BaseSettings):
     privacy_key: SecretStr | None = Field(
         None,
         description="Secret key of the keyed hash (HMAC-SHA256) that names an erased contact "
-        "in receipts and the suppression list, at least 16 characters. Unset: a worker stops "
-        "at the first erase request, which stays unprocessed until a worker with the key "
-        "takes it",
+        "in receipts and the suppression list, at least 16 characters. Unset or empty: a "
+        "worker stops at the first erase request, which stays unprocessed until a worker "
+        "with the key takes it",
     )
     timer_interval_seconds: float = Field(
         10.0,
@@ -251,9 +251,9 @@ class Settings(BaseSettings):
 
     def privacy_hash_key(self) -> bytes | None:
         """The erasure hash key, or None when unset; ConfigError when too short."""
-        if self.privacy_key is None:
+        key = b"" if self.privacy_key is None else self.privacy_key.get_secret_value().encode()
+        if not key:  # unset, or empty as an unset ${VAR:-} gives: erasure waits for a key
             return None
-        key = self.privacy_key.get_secret_value().encode()
         if len(key) < 16:
             raise ConfigError("LEADSCORE_PRIVACY_KEY must be at least 16 characters")
         return key

@@ -4,11 +4,19 @@ names the contact only by its keyed hash."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadscore.step.privacy import SUPPRESSED_PREFIX, contact_hash, suppressed_key
+from leadscore.step.privacy import (
+    SUPPRESSED_PREFIX,
+    PrivacyKeyMissing,
+    contact_hash,
+    suppressed_key,
+)
 from tests.unit.test_identity import CONTACTS, KINDS, PRIVACY_KEY, T0, Cluster
 
 
@@ -132,3 +140,24 @@ def test_an_erasure_leaves_no_key_of_the_contact_or_its_merged_ids(plan, erased,
         assert suppressed_key(PRIVACY_KEY, contact) in cluster.leads
     for contact in set(CONTACTS) - same:  # nobody else was touched
         assert suppressed_key(PRIVACY_KEY, contact) not in cluster.leads
+
+
+def test_the_privacy_key_is_unset_when_empty_and_refused_when_short() -> None:
+    from leadscore.config import Settings
+    from leadscore.errors import ConfigError
+
+    assert Settings.from_variables({}).privacy_hash_key() is None
+    assert Settings.from_variables({"LEADSCORE_PRIVACY_KEY": ""}).privacy_hash_key() is None
+    key = Settings.from_variables({"LEADSCORE_PRIVACY_KEY": "k" * 16}).privacy_hash_key()
+    assert key == b"k" * 16
+    with pytest.raises(ConfigError, match="at least 16"):
+        Settings.from_variables({"LEADSCORE_PRIVACY_KEY": "short"}).privacy_hash_key()
+
+
+def test_a_worker_without_the_key_stops_at_an_erase_request() -> None:
+    """Failing closed: never skipped, never carried out with a guessable hash."""
+    cluster = Cluster()
+    cluster.limits = replace(cluster.limits, privacy_key=None)
+    cluster.event("ada", "1", "signup", T0)
+    with pytest.raises(PrivacyKeyMissing):
+        cluster.erase("ada", "req")

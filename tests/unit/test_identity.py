@@ -46,6 +46,7 @@ class Cluster:
         self.dead: list[tuple[str, Input]] = []
         self.rng = random.Random(seed)
         self.replay = replay
+        self.limits = replace(LIMITS, privacy_key=PRIVACY_KEY)
 
     def run(self, records: list[Input]) -> Effects:
         effects = process(
@@ -54,7 +55,7 @@ class Cluster:
             self.timers,
             RULES,
             NOW,
-            replace(LIMITS, privacy_key=PRIVACY_KEY),
+            self.limits,
             ENCODERS,
         )
         for key, (_partition, record) in effects.writes.items():
