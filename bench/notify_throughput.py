@@ -174,7 +174,7 @@ def main() -> None:
                     )
                     producer.poll(0)
                 producer.flush(30)
-                sink = deployment.notify_sink(config, LEADSCORE_BENCH_SECRET="bench").start()
+                sink = deployment.notify_sink(config, LEADSCORE_BENCH_SECRET="bench").launch()
                 try:
                     wait_arrivals(receiver, prefix, args.actions, f"drain {run + 1}", 300)
                     times = sorted(t for k, t in receiver.arrivals.items() if k.startswith(prefix))
