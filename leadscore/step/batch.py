@@ -528,8 +528,14 @@ class _Batch:
         )
 
     def erase_alias(self, record: Input, key: bytes, request: EraseRequest) -> None:
-        """On a merged contact's partition: clear its stub, suppress its id."""
-        self.clear(key, record.partition, self.lead(key, record.partition))
+        """On a merged contact's partition: clear its stub, suppress its id. Should the id
+        hold a lead of its own (a cycle of merges in flight can leave one that the erased
+        lead also lists), its merged ids are cleared in turn: an erasure follows every
+        link, and stops where nothing is left."""
+        before = self.lead(key, record.partition)
+        for alias in sorted(before.absorbed) if before is not None else []:
+            self.hand_on(record, "erase_alias", alias.encode(), key, request.to_bytes(), 0)
+        self.clear(key, record.partition, before)
         self.suppress(key.decode(), record.partition, request)
 
     def score(self, record: Input, engagement: EngagementEvent, key: bytes, hops: int) -> None:
