@@ -21,9 +21,10 @@ Decisions:
   another contact id.
 - The survivor keeps its own action sequence, history and account, taking the
   absorbed lead's account only when it has none.
-- A merge is identified by ``merge_id(survivor, absorbed)``, remembered in the
-  survivor's dedupe memory like an event id: merging the same pair again, a
-  replayed hand-off, changes nothing.
+- A merge is identified by ``merge_id(survivor, absorbed, cause)`` (cause: the
+  identify or merge event that asked for it), remembered in the survivor's
+  dedupe memory like an event id: a replayed hand-off changes nothing, while a
+  lead that a two-way merge in flight sent away and back is merged again.
 """
 
 from __future__ import annotations
@@ -54,9 +55,13 @@ WEEK_MS = 7 * MS_PER_DAY
 Grants = dict[str, list[tuple[int, float]]]
 
 
-def merge_id(survivor: str, absorbed: str) -> str:
-    """The id of merging lead ``absorbed`` into lead ``survivor``: same pair, same id."""
-    return str(uuid.uuid5(MERGE_NAMESPACE, f"{survivor}\x1f{absorbed}"))
+def merge_id(survivor: str, absorbed: str, cause: str | None = None) -> str:
+    """The id of merging lead ``absorbed`` into lead ``survivor`` for the event ``cause``
+    (the identify or merge event that asked for it): a replay of the same hand-off has
+    the same id; another request for the same pair (after a two-way merge in flight
+    sent a lead away and back) has another."""
+    text = f"{survivor}\x1f{absorbed}" + (f"\x1f{cause}" if cause else "")
+    return str(uuid.uuid5(MERGE_NAMESPACE, text))
 
 
 def merge_leads(
@@ -65,6 +70,7 @@ def merge_leads(
     rules: Rules,
     now_ms: int,
     survivor_id: str,
+    cause: str | None = None,
 ) -> Applied:
     """``absorbed`` merged into ``survivor`` (None: a lead not seen yet, ``survivor_id``).
 
@@ -73,7 +79,7 @@ def merge_leads(
     or ``duplicate`` when this merge was applied before.
     """
     current = survivor if survivor is not None else new_lead(survivor_id, None, rules)
-    mid = merge_id(current.contact_id, absorbed.contact_id)
+    mid = merge_id(current.contact_id, absorbed.contact_id, cause)
     digest = event_digest(mid)
     if digest in current.seen:
         return Applied("duplicate", current)

@@ -417,7 +417,7 @@ class _Batch:
                 return
         absorbed = handoff.lead or new_lead(origin, None, self.rules)
         now = self.now
-        applied = merge_leads(base, absorbed, self.rules, now, contact)
+        applied = merge_leads(base, absorbed, self.rules, now, contact, handoff.cause_event_id)
         if applied.status == "duplicate":
             self.effects.duplicates += 1
             return

@@ -128,7 +128,7 @@ def test_a_merge_event_joins_two_known_contacts(deployment: Deployment, start_wo
     actions = [orjson.loads(m.value()) for m in consume(
         deployment.bootstrap, deployment.topic("actions"), 5
     )]  # fmt: skip
-    merge = merge_id(survivor, duplicate)  # the merge's own score change and its actions
+    merge = merge_id(survivor, duplicate, "m-1")  # the merge's score change and its actions
     merged = [(a["kind"], a["name"]) for a in actions if a["cause_event_id"] == merge]
     assert sorted(merged) == [("stage_changed", "qualified"), ("threshold_crossed", "mql")]
     assert {a["contact_id"] for a in actions if a["cause_event_id"] == merge} == {survivor}

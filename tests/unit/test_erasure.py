@@ -124,10 +124,13 @@ def person_of(cluster: Cluster, contact: str) -> set[str]:
     return found
 
 
+# Known contacts identify anonymous ids (chains through repeated identifies included);
+# a cycle of merges in flight is the known limit below, not generated here.
+KNOWN, ANONYMOUS = CONTACTS[:3], CONTACTS[3:]
 plans = st.lists(
     st.one_of(
         st.tuples(st.just("event"), st.sampled_from(CONTACTS), st.sampled_from(KINDS)),
-        st.tuples(st.just("identify"), st.sampled_from(CONTACTS), st.sampled_from(CONTACTS)),
+        st.tuples(st.just("identify"), st.sampled_from(KNOWN), st.sampled_from(ANONYMOUS)),
         st.tuples(st.just("deliver"), st.just(""), st.just("")),
     ),
     max_size=30,
@@ -174,3 +177,19 @@ def test_a_worker_without_the_key_stops_at_an_erase_request() -> None:
     cluster.event("ada", "1", "signup", T0)
     with pytest.raises(PrivacyKeyMissing):
         cluster.erase("ada", "req")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit (docs/identity.md): a cycle of three merges all in flight can end "
+    "in two leads, and erasing one leaves the other and a stub naming the erased id",
+)
+def test_a_cycle_of_three_merges_in_flight_ends_in_one_person_that_erases_whole() -> None:
+    cluster = Cluster()
+    for n, (contact, other) in enumerate((("k1", "k2"), ("k2", "k3"), ("k3", "k1"))):
+        cluster.event(contact, f"e{n}", "identify", T0 + n, anonymous_id=other)
+    cluster.settle()
+    assert len(cluster.live()) == 1
+    cluster.erase("k2", "req")
+    cluster.settle()
+    assert [held(cluster, c) for c in ("k1", "k2", "k3")] == [[], [], []]
