@@ -382,9 +382,21 @@ def snapshot(record: LeadRecord, rules: Rules, now_ms: int) -> LeadState:
     )
 
 
+def in_velocity_window(buckets: dict[int, int], ref: int, rules: Rules) -> dict[int, int]:
+    """The hour buckets inside the velocity window that ends at ``ref``."""
+    first = ref // MS_PER_HOUR - rules.velocity_window_hours + 1
+    return {hour: n for hour, n in buckets.items() if hour >= first}
+
+
+def fit_points(traits: dict[str, tuple[int, str]], rules: Rules) -> dict[str, float]:
+    """The fit rules that hold for these traits, and their points."""
+    profile = {name: value for name, (_, value) in traits.items()}
+    return {r.id: r.points for r in rules.fit.rules if all_hold(r.when, profile)}
+
+
 def _count_velocity(buckets: dict[int, int], t: int, ref: int, rules: Rules) -> dict[int, int]:
     first = ref // MS_PER_HOUR - rules.velocity_window_hours + 1
-    kept = {hour: n for hour, n in buckets.items() if hour >= first}
+    kept = in_velocity_window(buckets, ref, rules)
     hour = t // MS_PER_HOUR
     if hour >= first:
         kept[hour] = kept.get(hour, 0) + 1
@@ -565,8 +577,7 @@ def _fit(
                 traits[name] = (event.occurred_at, value)
     if traits is current.traits and current.rules_version == rules.version:
         return traits, current.fit, current.fit_contributions
-    profile = {name: value for name, (_, value) in traits.items()}
-    contributions = {r.id: r.points for r in fit.rules if all_hold(r.when, profile)}
+    contributions = fit_points(traits, rules)
     return traits, sum(contributions.values()), contributions
 
 

@@ -39,13 +39,15 @@ from leadscore.scoring.engine import (
     _remember,
     _window_peak,
     event_digest,
+    fit_points,
+    in_velocity_window,
     new_lead,
     next_due,
     score_at,
     top_reasons,
 )
 from leadscore.scoring.records import LeadRecord, ScoreChange, out
-from leadscore.scoring.rules import MS_PER_DAY, MS_PER_HOUR, Rules, all_hold
+from leadscore.scoring.rules import MS_PER_DAY, Rules
 
 MERGE_NAMESPACE = uuid.UUID("0b6b1f7e-8f0e-4f55-a0c4-2e7d3c91f4a2")
 #: The stage of an alias stub: no stage (stage names are never empty), not counted.
@@ -108,8 +110,7 @@ def merge_leads(
     for name, (t, value) in absorbed.traits.items():
         if name not in traits or (t, value) > traits[name]:
             traits[name] = (t, value)
-    profile = {name: value for name, (_, value) in traits.items()}
-    fit_contributions = {r.id: r.points for r in rules.fit.rules if all_hold(r.when, profile)}
+    fit_contributions = fit_points(traits, rules)
     dq_at, dq_by = max(
         (current.disqualified_ms, current.disqualified_by or ""),
         (absorbed.disqualified_ms, absorbed.disqualified_by or ""),
@@ -118,8 +119,7 @@ def merge_leads(
     velocity = dict(current.velocity)
     for hour, n in absorbed.velocity.items():
         velocity[hour] = velocity.get(hour, 0) + n
-    first_hour = ref // MS_PER_HOUR - rules.velocity_window_hours + 1
-    velocity = {hour: n for hour, n in velocity.items() if hour >= first_hour}
+    velocity = in_velocity_window(velocity, ref, rules)
 
     fired, action_seq = list(current.fired), dict(current.action_seq)
     if absorbed.contact_id == current.contact_id:  # its own state coming home: the same

@@ -263,6 +263,7 @@ class SinkRunner:
         stopped = asyncio.create_task(self.stopping.wait())
         await asyncio.wait({consuming, stopped}, return_when=asyncio.FIRST_COMPLETED)
         self.stopping.set()
+        stopped.cancel()  # done already, unless the loop broke first
         await consuming  # raises what broke the loop (the broker, the disk)
         await self._drain()
         self._commit(wait=True)

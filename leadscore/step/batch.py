@@ -132,7 +132,7 @@ class Effects:
     #: erase requests carried out; events of erased contacts dropped
     erased: int = 0
     suppressed: int = 0
-    forwarded: Counter[str] = field(default_factory=Counter)
+    handoffs: Counter[str] = field(default_factory=Counter)
     logs: list[LogLine] = field(default_factory=list)
 
 
@@ -259,6 +259,28 @@ class _Batch:
             partition, before.stage if before else None, after.stage if after else None
         )
 
+    def keep(
+        self, record: Input, key: bytes, before: LeadRecord | None, applied: Applied, what: str
+    ) -> bool:
+        """Send an applied step's outputs and store its lead, scheduled on the timer wheel;
+        unless one of its records would pass LEADSCORE_MAX_OUTPUT_BYTES: then the input
+        record is dead-lettered (``what`` made it too large) and the lead stays as it was."""
+        updated = applied.record
+        outputs, state = self.encode(applied, record.partition)
+        too_large = self.oversized(key, outputs, state, encode_lead(updated))
+        if too_large is not None:
+            limit = f"LEADSCORE_MAX_OUTPUT_BYTES={self.limits.max_output_bytes}"
+            self.dead_letter(
+                record, InvalidEvent(OUTPUT_TOO_LARGE, f"{what} makes a {too_large}; {limit}")
+            )
+            return False
+        wheel = self.timers.wheel(record.partition, self.now)
+        stale = before.due_ms if before is not None else None
+        updated.due_ms = wheel.reschedule(key.decode(), stale, updated.due_ms)
+        self.record_outputs(key, record.partition, applied, outputs, state)
+        self.store(key, record.partition, before, updated)
+        return True
+
     def event(self, record: Input) -> None:
         """A record of the events topic."""
         limits = self.limits
@@ -333,7 +355,7 @@ class _Batch:
         self.effects.outputs.append(
             Output("handoff", to, value, record.partition, identity.headers(kind, origin, hops))
         )
-        self.effects.forwarded[kind] += 1
+        self.effects.handoffs[kind] += 1
 
     def identity_problem(
         self, engagement: EngagementEvent, before: LeadRecord | None
@@ -393,11 +415,7 @@ class _Batch:
             )
             return
         self.hand_on(record, "lead", survivor.encode(), key, value, hops=0)
-        if before is not None:
-            self.effects.outputs.append(Output("lead_state", key, None, record.partition))
-            wheel = self.timers.wheel(record.partition, self.now)
-            wheel.reschedule(contact, before.due_ms, None)
-        self.store(key, record.partition, before, stub(before, contact, survivor, self.rules))
+        self.retire(key, record.partition, before, stub(before, contact, survivor, self.rules))
 
     def take_lead(self, record: Input, key: bytes, handoff: Handoff) -> None:
         """On the survivor's partition: merge the absorbed lead into this one."""
@@ -416,26 +434,12 @@ class _Batch:
                 )
                 return
         absorbed = handoff.lead or new_lead(origin, None, self.rules)
-        now = self.now
-        applied = merge_leads(base, absorbed, self.rules, now, contact, handoff.cause_event_id)
+        applied = merge_leads(base, absorbed, self.rules, self.now, contact, handoff.cause_event_id)
         if applied.status == "duplicate":
             self.effects.duplicates += 1
             return
-        updated = applied.record
-        outputs, state = self.encode(applied, record.partition)
-        too_large = self.oversized(key, outputs, state, encode_lead(updated))
-        if too_large is not None:
-            limit = f"LEADSCORE_MAX_OUTPUT_BYTES={self.limits.max_output_bytes}"
-            self.dead_letter(
-                record, InvalidEvent(OUTPUT_TOO_LARGE, f"the merge makes a {too_large}; {limit}")
-            )
-            return
-        wheel = self.timers.wheel(record.partition, now)
-        stale = before.due_ms if before is not None else None
-        updated.due_ms = wheel.reschedule(contact, stale, updated.due_ms)
-        self.record_outputs(key, record.partition, applied, outputs, state)
-        self.store(key, record.partition, before, updated)
-        self.effects.merges += 1
+        if self.keep(record, key, before, applied, "the merge"):
+            self.effects.merges += 1
 
     def privacy_request(self, record: Input) -> None:
         """A record of the privacy topic: an erase request keyed by the contact."""
@@ -472,20 +476,24 @@ class _Batch:
         key = suppressed_key(hash_key, contact)
         self.store(key, partition, self.lead(key, partition), entry)
 
-    def suppressed(self, contact: str, partition: int) -> LeadRecord | None:
-        """The suppression entry of an erased contact, if it has one."""
+    def suppressed(self, contact: str, partition: int) -> tuple[bytes, LeadRecord] | None:
+        """The suppression entry of an erased contact (its key, the entry), if it has one."""
         if self.limits.privacy_key is None:
             return None
-        return self.lead(suppressed_key(self.limits.privacy_key, contact), partition)
+        key = suppressed_key(self.limits.privacy_key, contact)
+        entry = self.lead(key, partition)
+        return None if entry is None else (key, entry)
 
-    def clear(self, key: bytes, partition: int, before: LeadRecord | None) -> None:
-        """Delete a lead (or stub): its record, its timer, its lead-state."""
-        if before is None:
-            return
-        if before.alias_of is None:
+    def retire(
+        self, key: bytes, partition: int, before: LeadRecord | None, after: LeadRecord | None
+    ) -> None:
+        """Replace a lead (or stub) by ``after``: a stub naming its survivor, or None to
+        delete the key. A lead leaves the timer wheel and its lead-state gets a tombstone."""
+        if before is not None and before.alias_of is None:
             self.effects.outputs.append(Output("lead_state", key, None, partition))
             self.timers.wheel(partition, self.now).reschedule(key.decode(), before.due_ms, None)
-        self.store(key, partition, before, None)
+        if before is not None or after is not None:
+            self.store(key, partition, before, after)
 
     def erase(self, record: Input, key: bytes, request: EraseRequest, hops: int) -> None:
         """On the contact's partition: erase its lead and every contact merged into it."""
@@ -507,7 +515,7 @@ class _Batch:
                 Output("actions", key, self.enc.action(action.to_dict()), partition)
             )
             self.effects.actions[(action.kind, action.name)] += 1
-        self.clear(key, partition, before)
+        self.retire(key, partition, before, None)
         self.suppress(key.decode(), partition, request)
         value = receipt(request, hash_key, before is not None, len(aliases), self.now)
         self.effects.outputs.append(
@@ -535,7 +543,7 @@ class _Batch:
         before = self.lead(key, record.partition)
         for alias in sorted(before.absorbed) if before is not None else []:
             self.hand_on(record, "erase_alias", alias.encode(), key, request.to_bytes(), 0)
-        self.clear(key, record.partition, before)
+        self.retire(key, record.partition, before, None)
         self.suppress(key.decode(), record.partition, request)
 
     def score(self, record: Input, engagement: EngagementEvent, key: bytes, hops: int) -> None:
@@ -549,15 +557,15 @@ class _Batch:
             self.hand_on(record, "event", target, origin, record.value, hops + 1)
             return
         if before is None:
-            entry = self.suppressed(engagement.contact_id, record.partition)
-            if entry is not None:
+            suppression = self.suppressed(engagement.contact_id, record.partition)
+            if suppression is not None:
                 granted = (
                     engagement.type == CONSENT and engagement.properties.get("status") == "granted"
                 )
                 if not granted:
                     self.effects.suppressed += 1  # erased: dropped, nothing of it kept
                     return
-                entry_key = suppressed_key(self.hash_key(), engagement.contact_id)
+                entry_key, entry = suppression
                 self.store(entry_key, record.partition, entry, None)  # lifted: a new lead
         problem = self.identity_problem(engagement, before)
         if problem is not None:
@@ -610,22 +618,8 @@ class _Batch:
                     (redact(key),),
                 )
             )
-        updated = applied.record
-        outputs, state = self.encode(applied, record.partition)
-        too_large = self.oversized(key, outputs, state, encode_lead(updated))
-        if too_large is not None:
-            limit = f"LEADSCORE_MAX_OUTPUT_BYTES={limits.max_output_bytes}"
-            self.dead_letter(
-                record,
-                InvalidEvent(OUTPUT_TOO_LARGE, f"scoring it makes a {too_large}; {limit}"),
-            )
+        if not self.keep(record, key, before, applied, "scoring it"):
             return
-        wheel = self.timers.wheel(record.partition, now)
-        updated.due_ms = wheel.reschedule(
-            engagement.contact_id, before.due_ms if before else None, updated.due_ms
-        )
-        self.record_outputs(key, record.partition, applied, outputs, state)
-        self.store(key, record.partition, before, updated)
         self.effects.scored.append(
             Scored(record.timestamp_ms, engagement.occurred_at, len(applied.actions))
         )

@@ -396,7 +396,7 @@ def build_app(
             OFF_PARTITION.inc(sum(effects.off_partition.values()))
         if effects.merges:
             MERGES.inc(effects.merges)
-        for kind, count in effects.forwarded.items():
+        for kind, count in effects.handoffs.items():
             HANDOFFS.labels(kind).inc(count)
         if effects.duplicates:
             EVENTS.labels("duplicate").inc(effects.duplicates)

@@ -193,10 +193,9 @@ class Consumer(FaustConsumer):
         topic under exactly_once)."""
         committed = self._committed_offset.get(tp)
         first = self.seeks.first.get(tp)
-        sought_there = committed is not None and self.seeks.target.get(tp) == committed
-        if sought_there and first is not None and committed is not None and first > committed:
-            return committed, first
-        return None
+        if committed is None or first is None or first <= committed:
+            return None
+        return (committed, first) if self.seeks.target.get(tp) == committed else None
 
     def _new_offset(self, tp: Any) -> int | None:
         if self.head_hole(tp) is not None:
