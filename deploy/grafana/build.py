@@ -267,6 +267,26 @@ ONCALL = dashboard(
             unit="ops",
         ),
         Panel(
+            "Identity and privacy",
+            [
+                (f"sum(rate(leadscore_merges_total[{RATE}]))", "merges"),
+                (
+                    f"sum by (kind) (rate(leadscore_handoffs_total[{RATE}]))",
+                    "hand-offs: {{kind}}",
+                ),
+                (f"sum(rate(leadscore_erasures_total[{RATE}]))", "erasures"),
+                (
+                    "sum by (outcome) (rate(leadscore_events_total"
+                    f'{{outcome=~"frozen|suppressed"}}[{RATE}]))',
+                    "events {{outcome}}",
+                ),
+            ],
+            unit="ops",
+            description="Merges (identify, merge), records handed to another contact's "
+            "partition, erasures carried out, and events dropped for withdrawn consent or "
+            "erased contacts (docs/identity.md, docs/privacy.md).",
+        ),
+        Panel(
             "Queue depth (input lag + sink lag + in flight)",
             [("leadscore:queue_depth:sum", "records")],
         ),
