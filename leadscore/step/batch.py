@@ -433,6 +433,15 @@ class _Batch:
                     record, "lead", target.encode(), handoff.origin, record.value, handoff.hops + 1
                 )
                 return
+        if before is None:
+            suppression = self.suppressed(contact, record.partition)
+            if suppression is not None:
+                # Erased (perhaps before this merge arrived, perhaps a replay after a
+                # crash): nothing of the absorbed lead is kept, and its id is cleared too.
+                self.effects.suppressed += 1
+                request = EraseRequest("suppressed", contact, suppression[1].consent_ms)
+                self.hand_on(record, "erase_alias", handoff.origin, key, request.to_bytes(), hops=0)
+                return
         absorbed = handoff.lead or new_lead(origin, None, self.rules)
         applied = merge_leads(base, absorbed, self.rules, self.now, contact, handoff.cause_event_id)
         if applied.status == "duplicate":
@@ -488,9 +497,14 @@ class _Batch:
         self, key: bytes, partition: int, before: LeadRecord | None, after: LeadRecord | None
     ) -> None:
         """Replace a lead (or stub) by ``after``: a stub naming its survivor, or None to
-        delete the key. A lead leaves the timer wheel and its lead-state gets a tombstone."""
-        if before is not None and before.alias_of is None:
+        delete the key. A lead leaves the timer wheel. Its lead-state gets a tombstone,
+        also when no lead is stored: under at_least_once a lead-state record may have been
+        sent by a batch whose lead a crash lost (outputs land before state), and this is
+        its last chance to be cleared. Only a stub's key, cleared when it became one,
+        gets none."""
+        if before is None or before.alias_of is None:
             self.effects.outputs.append(Output("lead_state", key, None, partition))
+        if before is not None and before.alias_of is None:
             self.timers.wheel(partition, self.now).reschedule(key.decode(), before.due_ms, None)
         if before is not None or after is not None:
             self.store(key, partition, before, after)

@@ -55,7 +55,12 @@ from leadscore.scoring import LeadRecord, Rules
 from leadscore.step.batch import Effects, Encoders, Input, Limits, Read, process
 from leadscore.step.wheel import Timers
 from leadscore.stream.faust_ext import App, broker_urls
-from leadscore.stream.faust_ext.consumer import Consumer, heal_head_holes, stuck_commits
+from leadscore.stream.faust_ext.consumer import (
+    Consumer,
+    HandoffsFirst,
+    heal_head_holes,
+    stuck_commits,
+)
 from leadscore.stream.faust_ext.ordering import outputs_of
 from leadscore.stream.faust_ext.recovery import ChangelogLoader
 from leadscore.stream.faust_ext.streams import Stream, in_partition_of
@@ -295,6 +300,13 @@ def build_app(
         settings.privacy_topic,
         schema=RAW,
     )
+    if settings.processing_guarantee == "at_least_once":
+        # After an assignment, hand-off records that wait are read before the rest (a
+        # replay after a crash takes them in the order the lost run did: consumer, 10).
+        app.handoffs_first = HandoffsFirst(
+            settings.handoff_topic,
+            frozenset((settings.events_topic, settings.ticks_topic, settings.privacy_topic)),
+        )
     handoff = app.topic(settings.handoff_topic, schema=RAW)
     privacy = app.topic(settings.privacy_topic, schema=RAW)
     receipts = app.topic(settings.privacy_receipts_topic, schema=RAW)
@@ -612,6 +624,7 @@ def build_app(
             log.warning("records processed 30 s ago are still uncommitted: %s", "; ".join(stuck))
         for line in await heal_head_holes(cast(Consumer, app.consumer), head_holes):
             log.warning("%s", line)
+        await cast(Consumer, app.consumer).catch_up_by_position()
 
     @app.timer(settings.timer_interval_seconds)  # type: ignore[untyped-decorator]  # Faust's decorator is untyped
     async def send_ticks() -> None:

@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from leadscore.codecs.read_back import decode_output
 from leadscore.scoring import EngagementEvent, LeadRecord, Rules, apply_event
 from leadscore.step.privacy import EraseRequest
 from leadscore.verify import Report, check, read_topic
 from tests.support.deployments import Deployment
+from tests.support.records import read_all
 
 KINDS = ["page_view", "page_view", "email_open", "download", "signup", "demo_request"]
 
@@ -140,6 +142,46 @@ class IdentityOutcome:
     erased: int
     mismatches: list[str] = field(default_factory=list)
     verify: Report | None = None
+    timeline: list[str] = field(default_factory=list)  # of the first person found wrong
+
+
+def timeline(deployment: Deployment, person: Person, erased: bool) -> list[str]:
+    """What the topics hold for one person's ids, topic by topic in log order: their
+    events, the hand-off and privacy records sent to them, their lead-state records.
+    Printed with a mismatch, so a failure in CI shows what happened to the person."""
+    ids = {i.encode() for i in person.ids}
+    settings = deployment.settings()
+    lines = [f"person {person.known} ids {person.ids}{' (erased)' if erased else ''}"]
+    for topic in (
+        settings.events_topic,
+        settings.privacy_topic,
+        settings.handoff_topic,
+        settings.lead_state_topic,
+    ):
+        lines.append(f"{topic}:")
+        for message in read_all(deployment.bootstrap, topic):
+            if message.key() not in ids:
+                continue
+            value = message.value()
+            headers = dict(message.headers() or [])
+            if value is None:
+                what = "tombstone"
+            elif topic == settings.lead_state_topic:
+                state = decode_output(value)
+                what = f"events={state['event_count']} score={state['score']}"
+            elif topic == settings.handoff_topic:
+                kind = headers.get("leadscore.handoff", b"?").decode()
+                what = f"{kind} from {headers.get('leadscore.handoff.from', b'').decode()}"
+                if kind == "event":
+                    what += f" {orjson.loads(value).get('event_id')}"
+            elif topic == settings.events_topic:
+                event = orjson.loads(value)
+                what = f"{event.get('type')} {event.get('event_id')}"
+            else:
+                what = "erase request"
+            where = f"[{message.partition()}]@{message.offset()}"
+            lines.append(f"  {where} {message.key().decode()}: {what}")
+    return lines
 
 
 def compare_identities(
@@ -167,6 +209,8 @@ def compare_identities(
                 continue
             if last(contact) is not None:
                 outcome.mismatches.append(f"{contact}: a lead, want none")
+                if not outcome.timeline:
+                    outcome.timeline = timeline(deployment, person, gone)
         if gone:
             continue
         state = last(person.known)

@@ -426,7 +426,7 @@ def test_merges_and_erasures_through_sigkills_lose_double_and_resurrect_nothing(
         leads_checked=found.people,
         mismatches=len(found.mismatches),
         verify=found.verify,
-        examples=found.mismatches[:3],
+        examples=found.mismatches[:3] + found.timeline,
     )
     record.append(outcome)
     assert receipts == {f"r31-{n}" for n in range(len(requests))}, "a receipt per request"

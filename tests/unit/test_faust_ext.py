@@ -24,7 +24,7 @@ from leadscore.errors import ConfigError, OutputNotDelivered, UntestedVersions
 from leadscore.scoring import load_rules
 from leadscore.stream.app import build_app
 from leadscore.stream.faust_ext import App
-from leadscore.stream.faust_ext.consumer import heal_head_holes
+from leadscore.stream.faust_ext.consumer import HandoffsFirst, heal_head_holes
 from leadscore.stream.faust_ext.ordering import OutputFence
 from leadscore.stream.faust_ext.streams import in_partition_of
 from leadscore.stream.faust_ext.versions import check_versions
@@ -262,10 +262,10 @@ class PartitionLog:
         return self.end
 
 
-def kafka_record(offset: int) -> SimpleNamespace:
+def kafka_record(offset: int, tp: TP = EVENTS) -> SimpleNamespace:
     return SimpleNamespace(
-        topic=EVENTS.topic,
-        partition=EVENTS.partition,
+        topic=tp.topic,
+        partition=tp.partition,
         offset=offset,
         timestamp=0,
         timestamp_type=0,
@@ -769,3 +769,89 @@ async def batches_of_what_arrived(app: faust.App) -> None:
     await arrive(3)
     assert offsets(await asyncio.wait_for(following, 5)) == [3]
     await stream.stop()
+
+
+HANDOFF = TP("handoff", 0)
+
+
+class TwoInputs:
+    """The client thread's stand-in: an events partition (10 records) and its hand-off
+    partition (6 records after the committed offset 0), fetched five at a time,
+    events first, and only from the partitions asked for."""
+
+    def __init__(self) -> None:
+        self.position = {EVENTS: 0, HANDOFF: 0}
+        self.end = {EVENTS: 10, HANDOFF: 6}
+
+    async def getmany(
+        self,
+        active_partitions: Any,
+        timeout: float,  # noqa: ASYNC109 (aiokafka's signature)
+    ) -> dict[TP, list[Any]]:
+        for tp in (EVENTS, HANDOFF):
+            if active_partitions and tp not in active_partitions:
+                continue
+            start = self.position[tp]
+            if start < self.end[tp]:
+                batch = range(start, min(start + 5, self.end[tp]))
+                self.position[tp] = batch[-1] + 1
+                return {tp: [kafka_record(offset, tp) for offset in batch]}
+        await asyncio.sleep(0.01)
+        return {}
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        return {EVENTS: 0, HANDOFF: 0}
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.position[tp] = offset
+
+    async def earliest_offsets(self, *partitions: TP) -> dict[TP, int]:
+        return dict.fromkeys(partitions, 0)
+
+    async def highwaters(self, *partitions: TP) -> dict[TP, int]:
+        return {tp: self.end[tp] for tp in partitions}
+
+    def highwater(self, tp: TP) -> int:
+        return self.end[tp]
+
+    def assignment(self) -> set[TP]:
+        return {EVENTS, HANDOFF}
+
+
+@pytest.mark.parametrize("rule", [True, False])
+def test_after_an_assignment_waiting_hand_off_records_are_delivered_first(
+    app: faust.App, rule: bool
+) -> None:
+    """consumer (10): after the seek an assignment makes, the partition's events are
+    not fetched until its hand-off records up to the end found then were delivered
+    (a replay then takes them in the order the lost run did). Faust's class delivers
+    the events as they come (here first)."""
+    if rule:
+        app.handoffs_first = HandoffsFirst(HANDOFF.topic, frozenset({EVENTS.topic}))
+    app.topics._acking_topics.add(HANDOFF.topic)
+    delivered = asyncio.run(deliver_after_an_assignment(app))
+    handoffs = [("handoff", n) for n in range(6)]
+    events = [("events", n) for n in range(10)]
+    if rule:
+        assert delivered == handoffs + events
+    else:
+        assert delivered[:5] == events[:5]
+        assert sorted(delivered) == sorted(handoffs + events)
+
+
+async def deliver_after_an_assignment(app: faust.App) -> list[tuple[str, int]]:
+    consumer = app.consumer
+    consumer._thread = TwoInputs()  # type: ignore[attr-defined]  # the client thread stand-in
+    consumer._set_active_tps({EVENTS, HANDOFF})  # what an assignment does
+    await consumer.perform_seek()
+    delivered: list[tuple[str, int]] = []
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+
+    async def deliver(message: Message) -> None:
+        delivered.append((message.topic, message.offset))
+        if len(delivered) == 16:
+            fetcher._stopped.set()
+
+    consumer.callback = deliver
+    await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=30)  # type: ignore[arg-type]  # a fetcher stand-in
+    return delivered

@@ -24,7 +24,7 @@ from faust.transport.drivers.aiokafka import Transport as FaustTransport
 from mode.utils.objects import cached_property
 
 from leadscore.errors import ConfigError
-from leadscore.stream.faust_ext.consumer import Consumer
+from leadscore.stream.faust_ext.consumer import Consumer, HandoffsFirst
 from leadscore.stream.faust_ext.ordering import EventGate, OutputFence
 from leadscore.stream.faust_ext.producer import Producer, TransactionManager
 from leadscore.stream.faust_ext.recovery import ChangelogLoader, TableManager
@@ -61,6 +61,9 @@ class App(faust.App):
         self.between_events = EventGate()
         #: Set by the worker: loads assigned changelog partitions in bulk (``recovery``).
         self.changelog_loader: ChangelogLoader | None = None
+        #: Set by the worker under at_least_once: after an assignment, the hand-off
+        #: records that wait are read before the partition's other inputs (``consumer``, 10).
+        self.handoffs_first: HandoffsFirst | None = None
         super().__init__(
             id, Stream=Stream, Topic=Topic, Table=Table, TableManager=TableManager, **options
         )

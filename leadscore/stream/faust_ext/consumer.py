@@ -83,6 +83,19 @@ answers. The unit tests are in tests/unit/test_faust_ext.py.
    still releases a delivery that cannot finish (the turn lock of 4 is held
    while delivering). Faust's loop is kept otherwise (yield every 100 records,
    the read-offset bookkeeping, ``_add_gap``, ``commit_every``).
+10. **Under at_least_once, a replay could take an anonymous id's event before the
+   hand-off that had merged it** (``seek_to_committed``, ``_getmany``,
+   ``getmany``, ``catch_up_by_position``; found by
+   tests/unit/test_crashes.py, not by Faust). A batch's outputs land before its
+   state, so after a crash the hand-off topic can hold what a lost batch sent
+   (an ``absorb``'s lead already taken by the survivor) while the id's own
+   partition is back before it. Replayed in another order across topics, the
+   id's events were scored on its own lead again and its second hand-off was a
+   duplicate merge at the survivor: those events were lost. After every
+   assignment, a partition's other inputs (events, privacy requests, ticks) are
+   not fetched until its hand-off records up to the end offset found at the
+   assignment have been delivered, so a replay takes them in the order the
+   lost run did. The unit model's law fails without it.
 """
 
 from __future__ import annotations
@@ -92,6 +105,7 @@ import itertools
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -112,6 +126,20 @@ class ConsumerThread(AIOKafkaConsumerThread):
         return await self._ensure_consumer().end_offsets(partitions)
 
 
+@dataclass(frozen=True)
+class HandoffsFirst:
+    """(10) The hand-off topic, and the inputs held back while it catches up."""
+
+    topic: str
+    held_back: frozenset[str]
+
+
+def handoffs_first_of(app: Any) -> HandoffsFirst | None:
+    """``app``'s hand-offs-first rule, if it has one (a ``faust_ext.app.App`` may)."""
+    rule = getattr(app, "handoffs_first", None)
+    return rule if isinstance(rule, HandoffsFirst) else None
+
+
 class Seeks:
     """A consumer's seek bookkeeping (4)."""
 
@@ -129,6 +157,8 @@ class Consumer(FaustConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.seeks = Seeks()
         self.revoking = False
+        #: (10) partition -> the hand-off end offset to deliver before its other inputs
+        self.catching_up: dict[int, int] = {}
         super().__init__(*args, **kwargs)
 
     def _new_consumer_thread(self) -> ConsumerThread:
@@ -209,12 +239,22 @@ class Consumer(FaustConsumer):
         result: int | None = super()._new_offset(tp)
         return result
 
-    # 4
+    # 4 and 10
     async def _getmany(
         self,
         active_partitions: Any,
         timeout: float,  # noqa: ASYNC109 (Faust's signature)
     ) -> Any:
+        catching_up, rule = self.catching_up, handoffs_first_of(self.app)
+        if catching_up and active_partitions and rule is not None:
+            active_partitions = {
+                tp
+                for tp in active_partitions
+                if tp.partition not in catching_up or tp.topic not in rule.held_back
+            }
+            if not active_partitions:  # the client would read every partition
+                await asyncio.sleep(min(timeout, 0.1))
+                return {}
         async with self.seeks.turn:
             records = await super()._getmany(active_partitions, timeout)
             self.seeks.at_fetch = dict(self.seeks.count)
@@ -225,6 +265,8 @@ class Consumer(FaustConsumer):
         timeout: float,  # noqa: ASYNC109 (Faust's signature)
     ) -> AsyncIterator[tuple[Any, Message]]:
         seeks = self.seeks
+        rule = handoffs_first_of(self.app)
+        handoffs = rule.topic if rule is not None else None
         discarded: Counter[Any] = Counter()
         try:
             async for tp, message in super().getmany(timeout):
@@ -242,6 +284,8 @@ class Consumer(FaustConsumer):
                             message.offset,
                             self._committed_offset.get(tp),
                         )
+                    if self.catching_up and tp.topic == handoffs:
+                        self.caught_up(tp.partition, message.offset + 1)
                     yield tp, message
         finally:
             for tp, n in discarded.items():
@@ -252,6 +296,40 @@ class Consumer(FaustConsumer):
                     tp.topic,
                     tp.partition,
                 )
+
+    # 10
+    def caught_up(self, partition: int, position: int) -> None:
+        """The hand-off records of ``partition`` before ``position`` were delivered."""
+        target = self.catching_up.get(partition)
+        if target is not None and position >= target:
+            del self.catching_up[partition]
+            log.info(
+                "partition %d: hand-off records up to offset %d delivered; its other "
+                "inputs are read from now on",
+                partition,
+                target - 1,
+            )
+
+    async def catch_up_by_position(self) -> None:
+        """Check the fetch position of hand-off partitions still catching up: offsets
+        without a record (transaction markers left by an exactly_once run) are never
+        delivered, and the position passes them."""
+        rule = handoffs_first_of(self.app)
+        for partition in list(self.catching_up):
+            tp = next(
+                (
+                    tp
+                    for tp in self.assignment()
+                    if rule is not None and (tp.topic, tp.partition) == (rule.topic, partition)
+                ),
+                None,
+            )
+            if tp is None:
+                del self.catching_up[partition]  # no longer assigned
+                continue
+            position = await self.position(tp)
+            if position is not None:
+                self.caught_up(partition, position)
 
     async def perform_seek(self) -> None:
         async with self.seeks.turn:
@@ -338,7 +416,34 @@ class Consumer(FaustConsumer):
                 seeks.count[tp] += 1
                 seeks.target[tp] = starts[tp]
                 seeks.first.pop(tp, None)
+        await self.hand_offs_first(committed)
         return committed
+
+    # 10
+    async def hand_offs_first(self, committed: Any) -> None:
+        """After an assignment, hold back the other inputs of each partition whose
+        hand-off records from its committed offset to its end are not yet read."""
+        rule = handoffs_first_of(self.app)
+        if rule is None:
+            return
+        tps = [tp for tp in committed if tp.topic == rule.topic]
+        if not tps:
+            return
+        ends = await self.highwaters(*tps)
+        starts = await self.earliest_offsets(*tps)
+        for tp in tps:
+            start = max(committed[tp] or 0, starts.get(tp) or 0)
+            end = ends.get(tp)
+            self.catching_up.pop(tp.partition, None)
+            if end is not None and end > start:
+                self.catching_up[tp.partition] = end
+                log.info(
+                    "partition %d: %d hand-off record(s) from offset %d are read before its "
+                    "other inputs (a replay takes them in the order they were taken)",
+                    tp.partition,
+                    end - start,
+                    start,
+                )
 
     async def seek(self, partition: Any, offset: int) -> None:
         async with self.seeks.turn:
