@@ -339,7 +339,14 @@ class _Batch:
             self.score(record, engagement, record.key, handoff.hops)
 
     def hand_on(
-        self, record: Input, kind: Kind, to: bytes, origin: bytes, value: bytes | None, hops: int
+        self,
+        record: Input,
+        kind: Kind,
+        to: bytes,
+        origin: bytes,
+        value: bytes | None,
+        hops: int,
+        path: tuple[str, ...] = (),
     ) -> None:
         """Send a hand-off record to the partition of ``to``; past MAX_HOPS, dead-letter
         the record instead (a loop of aliases)."""
@@ -353,7 +360,9 @@ class _Batch:
             )
             return
         self.effects.outputs.append(
-            Output("handoff", to, value, record.partition, identity.headers(kind, origin, hops))
+            Output(
+                "handoff", to, value, record.partition, identity.headers(kind, origin, hops, path)
+            )
         )
         self.effects.handoffs[kind] += 1
 
@@ -423,14 +432,25 @@ class _Batch:
         before = self.lead(key, record.partition)
         base = before
         if before is not None and before.alias_of is not None:
+            # A stub. If the lead came round a cycle of merges in flight (each of its
+            # contacts merged into the next: this stub's target, or this stub, is on
+            # the lead's path), the smallest id of the cycle becomes a lead again and
+            # takes it; every lead of the cycle reaches it, within two rounds.
+            # Otherwise the lead is passed on to the target.
             target = before.alias_of
-            # Its own state coming home, or a two-way merge in flight won by the smaller
-            # id: this stub becomes a lead again. Otherwise pass the lead on.
-            if origin == contact or (target == origin and contact < origin):
+            path = (origin, *handoff.path)
+            joined = next((c for c in (target, contact) if c in path), None)
+            if joined is not None and contact == min({*path[path.index(joined) :], contact}):
                 base = None
             else:
                 self.hand_on(
-                    record, "lead", target.encode(), handoff.origin, record.value, handoff.hops + 1
+                    record,
+                    "lead",
+                    target.encode(),
+                    handoff.origin,
+                    record.value,
+                    handoff.hops + 1,
+                    (*handoff.path, contact),
                 )
                 return
         if before is None:

@@ -19,7 +19,10 @@ the contact it is for). The kinds, named in the ``leadscore.handoff`` header:
 
 Every kind carries ``leadscore.handoff.hops``: how many times it was handed on
 along a chain of aliases. A record handed on more than ``MAX_HOPS`` times is
-dead-lettered (``alias_loop``) rather than passed around for ever.
+dead-lettered (``alias_loop``) rather than passed around for ever. A ``lead``
+handed on also carries ``leadscore.handoff.path``: the contacts it passed
+through, so a stub can tell that the lead came round a cycle of merges in
+flight (``leadscore.step.batch``, take_lead).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from leadscore.scoring import LeadRecord
 KIND = "leadscore.handoff"
 FROM = "leadscore.handoff.from"
 HOPS = "leadscore.handoff.hops"
+PATH = "leadscore.handoff.path"
+SEPARATOR = "\x1f"  # ids hold no control characters
 MAX_HOPS = 16
 
 Kind = Literal["event", "absorb", "lead", "erase", "erase_alias"]
@@ -52,10 +57,12 @@ class Handoff:
     cause_event_id: str | None = None
     occurred_at: int = 0
     lead: LeadRecord | None = None  # lead: the absorbed record (None: it had none)
+    path: tuple[str, ...] = ()  # lead: the stubs it was handed on by, in order
 
 
-def headers(kind: Kind, origin: bytes, hops: int) -> Headers:
-    return ((KIND, kind.encode()), (FROM, origin), (HOPS, str(hops).encode()))
+def headers(kind: Kind, origin: bytes, hops: int, path: tuple[str, ...] = ()) -> Headers:
+    found = ((KIND, kind.encode()), (FROM, origin), (HOPS, str(hops).encode()))
+    return (*found, (PATH, SEPARATOR.join(path).encode())) if path else found
 
 
 def absorb_value(survivor: str, cause_event_id: str | None, occurred_at: int) -> bytes:
@@ -89,7 +96,10 @@ def read_handoff(record_headers: Headers, value: bytes | None) -> Handoff:
             return Handoff("absorb", origin, hops, str(data["survivor"]), cause, at)
         raw = data["lead"]
         lead = None if raw is None else decode_lead(base64.b64decode(raw), origin)
-        return Handoff("lead", origin, hops, "", cause, at, lead)
+        path = found.get(PATH, b"").decode()
+        return Handoff(
+            "lead", origin, hops, "", cause, at, lead, tuple(path.split(SEPARATOR)) if path else ()
+        )
     except Exception as exc:  # orjson, base64, int, KeyError, the lead codec: all bad input
         raise InvalidEvent(
             "bad_handoff", f"not a hand-off record this worker wrote: {type(exc).__name__}"
