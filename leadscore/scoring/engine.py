@@ -325,16 +325,34 @@ def next_due(record: LeadRecord, rules: Rules) -> int | None:
             targets.append(threshold.score - threshold.hysteresis)
     due: int | None = None
     for boundary in targets:
-        # The emitted score has SCORE_DECIMALS: it reads below b once s < b - ROUNDING.
-        target = boundary - ROUNDING
-        if target == 0.0 or (target > 0) != (s > 0):
-            continue  # decay approaches 0 and never crosses to the other side
-        if abs(target) >= abs(s):
-            at = record.ref_ms  # already past it: due at once
-        else:
-            at = record.ref_ms + math.ceil(rules.half_life_ms * math.log2(s / target))
-        due = at if due is None else min(due, at)
+        at = crossing_at(record, rules, boundary)
+        if at is not None:
+            due = at if due is None else min(due, at)
     return due
+
+
+def crossing_at(record: LeadRecord, rules: Rules, boundary: float) -> int | None:
+    """When decay alone takes the lead's published score across ``boundary`` (None:
+    never: decay approaches 0 and does not cross to the other side)."""
+    s = record.score
+    # The emitted score has SCORE_DECIMALS: it reads below b once s < b - ROUNDING.
+    target = boundary - ROUNDING
+    if s == 0.0 or target == 0.0 or (target > 0) != (s > 0):
+        return None
+    if abs(target) >= abs(s):
+        return record.ref_ms  # already past it: at once
+    return record.ref_ms + math.ceil(rules.half_life_ms * math.log2(s / target))
+
+
+def stage_drop_at(record: LeadRecord, rules: Rules) -> int | None:
+    """When decay alone takes a positive lead below the bottom of its stage (None: it
+    is in the lowest stage, disqualified, frozen or not positive)."""
+    if record.score <= 0.0 or record.disqualified or record.frozen or not record.event_count:
+        return None
+    names = [stage.name for stage in rules.stages]
+    if record.stage not in names or names.index(record.stage) == 0:
+        return None
+    return crossing_at(record, rules, rules.stages[names.index(record.stage)].min_score)
 
 
 def top_reasons(contributions: dict[str, float], limit: int = 10) -> tuple[Reason, ...]:
