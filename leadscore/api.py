@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from leadscore.errors import ApiError
 from leadscore.scoring import LeadRecord, Rules, snapshot
 from leadscore.scoring.engine import top_reasons
 from leadscore.scoring.events import id_problem, iso_to_ms
+from leadscore.scoring.ranking import Listed
 from leadscore.scoring.records import out
 
 
@@ -124,4 +127,93 @@ def history_body(record: LeadRecord, changes: list[dict[str, Any]], bound: int) 
         "event_count": record.event_count,
         "kept_per_lead": bound,
         "changes": changes,
+    }
+
+
+DEFAULT_LIST_LIMIT = 20
+MAX_WITHIN_MS = 90 * 86_400_000
+_NUMBER = re.compile(r"-?[0-9]{1,9}(\.[0-9]{1,6})?")
+_DURATION = re.compile(r"([0-9]{1,6})([smhd])")
+_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """``GET /leads``: the top ``limit`` leads by current score, filtered."""
+
+    limit: int
+    stage: str | None
+    min_score: float | None
+    account_id: str | None
+
+
+def check_list_query(query: Mapping[str, str], rules: Rules) -> ListQuery:
+    """The ranked list's parameters, or ApiError 400 saying which one is wrong."""
+    sort = query.get("sort", "score")
+    if sort != "score":
+        raise ApiError(400, "invalid_sort", "sort must be score (the only order served)")
+    raw_limit = query.get("limit")
+    limit = DEFAULT_LIST_LIMIT if raw_limit is None else check_limit(raw_limit, MAX_LIMIT)
+    stage = query.get("stage")
+    names = [s.name for s in rules.stages]
+    if stage is not None and stage not in names:
+        raise ApiError(400, "invalid_stage", f"stage must be one of {', '.join(names)}")
+    raw_min = query.get("min_score")
+    if raw_min is not None and not _NUMBER.fullmatch(raw_min):
+        raise ApiError(400, "invalid_min_score", "min_score must be a number, e.g. 40 or 12.5")
+    account = query.get("account_id")
+    if account is not None and id_problem(account):
+        raise ApiError(400, "invalid_account_id", f"account id {id_problem(account)}")
+    return ListQuery(limit, stage, None if raw_min is None else float(raw_min), account)
+
+
+def check_within(raw: str | None) -> int:
+    """``?within=`` of the cooling list: a duration such as 90m, 24h or 7d (default 24h,
+    at most 90d), in milliseconds."""
+    if raw is None:
+        return _UNIT_MS["h"] * 24
+    found = _DURATION.fullmatch(raw)
+    within = int(found.group(1)) * _UNIT_MS[found.group(2)] if found else -1
+    if not 0 <= within <= MAX_WITHIN_MS:
+        raise ApiError(
+            400, "invalid_within", "within must be a duration such as 90m, 24h or 7d, at most 90d"
+        )
+    return within
+
+
+def listed_body(listed: Listed) -> dict[str, Any]:
+    return {
+        "contact_id": listed.contact_id,
+        "score": out(listed.score),
+        "stage": listed.stage,
+        "account_id": listed.account_id,
+        "next_stage": listed.next_stage,
+        "points_to_next": None if listed.points_to_next is None else out(listed.points_to_next),
+    }
+
+
+def list_body(listed: list[Listed], at_ms: int, partitions: list[int]) -> dict[str, Any]:
+    """GET /leads: the ranked leads of ``partitions`` at ``at_ms``."""
+    return {"leads": [listed_body(x) for x in listed], "as_of": at_ms, "partitions": partitions}
+
+
+def cooling_body(
+    cooling: list[tuple[int, Listed]],
+    at_ms: int,
+    within_ms: int,
+    partitions: list[int],
+    rules: Rules,
+) -> dict[str, Any]:
+    """GET /leads/cooling: leads whose stage runs out within the window, soonest first,
+    with when and the stage they drop to."""
+    names = [s.name for s in rules.stages]
+    below = {name: names[i - 1] for i, name in enumerate(names) if i > 0}
+    return {
+        "leads": [
+            {**listed_body(listed), "drops_at": at, "drops_to": below.get(listed.stage)}
+            for at, listed in cooling
+        ],
+        "as_of": at_ms,
+        "within_ms": within_ms,
+        "partitions": partitions,
     }

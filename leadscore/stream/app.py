@@ -30,7 +30,7 @@ from typing import Any, NoReturn, cast
 
 import faust
 
-from leadscore.codecs.leads import encode_lead, peek_lead
+from leadscore.codecs.leads import decode_lead, encode_lead, peek_lead
 from leadscore.codecs.outputs import encoder
 from leadscore.config import PRODUCER_MAX_REQUEST_BYTES, Settings
 from leadscore.kafka_admin import TopicSpec
@@ -52,7 +52,9 @@ from leadscore.metrics import (
     watch_worker,
 )
 from leadscore.scoring import LeadRecord, Rules
+from leadscore.scoring.ranking import RankIndex
 from leadscore.step.batch import Effects, Encoders, Input, Limits, Read, process
+from leadscore.step.privacy import SUPPRESSED_PREFIX
 from leadscore.step.wheel import Timers
 from leadscore.stream.faust_ext import App, broker_urls
 from leadscore.stream.faust_ext.consumer import (
@@ -251,6 +253,13 @@ def lead_index(items: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[str, int 
         yield key.decode("utf-8"), due_ms, stage
 
 
+def stored_leads(items: Iterable[tuple[bytes, bytes]]) -> Iterator[LeadRecord]:
+    """The lead records (and stubs) of a store's items; suppression entries left out."""
+    for key, raw in items:
+        if not key.startswith(SUPPRESSED_PREFIX):
+            yield decode_lead(raw, key)
+
+
 def build_app(
     settings: Settings,
     rules: Rules,
@@ -341,6 +350,7 @@ def build_app(
     history_size = settings.history_size
     slot_ms = max(1, int(settings.timer_interval_seconds * 1000))
     timers = Timers(slot_ms)
+    ranks = RankIndex(rules)  # the ranked lists' index (GET /leads, /leads/cooling)
 
     @leads.on_recover  # type: ignore[untyped-decorator]  # Faust's decorator is untyped
     async def index_leads() -> None:
@@ -350,13 +360,15 @@ def build_app(
         for partition in owned:
             started = time.perf_counter()
             timers.rebuild(partition, lead_index(stored_items(leads, partition)), now)
+            ranks.rebuild(partition, stored_leads(stored_items(leads, partition)))
             log.info(
-                "partition %s: %s lead(s) indexed for decay timers in %.2f s",
+                "partition %s: %s lead(s) indexed for decay timers and ranked lists in %.2f s",
                 partition,
                 sum(timers.stages[partition].values()),
                 time.perf_counter() - started,
             )
         timers.keep_only(owned)
+        ranks.keep_only(owned)
 
     metrics_on = settings.metrics_enabled
     since_event, since_ingest = EVENT_TO_ACTION.labels("event"), EVENT_TO_ACTION.labels("ingest")
@@ -491,6 +503,13 @@ def build_app(
             if written is not None and written[1] is not None:
                 keep_change(written[1], landed.partition, landed.offset, history_size)
 
+    def rank(effects: Effects) -> None:
+        """The ranked lists' index follows the lead writes as the step makes them (as lead
+        queries read batches in flight before the table)."""
+        for key, (partition, record) in effects.writes.items():
+            if not key.startswith(SUPPRESSED_PREFIX):
+                ranks.put(partition, key.decode("utf-8"), record)
+
     def finish(effects: Effects, started: float) -> None:
         for line in effects.logs:
             log.log(log_levels[line.level], line.message, *line.args)
@@ -503,6 +522,7 @@ def build_app(
         of_partition = {event.message.partition: event for event in events}
         read = reader(of_partition, lambda _key: (False, None))
         effects = process(inputs_of(events), read, timers, rules, clock(), limits, encoders)
+        rank(effects)
         await send_in_transactions(effects, of_partition)
         for key, (partition, record) in effects.writes.items():
             with in_partition_of(of_partition[partition]):
@@ -561,6 +581,7 @@ def build_app(
                     read = reader(of_partition, pipeline.written)
                     now = clock()
                     effects = process(inputs_of(events), read, timers, rules, now, limits, encoders)
+                    rank(effects)
                     pipeline.launch(events, effects)
                     await pipeline.room()
                 except Exception as error:  # any failure must stop the worker, never skip
@@ -592,6 +613,7 @@ def build_app(
             ticker.broker_problem,
             partitions=partitions,
             in_flight=pipeline.written if pipeline is not None else None,
+            ranks=ranks,
         )
 
     stage_names = [stage.name for stage in rules.stages]

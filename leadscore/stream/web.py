@@ -33,16 +33,21 @@ from leadscore.api import (
     check_at,
     check_contact_id,
     check_limit,
+    check_list_query,
     check_token,
+    check_within,
+    cooling_body,
     history_body,
     intelligence_body,
     lead_body,
+    list_body,
 )
 from leadscore.codecs.leads import decode_lead
 from leadscore.config import Settings
 from leadscore.errors import ApiError, HistoryUnavailable
 from leadscore.metrics import API_LATENCY, API_REQUESTS, exposition
 from leadscore.scoring import LeadRecord, Rules
+from leadscore.scoring.ranking import RankIndex
 from leadscore.stream.history import ChangeReader
 from leadscore.stream.partitioning import key_partition
 
@@ -51,6 +56,7 @@ log = logging.getLogger("leadscore.web")
 RETRY_AFTER_S = 5
 FORWARD_TIMEOUT_S = 5.0
 FORWARDED = "X-Leadscore-Forwarded"  # set on a forwarded request and on its answer
+AT = "X-Leadscore-At"  # a list gathered from every worker: the time all of them decay to
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 HTTP_ERRORS = {
     404: ("not_found", "no such endpoint"),
@@ -167,11 +173,13 @@ def install_web(
     *,
     partitions: int,
     in_flight: Callable[[bytes], tuple[bool, LeadRecord | None]] | None = None,
+    ranks: RankIndex | None = None,
 ) -> None:
     """The API's views. ``partitions``: the events topic's partition count.
 
     ``in_flight``: whether the worker's batches in flight wrote a lead, and what
     they left (None: deleted), read before the table (``stream.pipeline``).
+    ``ranks``: the worker's index of its partitions' leads by current score.
     """
     me = _ident(URL(settings.canonical_web_url()))
     shared_url = SharedUrlReport(settings.canonical_web_url())
@@ -244,9 +252,97 @@ def install_web(
             body = await body
         return aioweb.json_response(body)  # type: ignore[return-value]  # as above: aiohttp's response
 
+    async def gathered(
+        request: Request,
+        local: Callable[[list[int], int], dict[str, Any]],
+        merge: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+    ) -> Response:
+        """A list over every partition: this worker's part and, unless the request was
+        forwarded, every other worker's (asked at once, for the same time), merged. An
+        answer that does not cover every partition (a rebalance) is 503, never a list
+        with leads missing."""
+        reason = not_ready(app, settings)
+        if reason is not None:
+            raise unavailable(reason)
+        if FORWARDED in request.headers:
+            at = int(request.headers.get(AT, "0")) or clock()
+            return aioweb.json_response(local(owned(), at))  # type: ignore[return-value]  # aiohttp's response
+        at = clock()
+        mine = owned()
+        try:
+            hosts = [URL(host) for host in app.router.table_metadata("leads")]
+        except KeyError:
+            raise unavailable("the workers of the group are not known yet") from None
+        others = [host for host in hosts if _ident(host) != me]
+        parts = [local(mine, at), *await asyncio.gather(*(ask(o, request, at) for o in others))]
+        covered = sorted(p for part in parts for p in part["partitions"])
+        if covered != list(range(partitions)):
+            raise unavailable("partitions are moving between workers")
+        if others:
+            request["served"] = "gathered"  # type: ignore[index]  # Faust's Request type hides aiohttp's item access
+        body = {**parts[0], "leads": merge([lead for part in parts for lead in part["leads"]])}
+        body["partitions"] = covered
+        return aioweb.json_response(body)  # type: ignore[return-value]  # aiohttp's response
+
+    async def ask(worker: URL, request: Request, at: int) -> dict[str, Any]:
+        """Another worker's part of a list (its own partitions only)."""
+        url = request.url.with_scheme(worker.scheme).with_host(worker.host or "")
+        url = url.with_port(worker.port)
+        headers = {FORWARDED: "1", AT: str(at)}
+        if "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+        timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
+        try:
+            async with app.http_client.get(url, headers=headers, timeout=timeout) as answer:
+                if answer.status != 200:
+                    raise unavailable(f"another worker answered {answer.status}")
+                part: dict[str, Any] = await answer.json()
+                return part
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            log.warning(
+                "asking another worker for its part of a list failed: %s", type(error).__name__
+            )
+            raise unavailable("another worker did not answer") from None
+
     def query(request: Request, name: str) -> str | None:
         value: str | None = request.query.get(name)
         return value
+
+    index = ranks if ranks is not None else RankIndex(rules)
+
+    @app.page("/leads")
+    class LeadListView(View):
+        async def get(self, request: Request) -> Response:
+            asked = check_list_query(request.query, rules)
+
+            def local(mine: list[int], at: int) -> dict[str, Any]:
+                found = index.top(
+                    mine, at, asked.limit, asked.stage, asked.min_score, asked.account_id
+                )
+                return list_body(found, at, mine)
+
+            def merge(leads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                ordered = sorted(leads, key=lambda x: (x["score"], x["contact_id"]), reverse=True)
+                return ordered[: asked.limit]
+
+            return await gathered(request, local, merge)
+
+    # Registered before /leads/{contact_id}: the path names this list, not a contact.
+    @app.page("/leads/cooling")
+    class CoolingView(View):
+        async def get(self, request: Request) -> Response:
+            within = check_within(query(request, "within"))
+            raw_limit = query(request, "limit")
+            limit = 100 if raw_limit is None else check_limit(raw_limit, 1000)
+
+            def local(mine: list[int], at: int) -> dict[str, Any]:
+                found = index.cooling(mine, at, within, limit)
+                return cooling_body(found, at, within, mine, rules)
+
+            def merge(leads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                return sorted(leads, key=lambda x: (x["drops_at"], x["contact_id"]))[:limit]
+
+            return await gathered(request, local, merge)
 
     @app.page("/leads/{contact_id}")
     class LeadView(View):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import random
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from aiokafka.partitioner import DefaultPartitioner
 
+from leadscore.scoring import load_rules
 from tests.contract import check, documented_paths
 from tests.integration.test_pipeline import ev, values
 from tests.support.deployments import Deployment
@@ -289,3 +291,83 @@ def test_a_query_during_a_restart_answers_503_then_the_right_state(
             answer = get(port, f"/leads/{contact}", TOKEN)
             assert answer.status == 200
             assert (answer.body["score"], answer.body["stage"]) == expected(contact)
+
+
+def test_ranked_lists_agree_across_workers_and_with_a_scan_of_every_lead(
+    deployment: Deployment, start_worker, tmp_path
+) -> None:
+    """GET /leads and /leads/cooling gathered from either worker: the same list, every
+    partition covered, in the order and with the scores a scan of every lead's state
+    gives (scores decayed to the list's time), filters applied."""
+    ports, _, _ = two_workers(deployment, start_worker, tmp_path)
+    rules = load_rules()
+    now = int(time.time() * 1000)
+    rng = random.Random(23)
+    kinds = ["page_view", "email_open", "download", "signup", "demo_request"]
+    more = []
+    for n in range(60):
+        contact = f"ranked-{n}"
+        at = now - rng.randrange(5 * 86_400_000)  # up to 5 days back: decay reorders them
+        account = f"acct-{n % 3}"
+        for k in range(rng.randint(1, 4)):
+            kind = rng.choice(kinds)
+            more.append(ev(f"{contact}-{k}", contact, kind, at + k, account_id=account))
+    produce(deployment.bootstrap, deployment.topic("events"), more)
+    states = values(consume(deployment.bootstrap, deployment.topic("lead-state"), 36 + len(more)))
+    latest = {s["contact_id"]: s for s in states}  # the last state of each lead
+    assert len(latest) == len(CONTACTS) + 60
+
+    def scan(at: int, stage: str | None = None, account: str | None = None) -> list[tuple]:
+        found = [
+            (s["score"] * rules.decay_factor(at - s["last_event_at"]), s["contact_id"])
+            for s in latest.values()
+            if (stage is None or s["stage"] == stage)
+            and (account is None or s["account_id"] == account)
+        ]
+        return sorted(found, reverse=True)
+
+    for query, stage, account, limit in [
+        ("limit=10", None, None, 10),
+        ("sort=score&limit=100&stage=hot", "hot", None, 100),
+        ("limit=5&account_id=acct-1", None, "acct-1", 5),
+    ]:
+        answers = [get(port, f"/leads?{query}", TOKEN) for port in ports]
+        for answer in answers:
+            assert answer.status == 200, answer.body
+            check(answer.body, "LeadList")
+            assert answer.body["partitions"] == [0, 1, 2]
+        first = answers[0].body
+        want = scan(first["as_of"], stage, account)[:limit]
+        assert [x["contact_id"] for x in first["leads"]] == [c for _, c in want], query
+        for listed, (score, _) in zip(first["leads"], want, strict=True):
+            assert abs(listed["score"] - score) < 1e-3
+            assert stage is None or listed["stage"] == stage
+        assert [x["contact_id"] for x in answers[1].body["leads"]] == [c for _, c in want]
+
+    floor = get(ports[1], "/leads?limit=1000&min_score=25", TOKEN).body
+    assert floor["leads"]
+    assert all(x["score"] >= 25 for x in floor["leads"])
+    assert len(floor["leads"]) == sum(1 for s, _ in scan(floor["as_of"]) if s >= 25)
+
+    cooling = [get(port, "/leads/cooling?within=90d&limit=1000", TOKEN) for port in ports]
+    for answer in cooling:
+        assert answer.status == 200, answer.body
+        check(answer.body, "CoolingList")
+    body = cooling[0].body
+    above_bottom = {c for c, s in latest.items() if s["stage"] != rules.stages[0].name}
+    assert {x["contact_id"] for x in body["leads"]} == above_bottom
+    assert [x["contact_id"] for x in cooling[1].body["leads"]] == [
+        x["contact_id"] for x in body["leads"]
+    ]
+    bottoms = {stage.name: stage.min_score for stage in rules.stages}
+    for x in body["leads"]:
+        state = latest[x["contact_id"]]
+        at_drop = state["score"] * rules.decay_factor(x["drops_at"] - state["last_event_at"])
+        assert at_drop < bottoms[x["stage"]]  # below its stage's bottom by then,
+        if x["drops_at"] > state["last_event_at"]:  # and only just (unless below it already)
+            assert bottoms[x["stage"]] <= at_drop + 1e-3
+    assert [x["drops_at"] for x in body["leads"]] == sorted(x["drops_at"] for x in body["leads"])
+
+    assert get(ports[0], "/leads?sort=name", TOKEN).status == 400
+    assert get(ports[0], "/leads?stage=lukewarm", TOKEN).status == 400
+    assert get(ports[0], "/leads/cooling?within=1y", TOKEN).status == 400
