@@ -6,6 +6,7 @@ Every error body has one shape: ``{"error": {"code": ..., "message": ...}}``.
 from __future__ import annotations
 
 import hmac
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ def check_contact_id(contact_id: str) -> str:
 MAX_LIMIT = 1000  # the largest history a lead can keep (LEADSCORE_HISTORY_SIZE)
 _DIGITS = re.compile(r"[0-9]{1,15}")  # ASCII only: str.isdigit() also takes "²" and "٣"
 _MAX_AT_CHARS = 64
+_ISO_YEAR = re.compile(r"[1-8][0-9]{3}-")  # years 1000 to 8999, as the document says
 
 
 def check_token(expected: str | None, authorization: str | None) -> None:
@@ -58,18 +60,20 @@ def check_at(raw: str | None, record: LeadRecord, now_ms: int) -> int:
     wrong = ApiError(
         400,
         "invalid_at",
-        "at must be epoch milliseconds or ISO-8601 with a UTC offset, "
-        "e.g. 2026-11-23T09:00:00+01:00",
+        "at must be epoch milliseconds or ISO-8601 with a UTC offset (years 1000 to "
+        "8999), e.g. 2026-11-23T09:00:00+01:00",
     )
-    if len(raw) > _MAX_AT_CHARS:
+    if len(raw) > _MAX_AT_CHARS or not (_DIGITS.fullmatch(raw) or _ISO_YEAR.match(raw)):
         raise wrong
     try:
         at = int(raw) if _DIGITS.fullmatch(raw) else iso_to_ms(raw)
     except (ValueError, OverflowError, OSError):
         raise wrong from None
-    if at < record.ref_ms:
+    if at < record.ref_ms:  # a well-formed time the lead's state cannot answer for: 409
         raise ApiError(
-            400, "invalid_at", "at is before the lead's latest event; only later times are known"
+            409,
+            "at_before_latest_event",
+            "at is before the lead's latest event; only later times are known",
         )
     return at
 
@@ -131,7 +135,6 @@ def history_body(record: LeadRecord, changes: list[dict[str, Any]], bound: int) 
 
 
 DEFAULT_LIST_LIMIT = 20
-MAX_WITHIN_MS = 90 * 86_400_000
 _NUMBER = re.compile(r"-?[0-9]{1,9}(\.[0-9]{1,6})?")
 _DURATION = re.compile(r"([0-9]{1,6})([smhd])")
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -168,17 +171,14 @@ def check_list_query(query: Mapping[str, str], rules: Rules) -> ListQuery:
 
 
 def check_within(raw: str | None) -> int:
-    """``?within=`` of the cooling list: a duration such as 90m, 24h or 7d (default 24h,
-    at most 90d), in milliseconds."""
+    """``?within=`` of the cooling list: a duration such as 90m, 24h or 7d (default 24h;
+    up to six digits), in milliseconds."""
     if raw is None:
         return _UNIT_MS["h"] * 24
     found = _DURATION.fullmatch(raw)
-    within = int(found.group(1)) * _UNIT_MS[found.group(2)] if found else -1
-    if not 0 <= within <= MAX_WITHIN_MS:
-        raise ApiError(
-            400, "invalid_within", "within must be a duration such as 90m, 24h or 7d, at most 90d"
-        )
-    return within
+    if found is None:
+        raise ApiError(400, "invalid_within", "within must be a duration such as 90m, 24h or 7d")
+    return int(found.group(1)) * _UNIT_MS[found.group(2)]
 
 
 def listed_body(listed: Listed) -> dict[str, Any]:
@@ -217,3 +217,13 @@ def cooling_body(
         "within_ms": within_ms,
         "partitions": partitions,
     }
+
+
+def served_document(document: bytes, rules: Rules) -> bytes:
+    """The OpenAPI document as a worker serves it: with its rules' stage names as the
+    values ``GET /leads?stage=`` takes."""
+    parsed = json.loads(document)
+    for parameter in parsed["paths"]["/leads"]["get"]["parameters"]:
+        if parameter["name"] == "stage":
+            parameter["schema"]["enum"] = [stage.name for stage in rules.stages]
+    return json.dumps(parsed, indent=2).encode()

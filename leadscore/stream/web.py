@@ -41,6 +41,7 @@ from leadscore.api import (
     intelligence_body,
     lead_body,
     list_body,
+    served_document,
 )
 from leadscore.codecs.leads import decode_lead
 from leadscore.config import Settings
@@ -392,7 +393,9 @@ def install_web(
         body, content_type = exposition()
         return aioweb.Response(body=body, headers={"Content-Type": content_type})  # type: ignore[return-value]  # aiohttp's response
 
-    document = resources.files("leadscore").joinpath("openapi.json").read_bytes()
+    document = served_document(
+        resources.files("leadscore").joinpath("openapi.json").read_bytes(), rules
+    )
 
     @app.page("/openapi.json")
     async def openapi(web: View, request: Request) -> Response:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aiokafka.partitioner import DefaultPartitioner
 
+from leadscore.api import served_document
 from leadscore.scoring import load_rules
 from tests.contract import check, documented_paths
 from tests.integration.test_pipeline import ev, values
@@ -149,8 +150,12 @@ def test_errors_auth_metrics_and_the_document(
         assert get(port, "/readyz").status == 200
 
         served = get(port, "/openapi.json", TOKEN)
-        document = json.loads(resources.files("leadscore").joinpath("openapi.json").read_text())
-        assert served.body == document
+        document = resources.files("leadscore").joinpath("openapi.json").read_bytes()
+        assert served.body == json.loads(served_document(document, load_rules()))
+        stage = next(
+            p for p in served.body["paths"]["/leads"]["get"]["parameters"] if p["name"] == "stage"
+        )
+        assert stage["schema"]["enum"] == [s.name for s in load_rules().stages]
 
     # Metrics: the events each worker scored add up to what was produced (counted
     # once a batch's outputs are acknowledged, a moment after a reader saw them).
@@ -245,13 +250,15 @@ def test_a_worker_that_would_serve_the_api_open_to_the_network_refuses_to_start(
 
 
 def poll(ports: list[int], stop: threading.Event, seen: list[tuple[str, Answer]]) -> None:
-    """GET every lead through both workers until stopped, keeping every HTTP answer."""
+    """GET every lead, and the ranked list of all of them, through both workers until
+    stopped, keeping every HTTP answer (the list's as contact "*")."""
     while not stop.is_set():
-        for contact in CONTACTS:
+        for contact in [*CONTACTS, "*"]:
+            path = f"/leads/{contact}" if contact != "*" else f"/leads?limit={len(CONTACTS)}"
             for port in ports:
                 # The restarted worker's port is closed while it is down.
                 with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
-                    seen.append((contact, get(port, f"/leads/{contact}", TOKEN)))
+                    seen.append((contact, get(port, path, TOKEN)))
 
 
 def test_a_query_during_a_restart_answers_503_then_the_right_state(
@@ -280,8 +287,17 @@ def test_a_query_during_a_restart_answers_503_then_the_right_state(
     print(f"answers during the restart: {dict(outcomes)}")
     assert set(outcomes) <= {200, 503}, outcomes  # never a 404 or 500
     assert outcomes[503] > 0, "the rebalance was visible as 503s"
+    lists = [answer for contact, answer in seen if contact == "*" and answer.status == 200]
+    assert lists, "the ranked list was answered during the restart"
     for contact, answer in seen:
-        if answer.status == 200:
+        if answer.status == 200 and contact == "*":  # never a list with leads missing
+            assert answer.body["partitions"] == [0, 1, 2]
+            listed = {x["contact_id"]: x for x in answer.body["leads"]}
+            assert listed.keys() == set(CONTACTS)
+            for c, x in listed.items():
+                assert abs(x["score"] - expected(c)[0]) < 0.01
+                assert x["stage"] == expected(c)[1]
+        elif answer.status == 200:
             assert (answer.body["score"], answer.body["stage"]) == expected(contact)
         else:
             assert answer.body["error"]["code"] in ("unavailable", "not_ready")

@@ -82,8 +82,12 @@ def test_at_is_now_unless_given_and_never_before_the_latest_event() -> None:
     assert check_at(None, record, T0 + 5) == T0 + 5
     assert check_at(str(T0 + 7), record, T0) == T0 + 7
     assert check_at("2025-11-02T12:00:00+01:00", record, T0) == 1_762_081_200_000
+    with pytest.raises(ApiError) as info:
+        check_at(str(T0 - 1), record, T0)  # well-formed, but the state cannot answer: 409
+    assert (info.value.status, info.value.code) == (409, "at_before_latest_event")
+    assert "before the lead's latest event" in info.value.message
     for raw, fragment in [
-        (str(T0 - 1), "before the lead's latest event"),
+        ("9000-01-01T00:00:00Z", "years 1000 to 8999"),  # outside the document's pattern
         ("yesterday", "ISO-8601"),
         ("2025-11-01T12:00:00", "UTC offset"),
         ("1" + "0" * 400, "ISO-8601"),  # a 500 before: int() of 401 digits, then overflow

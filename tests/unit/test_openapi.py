@@ -129,7 +129,7 @@ def test_a_cooling_window_is_a_duration(raw: str | None, ms: int) -> None:
     assert check_within(raw) == ms
 
 
-@pytest.mark.parametrize("raw", ["1y", "24", "91d", "-1h", "1.5h", "24 h"])
+@pytest.mark.parametrize("raw", ["1y", "24", "1234567d", "-1h", "1.5h", "24 h"])
 def test_a_cooling_window_that_is_no_duration_is_refused(raw: str) -> None:
     with pytest.raises(ApiError) as raised:
         check_within(raw)
