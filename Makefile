@@ -8,7 +8,7 @@ PEER_VENV := .venv-peer
 
 .DEFAULT_GOAL := help
 PHONY_BENCH := bench bench-smoke bench-large bench-profile peer-venv
-.PHONY: $(PHONY_BENCH) help install demo test test-unit test-integration test-faults lint format docs bench-timer bench-identity bench-wheel bench-api bench-notify bench-metrics bench-guarantee bench-backpressure bench-input-checks bench-drain-ab ops-plot broker broker-stop broker-status clean
+.PHONY: $(PHONY_BENCH) help install demo test test-unit test-integration test-faults lint format docs bench-timer bench-identity bench-wheel bench-api bench-lists bench-notify bench-metrics bench-guarantee bench-backpressure bench-input-checks bench-drain-ab ops-plot broker broker-stop broker-status clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -58,6 +58,10 @@ bench-wheel: $(INSTALLED) ## Per-event cost of maintaining the timer wheel, with
 bench-api: $(INSTALLED) ## GET /leads/{id} latency on the owner and forwarded, idle and under load (bench/results/)
 	$(BIN)/python bench/api_latency.py --contacts 2000 --requests 1000 --rounds 3
 	$(BIN)/python bench/api_latency.py --contacts 2000 --requests 1000 --rounds 3 --load-rate 200
+
+bench-lists: $(INSTALLED) ## The ranked lists beside GET /leads/{id}, 100k leads, idle and scoring 500 events/s (bench/results/)
+	$(BIN)/python bench/api_latency.py --contacts 100000 --requests 300 --rounds 3
+	$(BIN)/python bench/api_latency.py --contacts 100000 --requests 300 --rounds 3 --load-rate 500
 
 bench-notify: $(INSTALLED) ## Notification sink: deliveries/s against a bare client, and action->delivery latency (bench/results/)
 	$(BIN)/python bench/notify_throughput.py --actions 5000 --load 0.5 --seconds 20 --repeat 3
