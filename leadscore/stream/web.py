@@ -191,15 +191,22 @@ def install_web(
     def unavailable(reason: str) -> ApiError:
         return ApiError(503, "unavailable", reason, retry_after=RETRY_AFTER_S)
 
-    async def forward(owner: URL, request: Request) -> Response:
-        url = request.url.with_scheme(owner.scheme).with_host(owner.host or "")
-        url = url.with_port(owner.port)
-        headers = {FORWARDED: "1"}
+    def to_worker(worker: URL, request: Request, **extra: str) -> dict[str, Any]:
+        """The arguments of ``request`` sent on to another worker: its URL there, the
+        forwarded mark, the caller's credentials and ``extra`` headers, the timeout."""
+        url = request.url.with_scheme(worker.scheme).with_host(worker.host or "")
+        headers = {FORWARDED: "1", **extra}
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
-        timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
+        return {
+            "url": url.with_port(worker.port),
+            "headers": headers,
+            "timeout": aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S),
+        }
+
+    async def forward(owner: URL, request: Request) -> Response:
         try:
-            async with app.http_client.get(url, headers=headers, timeout=timeout) as answer:
+            async with app.http_client.get(**to_worker(owner, request)) as answer:
                 body = await answer.read()
                 kept = {FORWARDED: "1"}
                 if "Retry-After" in answer.headers:
@@ -287,14 +294,8 @@ def install_web(
 
     async def ask(worker: URL, request: Request, at: int) -> dict[str, Any]:
         """Another worker's part of a list (its own partitions only)."""
-        url = request.url.with_scheme(worker.scheme).with_host(worker.host or "")
-        url = url.with_port(worker.port)
-        headers = {FORWARDED: "1", AT: str(at)}
-        if "Authorization" in request.headers:
-            headers["Authorization"] = request.headers["Authorization"]
-        timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
         try:
-            async with app.http_client.get(url, headers=headers, timeout=timeout) as answer:
+            async with app.http_client.get(**to_worker(worker, request, **{AT: str(at)})) as answer:
                 if answer.status != 200:
                     raise unavailable(f"another worker answered {answer.status}")
                 part: dict[str, Any] = await answer.json()
