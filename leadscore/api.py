@@ -63,10 +63,11 @@ def check_at(raw: str | None, record: LeadRecord, now_ms: int) -> int:
         "at must be epoch milliseconds or ISO-8601 with a UTC offset (years 1000 to "
         "8999), e.g. 2026-11-23T09:00:00+01:00",
     )
-    if len(raw) > _MAX_AT_CHARS or not (_DIGITS.fullmatch(raw) or _ISO_YEAR.match(raw)):
+    epoch = _DIGITS.fullmatch(raw)
+    if len(raw) > _MAX_AT_CHARS or not (epoch or _ISO_YEAR.match(raw)):
         raise wrong
     try:
-        at = int(raw) if _DIGITS.fullmatch(raw) else iso_to_ms(raw)
+        at = int(raw) if epoch else iso_to_ms(raw)
     except (ValueError, OverflowError, OSError):
         raise wrong from None
     if at < record.ref_ms:  # a well-formed time the lead's state cannot answer for: 409
@@ -165,9 +166,28 @@ def check_list_query(query: Mapping[str, str], rules: Rules) -> ListQuery:
     if raw_min is not None and not _NUMBER.fullmatch(raw_min):
         raise ApiError(400, "invalid_min_score", "min_score must be a number, e.g. 40 or 12.5")
     account = query.get("account_id")
-    if account is not None and id_problem(account):
-        raise ApiError(400, "invalid_account_id", f"account id {id_problem(account)}")
+    problem = None if account is None else id_problem(account)
+    if problem:
+        raise ApiError(400, "invalid_account_id", f"account id {problem}")
     return ListQuery(limit, stage, None if raw_min is None else float(raw_min), account)
+
+
+DEFAULT_COOLING_LIMIT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class CoolingQuery:
+    """``GET /leads/cooling``: the leads whose stage runs out within ``within_ms``."""
+
+    within_ms: int
+    limit: int
+
+
+def check_cooling_query(query: Mapping[str, str]) -> CoolingQuery:
+    """The cooling list's parameters, or ApiError 400 saying which one is wrong."""
+    raw_limit = query.get("limit")
+    limit = DEFAULT_COOLING_LIMIT if raw_limit is None else check_limit(raw_limit, MAX_LIMIT)
+    return CoolingQuery(check_within(query.get("within")), limit)
 
 
 def check_within(raw: str | None) -> int:

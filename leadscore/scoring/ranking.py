@@ -15,6 +15,7 @@ cases into one tuple that sorts in the order of the current scores.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterable
@@ -92,6 +93,7 @@ class RankIndex:
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
         self.half_life_ms = rules.half_life_ms
+        self.next_stage = {low.name: high for low, high in itertools.pairwise(rules.stages)}
         # (key, contact, partition) and (drop time, contact, partition), per partition
         self.by_score: dict[int, SortedList] = defaultdict(SortedList)
         self.by_drop: dict[int, SortedList] = defaultdict(SortedList)
@@ -173,11 +175,7 @@ class RankIndex:
         return found
 
     def _listed(self, entry: Ranked, score: float) -> Listed:
-        stages = self.rules.stages
-        names = [s.name for s in stages]
-        nxt = None
-        if entry.stage in names and names.index(entry.stage) + 1 < len(stages):
-            nxt = stages[names.index(entry.stage) + 1]
+        nxt = self.next_stage.get(entry.stage)
         return Listed(
             entry.contact_id,
             score,

@@ -32,10 +32,10 @@ from yarl import URL
 from leadscore.api import (
     check_at,
     check_contact_id,
+    check_cooling_query,
     check_limit,
     check_list_query,
     check_token,
-    check_within,
     cooling_body,
     history_body,
     intelligence_body,
@@ -333,16 +333,15 @@ def install_web(
     @app.page("/leads/cooling")
     class CoolingView(View):
         async def get(self, request: Request) -> Response:
-            within = check_within(query(request, "within"))
-            raw_limit = query(request, "limit")
-            limit = 100 if raw_limit is None else check_limit(raw_limit, 1000)
+            asked = check_cooling_query(request.query)
 
             def local(mine: list[int], at: int) -> dict[str, Any]:
-                found = index.cooling(mine, at, within, limit)
-                return cooling_body(found, at, within, mine, rules)
+                found = index.cooling(mine, at, asked.within_ms, asked.limit)
+                return cooling_body(found, at, asked.within_ms, mine, rules)
 
             def merge(leads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-                return sorted(leads, key=lambda x: (x["drops_at"], x["contact_id"]))[:limit]
+                ordered = sorted(leads, key=lambda x: (x["drops_at"], x["contact_id"]))
+                return ordered[: asked.limit]
 
             return await gathered(request, local, merge)
 

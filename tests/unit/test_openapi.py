@@ -9,7 +9,9 @@ import pytest
 from openapi_spec_validator import validate
 
 from leadscore.api import (
+    CoolingQuery,
     ListQuery,
+    check_cooling_query,
     check_list_query,
     check_within,
     cooling_body,
@@ -134,3 +136,11 @@ def test_a_cooling_window_that_is_no_duration_is_refused(raw: str) -> None:
     with pytest.raises(ApiError) as raised:
         check_within(raw)
     assert raised.value.code == "invalid_within"
+
+
+def test_a_cooling_query_has_defaults_and_the_list_limit_bound() -> None:
+    assert check_cooling_query({}) == CoolingQuery(86_400_000, 100)
+    assert check_cooling_query({"within": "7d", "limit": "5"}) == CoolingQuery(604_800_000, 5)
+    with pytest.raises(ApiError) as raised:
+        check_cooling_query({"limit": "1001"})
+    assert raised.value.code == "invalid_limit"
