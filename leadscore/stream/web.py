@@ -273,7 +273,10 @@ def install_web(
         if reason is not None:
             raise unavailable(reason)
         if FORWARDED in request.headers:
-            at = int(request.headers.get(AT, "0")) or clock()
+            # The gathering worker's time; a header that is no epoch ms (only a caller
+            # with the token can send one) means now, never a 500.
+            raw = request.headers.get(AT, "")
+            at = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 15 else clock()
             return aioweb.json_response(local(owned(), at))  # type: ignore[return-value]  # aiohttp's response
         at = clock()
         mine = owned()

@@ -315,7 +315,7 @@ def test_ranked_lists_agree_across_workers_and_with_a_scan_of_every_lead(
     """GET /leads and /leads/cooling gathered from either worker: the same list, every
     partition covered, in the order and with the scores a scan of every lead's state
     gives (scores decayed to the list's time), filters applied."""
-    ports, _, _ = two_workers(deployment, start_worker, tmp_path)
+    ports, _, owned = two_workers(deployment, start_worker, tmp_path)
     rules = load_rules()
     now = int(time.time() * 1000)
     rng = random.Random(23)
@@ -384,6 +384,13 @@ def test_ranked_lists_agree_across_workers_and_with_a_scan_of_every_lead(
             assert bottoms[x["stage"]] <= at_drop + 1e-3
     assert [x["drops_at"] for x in body["leads"]] == sorted(x["drops_at"] for x in body["leads"])
 
+    # A worker's own part, as another worker asks for it; an X-Leadscore-At that is no
+    # epoch ms means now (never a 500).
+    for at in ("not-a-time", "1" * 400, str(floor["as_of"])):
+        headers = {"X-Leadscore-Forwarded": "1", "X-Leadscore-At": at}
+        part = get(ports[0], "/leads?limit=1000", TOKEN, extra_headers=headers)
+        assert part.status == 200, part.body
+        assert part.body["partitions"] == owned[0]
     assert get(ports[0], "/leads?sort=name", TOKEN).status == 400
     assert get(ports[0], "/leads?stage=lukewarm", TOKEN).status == 400
     assert get(ports[0], "/leads/cooling?within=1y", TOKEN).status == 400

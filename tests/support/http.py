@@ -30,9 +30,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def get(port: int, path: str, token: str | None = None, method: str = "GET") -> Answer:
+def get(
+    port: int,
+    path: str,
+    token: str | None = None,
+    method: str = "GET",
+    extra_headers: dict[str, str] | None = None,
+) -> Answer:
     """One request; HTTP errors are answers too (connection errors raise URLError)."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", method=method, headers=extra_headers or {}
+    )
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
