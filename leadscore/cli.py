@@ -348,6 +348,8 @@ TAILS = {
     "assignments": "assignments_topic",
     "sink-dlq": "sink_dlq_topic",
     "privacy-receipts": "privacy_receipts_topic",
+    "account-state": "account_state_topic",
+    "account-actions": "account_actions_topic",
 }
 
 

@@ -69,6 +69,19 @@ class Settings(BaseSettings):
         description="Output: what each erasure cleared, keyed by request id (compacted; the "
         "contact as a keyed hash)",
     )
+    account_updates_topic: str = Field(
+        "leadscore.account-updates",
+        description="Internal: what each contact now brings its account, keyed by account id "
+        "(the account agent's input; as many partitions as the events topic)",
+    )
+    account_state_topic: str = Field(
+        "leadscore.account-state",
+        description="Output: latest snapshot of each account, keyed by account id (compacted)",
+    )
+    account_actions_topic: str = Field(
+        "leadscore.account-actions",
+        description="Output: account threshold crossings and stage changes, keyed by account id",
+    )
     privacy_key: SecretStr | None = Field(
         None,
         description="Secret key of the keyed hash (HMAC-SHA256) that names an erased contact "

@@ -37,6 +37,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.handoff_topic, {**delete, "retention.ms": str(7 * DAY_MS)}),
         TopicSpec(settings.privacy_topic, {"cleanup.policy": "compact"}),
         TopicSpec(settings.privacy_receipts_topic, {"cleanup.policy": "compact"}),
+        TopicSpec(settings.account_updates_topic, {**delete, "retention.ms": str(7 * DAY_MS)}),
+        TopicSpec(settings.account_state_topic, {"cleanup.policy": "compact"}),
+        TopicSpec(settings.account_actions_topic, {**delete, "retention.ms": str(30 * DAY_MS)}),
     ]
 
 
@@ -171,6 +174,7 @@ def require_topics(settings: Settings) -> tuple[str, dict[str, int]]:
         "that holds its lead",
         settings.privacy_topic: "an erase request for a contact must reach the partition "
         "that holds its lead",
+        settings.account_updates_topic: "the account agent's table is co-partitioned with it",
     }
     for topic, reason in why.items():
         if have[topic] != events:

@@ -34,6 +34,15 @@ DEAD_LETTERS = Counter(
     "leadscore_dead_letters", "Records sent to the dead-letter topic, by reason", ["reason"]
 )
 ACTIONS = Counter("leadscore_actions", "Actions emitted, by kind and name", ["kind", "name"])
+ACCOUNT_ACTIONS = Counter(
+    "leadscore_account_actions", "Account actions emitted, by kind and name", ["kind", "name"]
+)
+ACCOUNT_UPDATES = Counter(
+    "leadscore_account_updates",
+    "Contact shares the account agent read: applied, or duplicate (a version the account "
+    "already had: a replay, counted once)",
+    ["outcome"],
+)
 OFF_PARTITION = Counter(
     "leadscore_events_off_partition",
     "Events not on their contact id's murmur2 partition, handed to it before they are "

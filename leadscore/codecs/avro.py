@@ -26,6 +26,8 @@ SCHEMA_FILES = {
     "LeadState": "lead_state.avsc",
     "ScoreChange": "score_change.avsc",
     "Assignment": "assignment.avsc",
+    "AccountState": "account_state.avsc",
+    "AccountAction": "account_action.avsc",
 }
 
 

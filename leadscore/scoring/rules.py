@@ -330,6 +330,37 @@ class Identity(_Frozen):
         return any(folded == b.casefold() for b in self.blocked_ids)
 
 
+class Accounts(_Frozen):
+    """Account scoring (``leadscore.scoring.accounts``): an account's engagement is the sum
+    of its contacts' decayed scores, with stages and thresholds of its own.
+
+    No stages: accounts are not scored. ``engaged_floor``: a contact counts as engaged
+    while its current score is at least this. ``persona_trait``: the trait whose
+    distinct values among engaged contacts make the buying-group coverage.
+    ``track_contacts``: how many contacts (the highest scores) an account keeps by name,
+    for its top contacts, engaged count and coverage.
+    """
+
+    stages: tuple[Stage, ...] = ()
+    thresholds: tuple[Threshold, ...] = ()
+    engaged_floor: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    persona_trait: Identifier | None = None
+    track_contacts: int = Field(default=50, ge=1, le=1000)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.stages)
+
+    def stage_for(self, score: float) -> str:
+        """The stage whose band holds ``score`` (below the lowest band: the lowest stage)."""
+        current = self.stages[0].name
+        for stage in self.stages[1:]:
+            if score < stage.min_score:
+                break
+            current = stage.name
+        return current
+
+
 class Rules(_Frozen):
     """A complete, validated scoring configuration."""
 
@@ -349,6 +380,7 @@ class Rules(_Frozen):
     next_actions: dict[str, str] = Field(default_factory=dict)
     next_action_when_high_risk: str = "re_engage"
     identity: Identity = Identity()
+    accounts: Accounts = Accounts()
     _by_type: dict[str, tuple[Rule, ...]] = PrivateAttr(default_factory=dict)
     _cap_of: dict[str, Cap] = PrivateAttr(default_factory=dict)
     _grade_rank: dict[str, int] = PrivateAttr(default_factory=dict)
@@ -570,9 +602,66 @@ def _cross_checks(rules: Rules) -> list[tuple[tuple[Any, ...], str]]:
                     f"not a fit grade ({known})",
                 )
             )
+    problems += _account_checks(rules.accounts)
+    persona = rules.accounts.persona_trait
+    if persona is not None and persona not in rules.fit.traits:
+        kept = ", ".join(sorted(rules.fit.traits)) or "none: no fit rules"
+        problems.append(
+            (
+                ("accounts", "persona_trait"),
+                f"persona_trait {persona!r} is not a trait the fit rules read, so no lead keeps "
+                f"it (kept: {kept})",
+            )
+        )
     for unknown in sorted(set(rules.next_actions) - set(names) - {DISQUALIFIED}):
         problems.append(
             (("next_actions", unknown), f"next_actions names an unknown stage {unknown!r}")
+        )
+    return problems
+
+
+def _account_checks(accounts: Accounts) -> list[tuple[tuple[Any, ...], str]]:
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    stages = accounts.stages
+    for i in range(1, len(stages)):
+        if stages[i].min_score <= stages[i - 1].min_score:
+            problems.append(
+                (
+                    ("accounts", "stages", i, "min_score"),
+                    f"account stage {stages[i].name!r} starts at {stages[i].min_score:g}, not "
+                    f"above {stages[i - 1].name!r} ({stages[i - 1].min_score:g}): list account "
+                    "stages from the lowest min_score up",
+                )
+            )
+    names = [s.name for s in stages]
+    for i, stage in enumerate(stages):
+        if names.index(stage.name) != i:
+            problems.append(
+                (("accounts", "stages", i, "name"), f"account stage {stage.name!r} is listed twice")
+            )
+    tnames = [t.name for t in accounts.thresholds]
+    for i, threshold in enumerate(accounts.thresholds):
+        if tnames.index(threshold.name) != i:
+            problems.append(
+                (
+                    ("accounts", "thresholds", i, "name"),
+                    f"account threshold {threshold.name!r} is listed twice",
+                )
+            )
+        if threshold.min_grade is not None:
+            problems.append(
+                (
+                    ("accounts", "thresholds", i, "min_grade"),
+                    "accounts have no fit grade: leave min_grade out of account thresholds",
+                )
+            )
+    if accounts.thresholds and not stages:
+        problems.append(
+            (
+                ("accounts", "thresholds"),
+                "account thresholds need account stages (accounts.stages): without them "
+                "accounts are not scored",
+            )
         )
     return problems
 

@@ -27,12 +27,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
 from leadscore.codecs.dlq import dlq_headers
 from leadscore.codecs.events import decode_event
 from leadscore.codecs.leads import decode_lead, encode_lead
 from leadscore.errors import InvalidEvent
 from leadscore.logs import redact
 from leadscore.scoring import LeadRecord, Rules, apply_event, apply_tick, new_lead, snapshot
+from leadscore.scoring.accounts import shares
 from leadscore.scoring.engine import CONSENT, Applied, erased_action
 from leadscore.scoring.engine import CONSENT_STATUSES as STATUSES
 from leadscore.scoring.events import EngagementEvent, id_problem
@@ -40,6 +43,7 @@ from leadscore.scoring.merge import merge_leads, merges_within_week, stub
 from leadscore.step import identity
 from leadscore.step.identity import MAX_HOPS, Handoff, Kind, read_handoff
 from leadscore.step.privacy import (
+    SUPPRESSED_PREFIX,
     EraseRequest,
     PrivacyKeyMissing,
     contact_hash,
@@ -61,7 +65,16 @@ Read = Callable[[int, bytes], bytes | LeadRecord | None]
 
 #: Where an output goes; the agent maps each to its topic.
 Destination = Literal[
-    "actions", "score_changes", "lead_state", "dlq", "handoff", "privacy", "receipts"
+    "actions",
+    "score_changes",
+    "lead_state",
+    "dlq",
+    "handoff",
+    "privacy",
+    "receipts",
+    "account_updates",
+    "account_state",
+    "account_actions",
 ]
 
 
@@ -248,7 +261,18 @@ class _Batch:
     def store(
         self, key: bytes, partition: int, before: LeadRecord | None, after: LeadRecord | None
     ) -> None:
-        """Keep ``after`` as the lead of ``key`` (None: delete the key)."""
+        """Keep ``after`` as the lead of ``key`` (None: delete the key), and tell the accounts
+        involved what the contact now brings them (``scoring.accounts.shares``)."""
+        if self.rules.accounts.enabled and not key.startswith(SUPPRESSED_PREFIX):
+            for share in shares(key.decode("utf-8"), before, after, self.rules):
+                self.effects.outputs.append(
+                    Output(
+                        "account_updates",
+                        share.account_id.encode("utf-8"),
+                        orjson.dumps(share.to_dict()),
+                        partition,
+                    )
+                )
         self.records[key] = after
         self.touched[key] = partition
         if after is None:

@@ -30,11 +30,14 @@ from typing import Any, NoReturn, cast
 
 import faust
 
+from leadscore.codecs.accounts import TICK_HEADER, decode_account, encode_entry, is_account_key
 from leadscore.codecs.leads import decode_lead, encode_lead, peek_lead
 from leadscore.codecs.outputs import encoder
 from leadscore.config import PRODUCER_MAX_REQUEST_BYTES, Settings
 from leadscore.kafka_admin import TopicSpec
 from leadscore.metrics import (
+    ACCOUNT_ACTIONS,
+    ACCOUNT_UPDATES,
     ACTIONS,
     DEAD_LETTERS,
     ERASURES,
@@ -53,7 +56,8 @@ from leadscore.metrics import (
 )
 from leadscore.scoring import LeadRecord, Rules
 from leadscore.scoring.ranking import RankIndex
-from leadscore.step.batch import Effects, Encoders, Input, Limits, Read, process
+from leadscore.step.accounts import AccountEffects, process_accounts
+from leadscore.step.batch import Effects, Encoders, Input, Limits, process
 from leadscore.step.privacy import SUPPRESSED_PREFIX
 from leadscore.step.wheel import Timers
 from leadscore.stream.faust_ext import App, broker_urls
@@ -253,6 +257,14 @@ def lead_index(items: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[str, int 
         yield key.decode("utf-8"), due_ms, stage
 
 
+def account_index(items: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[str, int | None, str]]:
+    """(account id, due time, stage) of each stored account record (members left out)."""
+    for key, raw in items:
+        if is_account_key(key):
+            record = decode_account(raw)
+            yield record.account_id, record.due_ms, record.stage
+
+
 def stored_leads(items: Iterable[tuple[bytes, bytes]]) -> Iterator[LeadRecord]:
     """The lead records (and stubs) of a store's items; suppression entries left out."""
     for key, raw in items:
@@ -323,6 +335,9 @@ def build_app(
     lead_state = app.topic(settings.lead_state_topic, schema=RAW)
     score_changes = app.topic(settings.score_changes_topic, schema=RAW)
     dlq = app.topic(settings.dlq_topic, schema=RAW)
+    account_updates = app.topic(settings.account_updates_topic, schema=RAW)
+    account_state = app.topic(settings.account_state_topic, schema=RAW)
+    account_actions = app.topic(settings.account_actions_topic, schema=RAW)
 
     # Each table partition is its own RocksDB store (one per partition owned).
     # Faust's defaults (64 MiB memtables, three per store, and a 2 GiB block cache each)
@@ -351,6 +366,18 @@ def build_app(
     slot_ms = max(1, int(settings.timer_interval_seconds * 1000))
     timers = Timers(slot_ms)
     ranks = RankIndex(rules)  # the ranked lists' index (GET /leads, /leads/cooling)
+    # Accounts (leadscore.step.accounts): their records and each member's last share.
+    accounts = raw_table("accounts", "accounts, and each contact's last share of one")
+    account_timers = Timers(slot_ms)
+
+    @accounts.on_recover  # type: ignore[untyped-decorator]  # Faust's decorator is untyped
+    async def index_accounts() -> None:
+        """Rebuild the accounts' timer wheels and stage counts of the partitions now owned."""
+        owned = table_partitions(app, accounts)
+        now = clock()
+        for partition in owned:
+            account_timers.rebuild(partition, account_index(stored_items(accounts, partition)), now)
+        account_timers.keep_only(owned)
 
     @leads.on_recover  # type: ignore[untyped-decorator]  # Faust's decorator is untyped
     async def index_leads() -> None:
@@ -392,6 +419,9 @@ def build_app(
         "handoff": handoff,
         "privacy": privacy,
         "receipts": receipts,
+        "account_updates": account_updates,
+        "account_state": account_state,
+        "account_actions": account_actions,
     }
     encoders = Encoders(
         action=encoder("LeadAction", settings.output_format),
@@ -402,6 +432,8 @@ def build_app(
             "leads": leads.changelog_topic.get_topic_name(),
         },
     )
+    encode_account_state = encoder("AccountState", settings.output_format)
+    encode_account_action = encoder("AccountAction", settings.output_format)
     partition_check = PartitionCheck(partitions)
     log_levels = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -453,6 +485,19 @@ def build_app(
         for _ in effects.scored:
             PROCESSING.observe(each)
 
+    def account_inputs_of(events: list[Any]) -> Iterator[Input]:
+        for event in events:
+            message = event.message
+            yield Input(
+                message.topic,
+                message.partition,
+                message.offset,
+                message.key,
+                message.value,
+                int(message.timestamp * 1000) if message.timestamp else None,
+                headers=headers_of(message.headers),
+            )
+
     def inputs_of(events: list[Any]) -> Iterator[Input]:
         ticks, handoffs, requests = (
             settings.ticks_topic,
@@ -484,7 +529,7 @@ def build_app(
     )
     topic_names = {name: topic.get_topic_name() for name, topic in destinations.items()}
 
-    async def send_in_transactions(effects: Effects, of_partition: dict[int, Any]) -> None:
+    async def send_in_transactions(effects: Any, of_partition: dict[int, Any]) -> None:
         changes: list[tuple[bytes, Any]] = []
         for output in effects.outputs:
             # Under exactly_once an output joins the transaction of its source's partition.
@@ -515,39 +560,75 @@ def build_app(
             log.log(log_levels[line.level], line.message, *line.args)
         observe(effects, started)
 
-    async def step(events: list[Any]) -> None:
-        """exactly_once: one batch, sent in its transactions, then its leads written."""
+    def finish_accounts(effects: AccountEffects, started: float) -> None:
+        for line in effects.logs:
+            log.log(log_levels[line.level], line.message, *line.args)
+        for reason, count in effects.dead_letters.items():
+            DEAD_LETTERS.labels(reason).inc(count)
+        if metrics_on:
+            ACCOUNT_UPDATES.labels("applied").inc(effects.applied)
+            ACCOUNT_UPDATES.labels("duplicate").inc(effects.duplicates)
+            for (kind, name), count in effects.actions.items():
+                ACCOUNT_ACTIONS.labels(kind, name).inc(count)
+
+    #: A batch's effects from its events and a reader of the table as it stands.
+    Compute = Callable[[list[Any], Callable[[int, bytes], Any]], Any]
+
+    def score_leads(events: list[Any], read: Callable[[int, bytes], Any]) -> Effects:
+        effects = process(inputs_of(events), read, timers, rules, clock(), limits, encoders)
+        rank(effects)
+        return effects
+
+    def score_accounts(events: list[Any], read: Callable[[int, bytes], Any]) -> AccountEffects:
+        return process_accounts(
+            account_inputs_of(events),
+            read,
+            account_timers,
+            rules,
+            clock(),
+            encode_account_state,
+            encode_account_action,
+        )
+
+    async def step(
+        events: list[Any],
+        table: Any,
+        compute: Compute,
+        encode: Callable[[Any], bytes],
+        done: Callable[[Any, float], None],
+    ) -> None:
+        """exactly_once: one batch, sent in its transactions, then its table entries written."""
         started = time.perf_counter()
         # The table reads and writes the partition of the current event: one per partition.
         of_partition = {event.message.partition: event for event in events}
-        read = reader(of_partition, lambda _key: (False, None))
-        effects = process(inputs_of(events), read, timers, rules, clock(), limits, encoders)
-        rank(effects)
+        effects = compute(events, reader(table, of_partition, lambda _key: (False, None)))
         await send_in_transactions(effects, of_partition)
-        for key, (partition, record) in effects.writes.items():
+        for key, (partition, value) in effects.writes.items():
             with in_partition_of(of_partition[partition]):
-                if record is not None:
-                    leads[key] = encode_lead(record)
-                elif key in leads:
-                    del leads[key]  # a tombstone in the changelog, in the transaction
-        finish(effects, started)
+                if value is not None:
+                    table[key] = encode(value)
+                elif key in table:
+                    del table[key]  # a tombstone in the changelog, in the transaction
+        done(effects, started)
 
     def reader(
-        of_partition: dict[int, Any], in_flight: Callable[[bytes], tuple[bool, LeadRecord | None]]
-    ) -> Read:
-        """Leads as the batches in flight left them (deleted ones included), else as the
+        table: Any,
+        of_partition: dict[int, Any],
+        in_flight: Callable[[bytes], tuple[bool, Any]],
+    ) -> Callable[[int, bytes], Any]:
+        """Entries as the batches in flight left them (deleted ones included), else as the
         table has them.
 
         ``of_partition``: an event of the batch for each partition it has (the table
         reads the partition of the current event).
         """
 
-        def read(partition: int, key: bytes) -> bytes | LeadRecord | None:
+        def read(partition: int, key: bytes) -> Any:
             written, hit = in_flight(key)
             if written:
                 return hit
             with in_partition_of(of_partition[partition]):
-                return cast(bytes | None, leads.get(key))
+                return table.get(key)
 
         return read
 
@@ -563,9 +644,21 @@ def build_app(
         if direct is not None
         else None
     )
+    account_pipeline = (
+        Pipeline(
+            sender=direct,
+            table=accounts,
+            topic_names=topic_names,
+            history_size=0,
+            finish=finish_accounts,
+            encode=encode_entry,
+        )
+        if direct is not None
+        else None
+    )
 
-    async def pipelined(stream: Stream, pipeline: Pipeline) -> None:
-        """at_least_once: batches are scored while earlier ones land (``stream.pipeline``)."""
+    async def pipelined(stream: Stream, pipeline: Pipeline, compute: Compute) -> None:
+        """at_least_once: batches are processed while earlier ones land (``stream.pipeline``)."""
 
         async def land_all() -> None:
             try:
@@ -578,10 +671,8 @@ def build_app(
             async for events in stream.batches(settings.batch_max_events, acknowledge=False):
                 try:
                     of_partition = {event.message.partition: event for event in events}
-                    read = reader(of_partition, pipeline.written)
-                    now = clock()
-                    effects = process(inputs_of(events), read, timers, rules, now, limits, encoders)
-                    rank(effects)
+                    read = reader(pipeline.table, of_partition, pipeline.written)
+                    effects = compute(events, read)
                     pipeline.launch(events, effects)
                     await pipeline.room()
                 except Exception as error:  # any failure must stop the worker, never skip
@@ -590,16 +681,34 @@ def build_app(
         finally:
             lander.cancel()
 
+    async def transactional(
+        stream: Stream,
+        table: Any,
+        compute: Compute,
+        encode: Callable[[Any], bytes],
+        done: Callable[[Any, float], None],
+    ) -> None:
+        async for events in stream.batches(settings.batch_max_events):
+            try:
+                await step(events, table, compute, encode, done)
+            except Exception as error:  # any failure must stop the worker, never skip
+                stop_unprocessed(events[0].message, error, settings)
+
     @app.agent(inputs, name="score")
     async def score(stream: faust.StreamT[Any]) -> None:
         if pipeline is not None:
-            await pipelined(cast(Stream, stream), pipeline)
-            return
-        async for events in cast(Stream, stream).batches(settings.batch_max_events):
-            try:
-                await step(events)
-            except Exception as error:  # any failure must stop the worker, never skip
-                stop_unprocessed(events[0].message, error, settings)
+            await pipelined(cast(Stream, stream), pipeline, score_leads)
+        else:
+            await transactional(cast(Stream, stream), leads, score_leads, encode_lead, finish)
+
+    @app.agent(account_updates, name="accounts")
+    async def roll_up(stream: faust.StreamT[Any]) -> None:
+        if account_pipeline is not None:
+            await pipelined(cast(Stream, stream), account_pipeline, score_accounts)
+        else:
+            await transactional(
+                cast(Stream, stream), accounts, score_accounts, encode_entry, finish_accounts
+            )
 
     ticker = Ticker(settings)
     if settings.web_enabled:
@@ -651,6 +760,14 @@ def build_app(
     @app.timer(settings.timer_interval_seconds)  # type: ignore[untyped-decorator]  # Faust's decorator is untyped
     async def send_ticks() -> None:
         """Ask every partition this worker owns to visit its due leads (one record each)."""
-        ticker.send(owned_partitions(app, settings.ticks_topic), clock())
+        now = clock()
+        ticker.send(owned_partitions(app, settings.ticks_topic), now)
+        if rules.accounts.enabled:
+            ticker.send(
+                owned_partitions(app, settings.account_updates_topic),
+                now,
+                settings.account_updates_topic,
+                [(TICK_HEADER, b"1")],
+            )
 
     return app

@@ -37,8 +37,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leadscore.codecs.leads import encode_lead
-from leadscore.scoring import LeadRecord
-from leadscore.step.batch import Effects
 from leadscore.stream.history import keep_change
 from leadscore.stream.sender import DirectSender
 
@@ -49,7 +47,7 @@ DEPTH = 4
 @dataclass
 class Flight:
     events: list[Any]
-    effects: Effects
+    effects: Any  # Effects, or the account step's AccountEffects: outputs and writes
     delivered: asyncio.Future[list[tuple[int, int]]]
     started: float
     landed: asyncio.Future[None] = field(
@@ -65,10 +63,14 @@ class Pipeline:
         table: Any,  # faust_ext.tables.Table
         topic_names: dict[str, str],
         history_size: int,
-        finish: Callable[[Effects, float], None],
+        finish: Callable[[Any, float], None],
         depth: int = DEPTH,
+        encode: Callable[[Any], bytes] = encode_lead,
     ) -> None:
+        """``encode``: a written value's changelog bytes (the leads table's by default; the
+        accounts table passes its own, with ``history_size`` 0)."""
         self.sender = sender
+        self.encode = encode
         self.table = table
         self.changelog = table.changelog_topic.get_topic_name()
         self.topic_names = topic_names
@@ -78,7 +80,7 @@ class Pipeline:
         self.flights: deque[Flight] = deque()
         self._arrived = asyncio.Event()
 
-    def written(self, key: bytes) -> tuple[bool, LeadRecord | None]:
+    def written(self, key: bytes) -> tuple[bool, Any]:
         """Whether a batch in flight wrote ``key``, and what the newest one left (None:
         deleted)."""
         for flight in reversed(self.flights):
@@ -91,7 +93,7 @@ class Pipeline:
         """The events of the oldest batch not landed (empty if none)."""
         return self.flights[0].events if self.flights else []
 
-    def launch(self, events: list[Any], effects: Effects) -> None:
+    def launch(self, events: list[Any], effects: Any) -> None:
         """Send a processed batch's outputs; it lands once they are delivered."""
         names = self.topic_names
         records = [
@@ -132,7 +134,7 @@ class Pipeline:
                     if hit is not None and hit[1] is not None:
                         keep_change(hit[1], partition, offset, self.history_size)
         writes = [
-            (partition, key, None if record is None else encode_lead(record))
+            (partition, key, None if record is None else self.encode(record))
             for key, (partition, record) in effects.writes.items()
         ]
         offsets = await self.sender.deliver(

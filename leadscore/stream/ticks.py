@@ -78,13 +78,26 @@ class Ticker:
             error,
         )
 
-    def send(self, partitions: Iterable[int], now_ms: int) -> None:
+    def send(
+        self,
+        partitions: Iterable[int],
+        now_ms: int,
+        topic: str | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """A tick for each of ``partitions`` of the ticks topic (or of ``topic``, with
+        ``headers``: the account-updates topic marks its ticks with a header)."""
         if self._producer is None:
             self._producer = Producer(self._config)
         value = orjson.dumps({"at": now_ms})
         for partition in sorted(partitions):
             self._producer.produce(
-                self.topic, key=TICK_KEY, value=value, partition=partition, on_delivery=self._report
+                topic or self.topic,
+                key=TICK_KEY,
+                value=value,
+                partition=partition,
+                headers=headers,
+                on_delivery=self._report,
             )
             self.sent += 1
         self._producer.poll(0)

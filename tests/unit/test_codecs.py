@@ -67,6 +67,8 @@ def test_every_schema_loads_and_outputs_round_trip_through_avro() -> None:
         "LeadState",
         "ScoreChange",
         "Assignment",
+        "AccountState",
+        "AccountAction",
     }
     event = EngagementEvent.model_validate({**GOOD, "type": "demo_request"})
     applied = apply_event(None, event, load_rules(), now_ms=GOOD["occurred_at"] + 3)

@@ -18,7 +18,7 @@ def test_every_store_uses_the_configured_memory_bounds(tmp_path: Path) -> None:
     )
     app = build_app(settings, load_rules(), partitions=2)
     names = set(app.tables.keys())
-    assert names == {"leads"}  # timers, census and history are derived from lead records
+    assert names == {"leads", "accounts"}  # timers, census and history: derived from records
     for name in names:
         options = app.tables[name].data.rocksdb_options
         assert options.write_buffer_size == 1 << 20, name

@@ -1,0 +1,115 @@
+"""The ``accounts`` table's keys and values, and the account-updates topic's records.
+
+The table holds two kinds of record, told apart by the key's first bytes (ids
+cannot contain control characters, so ``\\x00`` separates unambiguously):
+
+==============================  ===========================================
+``a\\x00<account id>``           the account (``AccountRecord``)
+``m\\x00<account id>\\x00<id>``   one contact's last share (``Member``)
+==============================  ===========================================
+
+Values are MessagePack arrays led by a version byte. Records of the
+account-updates topic are JSON (``Share.to_dict``), keyed by account id, so
+they land on the account's murmur2 partition; a tick for a partition's due
+accounts carries the ``leadscore.tick`` header instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import orjson
+
+from leadscore.errors import InvalidEvent
+from leadscore.scoring.accounts import AccountRecord, Member, Share, Tracked
+
+VERSION = 1
+TICK_HEADER = "leadscore.tick"
+#: The dead-letter reason of an account-updates record the worker cannot read.
+UNREADABLE_SHARE = "invalid_account_update"
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder().decode
+
+
+def account_key(account_id: str) -> bytes:
+    return b"a\x00" + account_id.encode("utf-8")
+
+
+def member_key(account_id: str, contact_id: str) -> bytes:
+    return b"m\x00" + account_id.encode("utf-8") + b"\x00" + contact_id.encode("utf-8")
+
+
+def member_prefix(account_id: str) -> bytes:
+    return b"m\x00" + account_id.encode("utf-8") + b"\x00"
+
+
+def is_account_key(key: bytes) -> bool:
+    return key.startswith(b"a\x00")
+
+
+def encode_account(record: AccountRecord) -> bytes:
+    tracked = [[c, t.score, t.ref_ms, t.persona] for c, t in record.tracked.items()]
+    return _encode(
+        [
+            VERSION,
+            record.account_id,
+            record.stage,
+            record.rules_version,
+            record.score,
+            record.ref_ms,
+            record.contacts,
+            record.fired,
+            record.action_seq,
+            tracked,
+            record.overflowed,
+            record.assessed_ms,
+            record.updated_ms,
+            -1 if record.due_ms is None else record.due_ms,
+        ]
+    )
+
+
+def decode_account(raw: bytes) -> AccountRecord:
+    v: list[Any] = _decode(raw)
+    return AccountRecord(
+        account_id=v[1],
+        stage=v[2],
+        rules_version=v[3],
+        score=v[4],
+        ref_ms=v[5],
+        contacts=v[6],
+        fired=list(v[7]),
+        action_seq=dict(v[8]),
+        tracked={c: Tracked(s, r, p) for c, s, r, p in v[9]},
+        overflowed=v[10],
+        assessed_ms=v[11],
+        updated_ms=v[12],
+        due_ms=None if v[13] < 0 else v[13],
+    )
+
+
+def encode_member(member: Member) -> bytes:
+    return _encode(
+        [VERSION, member.score, member.ref_ms, member.version, member.left, member.persona]
+    )
+
+
+def decode_member(raw: bytes) -> Member:
+    v: list[Any] = _decode(raw)
+    return Member(v[1], v[2], v[3], v[4], v[5])
+
+
+def encode_entry(value: AccountRecord | Member) -> bytes:
+    return encode_account(value) if isinstance(value, AccountRecord) else encode_member(value)
+
+
+def decode_share(key: bytes | None, value: bytes | None) -> Share:
+    """An account-updates record, or InvalidEvent saying why it cannot be one."""
+    try:
+        share = Share.from_dict(orjson.loads(value or b""))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise InvalidEvent(UNREADABLE_SHARE, f"not an account update: {error}") from None
+    if key is None or key != share.account_id.encode("utf-8"):
+        raise InvalidEvent(UNREADABLE_SHARE, "the record's key is not its account id")
+    return share
