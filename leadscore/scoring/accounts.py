@@ -12,9 +12,9 @@ so the account need not know its contacts' scores, and a late delta is as exact
 as any other.
 
 What changes an account is always a lead write, seen as its record before and
-after (``account_deltas``): a scored event (the lead's score now, minus its
-score before decayed to now), a contact that moves to another account (all of
-its score leaves one and joins the other), and a lead that is deleted (a
+after (``shares``): a scored event (the lead's score now, minus its score
+before decayed to now), a contact that moves to another account (all of its
+score leaves one and joins the other), and a lead that is deleted (a
 merged-away lead leaves its account; its survivor's write adds the merged
 score to the survivor's; an erased lead leaves its account). Stubs, suppression
 entries and leads without events count nothing.
@@ -59,16 +59,6 @@ class Engagement:
         return Engagement(self.at(at_ms, rules) + delta, at_ms)
 
 
-@dataclass(frozen=True, slots=True)
-class AccountDelta:
-    """A change of one account's engagement caused by one lead write."""
-
-    account_id: str
-    contact_id: str
-    delta: float
-    at_ms: int
-
-
 def _counts(record: LeadRecord | None) -> bool:
     return (
         record is not None
@@ -76,26 +66,6 @@ def _counts(record: LeadRecord | None) -> bool:
         and record.account_id is not None
         and record.event_count > 0
     )
-
-
-def account_deltas(
-    contact_id: str, before: LeadRecord | None, after: LeadRecord | None, rules: Rules
-) -> list[AccountDelta]:
-    """What a lead write (``before`` -> ``after``; None: no lead) changes in the
-    engagement of the accounts involved."""
-    old = before if _counts(before) else None
-    new = after if _counts(after) else None
-    if old is not None and new is not None and old.account_id == new.account_id:
-        delta = new.score - old.score * rules.decay_factor(new.ref_ms - old.ref_ms)
-        if delta == 0.0:
-            return []
-        return [AccountDelta(str(new.account_id), contact_id, delta, new.ref_ms)]
-    found = []
-    if old is not None:
-        found.append(AccountDelta(str(old.account_id), contact_id, -old.score, old.ref_ms))
-    if new is not None:
-        found.append(AccountDelta(str(new.account_id), contact_id, new.score, new.ref_ms))
-    return found
 
 
 def persona_of(record: LeadRecord, rules: Rules) -> str | None:

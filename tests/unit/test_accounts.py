@@ -1,20 +1,45 @@
-"""Account engagement (issue 23): the roll-up of lead writes' deltas, in any order, is
-exactly the sum of the account's contacts' current scores."""
+"""Accounts (issue 23): an account's engagement is exactly the sum of its contacts' current
+scores, whatever order and however often the contacts' shares arrive, and the account step
+obeys the lead step's law (any split into batches gives the same outputs and table)."""
 
 from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from leadscore.codecs.accounts import (
+    TICK_HEADER,
+    account_key,
+    decode_account,
+    encode_entry,
+    member_key,
+)
+from leadscore.codecs.outputs import encoder
+from leadscore.codecs.read_back import decode_output
 from leadscore.scoring import LeadRecord, load_rules
-from leadscore.scoring.accounts import Engagement, account_deltas
+from leadscore.scoring.accounts import (
+    AccountRecord,
+    Engagement,
+    Share,
+    apply_share,
+    next_due,
+    shares,
+)
+from leadscore.step.accounts import process_accounts
+from leadscore.step.batch import Input
+from leadscore.step.wheel import Timers
 
 RULES = load_rules()
 T0 = 1_762_000_000_000
 DAY = 86_400_000
+TOPIC = "leadscore.account-updates"
+STATE = encoder("AccountState", "avro")
+ACTION = encoder("AccountAction", "avro")
 
 # A history of lead writes: (contact, account or None, score, days after T0), or a
 # deletion (contact, None, None, days): a merged-away or erased lead.
@@ -29,65 +54,191 @@ writes = st.lists(
 )
 
 
-def play(plan: list) -> tuple[dict[str, LeadRecord], list]:
-    """The leads as the writes leave them, and every delta the writes caused."""
+def play(plan: list) -> tuple[dict[str, LeadRecord], list[Share]]:
+    """The leads as the writes leave them, and every share the writes sent."""
     leads: dict[str, LeadRecord] = {}
-    deltas = []
-    clock = {}
+    sent: list[Share] = []
+    clock: dict[str, int] = {}
+    count: Counter[str] = Counter()
     for contact_n, account, score, days in plan:
         contact = f"c{contact_n}"
         before = leads.get(contact)
-        # a lead's reference time never goes back
-        ref = max(T0 + days * DAY, clock.get(contact, 0))
+        ref = max(T0 + days * DAY, clock.get(contact, 0))  # never goes back
         clock[contact] = ref
         if score is None:
             after = None
             leads.pop(contact, None)
         else:
+            count[contact] += 1  # every write is an event: the version grows
             after = LeadRecord(
-                contact, account, "cold", RULES.version, score=score, ref_ms=ref, event_count=1
+                contact,
+                account,
+                "cold",
+                RULES.version,
+                score=score,
+                ref_ms=ref,
+                event_count=count[contact],
             )
             leads[contact] = after
-        deltas.extend(account_deltas(contact, before, after, RULES))
-    return leads, deltas
+        sent.extend(shares(contact, before, after, RULES))
+    return leads, sent
 
 
-@given(writes, st.randoms(use_true_random=False), st.integers(60, 180))  # after every write
-def test_an_account_is_the_sum_of_its_contacts_current_scores_in_any_arrival_order(
+def want(leads: dict[str, LeadRecord], account: str, t: int) -> float:
+    return sum(
+        r.score * RULES.decay_factor(t - r.ref_ms)
+        for r in leads.values()
+        if r.account_id == account
+    )
+
+
+def inputs(sent: list[Share], partition: int = 0) -> list[Input]:
+    return [
+        Input(TOPIC, partition, i, s.account_id.encode(), orjson.dumps(s.to_dict()))
+        for i, s in enumerate(sent)
+    ]
+
+
+def run(records: list[Input], splits: list[int], now: int) -> tuple[list, dict]:
+    """``records`` through the account step in batches cut at ``splits``: its outputs and
+    the table (as bytes) it leaves."""
+    table: dict[bytes, bytes] = {}
+    timers = Timers(10_000)
+    outputs = []
+    cuts = sorted({0, len(records), *(c for c in splits if 0 < c < len(records))})
+    for lo, hi in zip(cuts, cuts[1:], strict=False):
+        effects = process_accounts(
+            records[lo:hi], lambda _p, k: table.get(k), timers, RULES, now, STATE, ACTION
+        )
+        outputs += [(o.destination, o.key, o.value) for o in effects.outputs]
+        for key, (_, value) in effects.writes.items():
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = encode_entry(value)
+    return outputs, table
+
+
+@given(writes, st.randoms(use_true_random=False), st.integers(60, 180))
+def test_an_account_is_the_sum_of_its_contacts_current_scores_however_shares_arrive(
     plan, rng: random.Random, days: int
 ) -> None:
-    leads, deltas = play(plan)
-    rng.shuffle(deltas)  # the account's partition may take them in any order
-    accounts: dict[str, Engagement] = {}
-    for d in deltas:
-        accounts[d.account_id] = accounts.get(d.account_id, Engagement()).add(
-            d.delta, d.at_ms, RULES
-        )
+    leads, sent = play(plan)
+    # replays send some again; the account's partition takes them in any order
+    arriving = sent + [s for s in sent if rng.random() < 0.3]
+    rng.shuffle(arriving)
+    _, table = run(inputs(arriving), [rng.randrange(len(arriving) + 1) for _ in range(3)], T0)
     t = T0 + days * DAY
     for account in ("a", "b", "c"):
-        want = sum(
-            r.score * RULES.decay_factor(t - r.ref_ms)
-            for r in leads.values()
-            if r.account_id == account
-        )
-        got = accounts.get(account, Engagement()).at(t, RULES)
-        assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-6), (account, got, want)
+        raw = table.get(account_key(account))
+        record = decode_account(raw) if raw else None
+        got = record.engagement.at(t, RULES) if record else 0.0
+        expected = want(leads, account, t)
+        assert math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-6), (account, got, expected)
+        members = sum(1 for r in leads.values() if r.account_id == account)
+        assert (record.contacts if record else 0) == members
+        if record is not None:  # every member is tracked (7 contacts, 50 tracked)
+            assert set(record.tracked) == {c for c, r in leads.items() if r.account_id == account}
+
+
+@given(writes, st.lists(st.integers(0, 60), max_size=4))
+def test_any_split_of_the_updates_into_batches_gives_the_same_outputs_and_table(
+    plan, splits: list[int]
+) -> None:
+    _, sent = play(plan)
+    records = inputs(sent + sent[: len(sent) // 2])  # with replayed ones
+    whole = run(records, [], T0 + 61 * DAY)
+    assert run(records, splits, T0 + 61 * DAY) == whole
+
+
+def test_a_share_already_held_changes_nothing_and_sends_nothing() -> None:
+    share = Share("acme", "ada", 40.0, T0, 3)
+    first = apply_share(None, None, share, RULES, T0)
+    assert first.member is not None
+    again = apply_share(first.record, first.member, share, RULES, T0)
+    older = apply_share(first.record, first.member, Share("acme", "ada", 90.0, T0, 2), RULES, T0)
+    assert again.member is None and again.actions == () and again.record is first.record
+    assert older.member is None and older.record.score == 40.0
 
 
 def test_a_contact_that_moves_takes_its_current_score_with_it() -> None:
     before = LeadRecord("ada", "a", "hot", RULES.version, score=40.0, ref_ms=T0, event_count=2)
-    after = LeadRecord("ada", "b", "hot", RULES.version, score=40.0, ref_ms=T0, event_count=2)
-    moved = account_deltas("ada", before, after, RULES)
-    assert [(d.account_id, d.delta) for d in moved] == [("a", -40.0), ("b", 40.0)]
-    assert sum(d.delta for d in moved) == 0.0  # the total over accounts is kept
+    after = LeadRecord("ada", "b", "hot", RULES.version, score=40.0, ref_ms=T0, event_count=3)
+    moved = shares("ada", before, after, RULES)
+    assert [(s.account_id, s.score, s.left, s.version) for s in moved] == [
+        ("a", 0.0, True, 3),
+        ("b", 40.0, False, 3),
+    ]
+    _, table = run(inputs(shares("ada", None, before, RULES) + moved), [], T0)
+    a, b = (decode_account(table[account_key(x)]) for x in "ab")
+    assert (a.score, a.contacts, b.score, b.contacts) == (0.0, 0, 40.0, 1)
 
 
 def test_a_stub_and_a_lead_without_an_account_count_nothing() -> None:
     lead = LeadRecord("ada", "a", "hot", RULES.version, score=40.0, ref_ms=T0, event_count=2)
     stub = LeadRecord("ada", None, "", RULES.version, alias_of="bob")
-    assert [(d.account_id, d.delta) for d in account_deltas("ada", lead, stub, RULES)] == [
-        ("a", -40.0)
-    ]
-    assert account_deltas("ada", None, stub, RULES) == []
+    assert [(s.account_id, s.left) for s in shares("ada", lead, stub, RULES)] == [("a", True)]
+    assert shares("ada", None, stub, RULES) == []
     nobody = LeadRecord("eve", None, "hot", RULES.version, score=9.0, ref_ms=T0, event_count=1)
-    assert account_deltas("eve", None, nobody, RULES) == []
+    assert shares("eve", None, nobody, RULES) == []
+    same = LeadRecord("ada", "a", "warm", RULES.version, score=40.0, ref_ms=T0, event_count=2)
+    assert shares("ada", lead, same, RULES) == []  # a stage change alone: nothing to tell
+
+
+def test_stages_thresholds_and_their_actions_follow_the_lead_semantics() -> None:
+    accounts = RULES.accounts  # unaware 0, engaged 50, surging 150; account_surge 150 (-30)
+    assert [s.name for s in accounts.stages] == ["unaware", "engaged", "surging"]
+    sent = [
+        Share("acme", f"c{i}", 40.0, T0 + i, 1, persona="vp" if i else "manager") for i in range(4)
+    ]
+    outputs, table = run(inputs(sent), [], T0 + 10)
+    acts = [decode_output(v) for d, _, v in outputs if d == "account_actions"]
+    assert [(a["kind"], a["name"], round(a["score"])) for a in acts] == [
+        ("account_stage_changed", "engaged", 80),
+        ("account_stage_changed", "surging", 160),
+        ("account_threshold_crossed", "account_surge", 160),
+    ]
+    assert acts[-1]["top_contacts"][0]["contact_id"] == "c3"  # the newest, least decayed
+    assert len({a["action_id"] for a in acts}) == 3
+    states = [decode_output(v) for d, _, v in outputs if d == "account_state"]
+    assert states[-1]["contacts"] == 4 and states[-1]["engaged_contacts"] == 4
+    assert states[-1]["coverage"] == ["manager", "vp"]
+    record = decode_account(table[account_key("acme")])
+    # decay alone takes it below 150 - 30 (re-arm) and then below 150 (stage): the earlier
+    due = next_due(record, RULES)
+    assert due is not None and record.due_ms == due
+    assert math.isclose(record.engagement.at(due, RULES), 150.0, abs_tol=1e-3)
+    # a tick at that time: the stage drops, one action, and the account is re-scheduled
+    tick = Input(TOPIC, 0, 99, b"tick", b"{}", headers=((TICK_HEADER, b"1"),))
+    timers = Timers(10_000)
+    timers.wheel(0, due - 10_000).reschedule("acme", None, record.due_ms)
+    effects = process_accounts(
+        [tick], lambda _p, k: table.get(k), timers, RULES, due + 10_000, STATE, ACTION
+    )
+    kinds = [
+        decode_output(o.value)["name"]
+        for o in effects.outputs
+        if o.destination == "account_actions"
+    ]
+    assert kinds == ["engaged"]
+    ticked = effects.writes[account_key("acme")][1]
+    assert isinstance(ticked, AccountRecord) and ticked.stage == "engaged"
+
+
+def test_an_unreadable_update_is_dead_lettered_and_the_batch_goes_on() -> None:
+    good = Share("acme", "ada", 40.0, T0, 1)
+    records = [
+        Input(TOPIC, 0, 0, b"acme", b"not json"),
+        Input(TOPIC, 0, 1, b"other", orjson.dumps(good.to_dict())),  # key is not its account
+        *inputs([good]),
+    ]
+    outputs, table = run(records, [], T0)
+    assert [d for d, _, _ in outputs[:2]] == ["dlq", "dlq"]
+    assert decode_account(table[account_key("acme")]).contacts == 1
+    assert member_key("acme", "ada") in table
+
+
+def test_engagement_adds_in_any_order() -> None:
+    e = Engagement().add(10.0, T0, RULES).add(5.0, T0 - DAY, RULES)
+    f = Engagement().add(5.0, T0 - DAY, RULES).add(10.0, T0, RULES)
+    assert math.isclose(e.at(T0 + DAY, RULES), f.at(T0 + DAY, RULES))
