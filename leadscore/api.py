@@ -14,10 +14,12 @@ from typing import Any
 
 from leadscore.errors import ApiError
 from leadscore.scoring import LeadRecord, Rules, snapshot
+from leadscore.scoring.accounts import AccountRecord, top_contacts
 from leadscore.scoring.engine import top_reasons
 from leadscore.scoring.events import id_problem, iso_to_ms
 from leadscore.scoring.ranking import Listed
 from leadscore.scoring.records import out
+from leadscore.step.accounts import account_state
 
 
 def check_contact_id(contact_id: str) -> str:
@@ -32,6 +34,14 @@ MAX_LIMIT = 1000  # the largest history a lead can keep (LEADSCORE_HISTORY_SIZE)
 _DIGITS = re.compile(r"[0-9]{1,15}")  # ASCII only: str.isdigit() also takes "²" and "٣"
 _MAX_AT_CHARS = 64
 _ISO_YEAR = re.compile(r"[1-8][0-9]{3}-")  # years 1000 to 8999, as the document says
+
+
+def check_account_id(account_id: str) -> str:
+    """The account id from a path, or ApiError 400 when it cannot be one."""
+    problem = id_problem(account_id)
+    if problem:
+        raise ApiError(400, "invalid_account_id", f"account id {problem}")
+    return account_id
 
 
 def check_token(expected: str | None, authorization: str | None) -> None:
@@ -236,6 +246,35 @@ def cooling_body(
         "as_of": at_ms,
         "within_ms": within_ms,
         "partitions": partitions,
+    }
+
+
+def account_body(record: AccountRecord, rules: Rules, now_ms: int) -> dict[str, Any]:
+    """GET /accounts/{id}: the AccountState, engagement decayed to ``now_ms``."""
+    return account_state(record, rules, now_ms)
+
+
+def account_contacts_body(
+    record: AccountRecord, rules: Rules, now_ms: int, limit: int
+) -> dict[str, Any]:
+    """GET /accounts/{id}/contacts: the tracked contacts, highest current score first."""
+    at = max(now_ms, record.ref_ms)
+    floor = rules.accounts.engaged_floor
+    ranked = top_contacts(record, rules, at, limit=limit)
+    return {
+        "account_id": record.account_id,
+        "contacts": [
+            {
+                "contact_id": contact,
+                "score": score,
+                "engaged": score >= floor,
+                "persona": record.tracked[contact].persona,
+            }
+            for contact, score in ranked
+        ],
+        "tracked": len(record.tracked),
+        "total": record.contacts,
+        "as_of": at,
     }
 
 

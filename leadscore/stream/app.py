@@ -723,6 +723,8 @@ def build_app(
             partitions=partitions,
             in_flight=pipeline.written if pipeline is not None else None,
             ranks=ranks,
+            accounts=accounts if rules.accounts.enabled else None,
+            accounts_in_flight=account_pipeline.written if account_pipeline is not None else None,
         )
 
     stage_names = [stage.name for stage in rules.stages]

@@ -83,7 +83,7 @@ class Ticker:
         partitions: Iterable[int],
         now_ms: int,
         topic: str | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         """A tick for each of ``partitions`` of the ticks topic (or of ``topic``, with
         ``headers``: the account-updates topic marks its ticks with a header)."""

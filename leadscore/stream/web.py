@@ -30,6 +30,9 @@ from faust.web import Request, Response, View
 from yarl import URL
 
 from leadscore.api import (
+    account_body,
+    account_contacts_body,
+    check_account_id,
     check_at,
     check_contact_id,
     check_cooling_query,
@@ -43,11 +46,13 @@ from leadscore.api import (
     list_body,
     served_document,
 )
+from leadscore.codecs.accounts import account_key, decode_account
 from leadscore.codecs.leads import decode_lead
 from leadscore.config import Settings
 from leadscore.errors import ApiError, HistoryUnavailable
 from leadscore.metrics import API_LATENCY, API_REQUESTS, exposition
 from leadscore.scoring import LeadRecord, Rules
+from leadscore.scoring.accounts import AccountRecord
 from leadscore.scoring.ranking import RankIndex
 from leadscore.stream.history import ChangeReader
 from leadscore.stream.partitioning import key_partition
@@ -175,12 +180,16 @@ def install_web(
     partitions: int,
     in_flight: Callable[[bytes], tuple[bool, LeadRecord | None]] | None = None,
     ranks: RankIndex | None = None,
+    accounts: Any = None,
+    accounts_in_flight: Callable[[bytes], tuple[bool, Any]] | None = None,
 ) -> None:
     """The API's views. ``partitions``: the events topic's partition count.
 
     ``in_flight``: whether the worker's batches in flight wrote a lead, and what
     they left (None: deleted), read before the table (``stream.pipeline``).
     ``ranks``: the worker's index of its partitions' leads by current score.
+    ``accounts``: the accounts table (None: accounts are not scored), read after
+    ``accounts_in_flight`` as leads are.
     """
     me = _ident(URL(settings.canonical_web_url()))
     shared_url = SharedUrlReport(settings.canonical_web_url())
@@ -223,6 +232,29 @@ def install_web(
             log.warning("forwarding to the owner failed: %s", type(error).__name__)
             raise unavailable("the worker that owns this lead did not answer") from None
 
+    async def elsewhere(request: Request, key_id: str, what: str) -> Response | None:
+        """None when this worker owns the partition of ``key_id`` (a contact or account id:
+        the leads and accounts tables are co-partitioned by it); else the owner's answer
+        to ``request``, forwarded. ``what``: "lead" or "account", for the messages."""
+        reason = not_ready(app, settings)
+        if reason is not None:
+            raise unavailable(reason)
+        partition = key_partition(key_id.encode("utf-8"), partitions)
+        if partition in owned():
+            return None
+        try:
+            # The owner of a leads partition owns the same accounts partition.
+            owner = app.router.key_store("leads", key_id)
+        except KeyError:
+            raise unavailable(f"the owner of this {what} is not known yet") from None
+        if _ident(owner) == me:  # routed here, yet another worker owns it
+            shared_url.report(partition)
+            raise unavailable(f"the {what}'s owner cannot be told apart from this worker")
+        if FORWARDED in request.headers:
+            raise unavailable(f"the {what}'s partition is moving between workers")
+        request["served"] = "forwarded"  # type: ignore[index]  # Faust's Request type hides aiohttp's item access
+        return await forward(owner, request)
+
     async def on_owner(
         request: Request,
         contact_id: str,
@@ -230,22 +262,9 @@ def install_web(
     ) -> Response:
         """Answer on this worker if it owns the lead, else forward to the owner."""
         check_contact_id(contact_id)
-        reason = not_ready(app, settings)
-        if reason is not None:
-            raise unavailable(reason)
-        partition = key_partition(contact_id.encode("utf-8"), partitions)
-        if partition not in owned():
-            try:
-                owner = app.router.key_store("leads", contact_id)
-            except KeyError:
-                raise unavailable("the owner of this lead is not known yet") from None
-            if _ident(owner) == me:  # routed here, yet another worker owns it
-                shared_url.report(partition)
-                raise unavailable("the lead's owner cannot be told apart from this worker")
-            if FORWARDED in request.headers:
-                raise unavailable("the lead's partition is moving between workers")
-            request["served"] = "forwarded"  # type: ignore[index]  # Faust's Request type hides aiohttp's item access
-            return await forward(owner, request)
+        forwarded = await elsewhere(request, contact_id, "lead")
+        if forwarded is not None:
+            return forwarded
         key = contact_id.encode("utf-8")
         written, record = in_flight(key) if in_flight is not None else (False, None)
         if not written:
@@ -259,6 +278,25 @@ def install_web(
         if inspect.isawaitable(body):
             body = await body
         return aioweb.json_response(body)  # type: ignore[return-value]  # as above: aiohttp's response
+
+    async def on_account_owner(
+        request: Request, account_id: str, answer: Callable[[AccountRecord], dict[str, Any]]
+    ) -> Response:
+        """Answer on this worker if it owns the account, else forward to the owner."""
+        check_account_id(account_id)
+        if accounts is None:
+            raise ApiError(404, "not_found", "accounts are not scored by this worker")
+        forwarded = await elsewhere(request, account_id, "account")
+        if forwarded is not None:
+            return forwarded
+        key = account_key(account_id)
+        written, record = accounts_in_flight(key) if accounts_in_flight else (False, None)
+        if not written:
+            stored = accounts.get(key)
+            record = None if stored is None else decode_account(stored)
+        if not isinstance(record, AccountRecord):
+            raise ApiError(404, "not_found", "no account with this id")
+        return aioweb.json_response(answer(record))  # type: ignore[return-value]  # aiohttp's response
 
     async def gathered(
         request: Request,
@@ -379,6 +417,23 @@ def install_web(
                 return history_body(record, changes, history.size)
 
             return await on_owner(request, contact_id, answer)
+
+    @app.page("/accounts/{account_id}")
+    class AccountView(View):
+        async def get(self, request: Request, account_id: str) -> Response:
+            return await on_account_owner(
+                request, account_id, lambda record: account_body(record, rules, clock())
+            )
+
+    @app.page("/accounts/{account_id}/contacts")
+    class AccountContactsView(View):
+        async def get(self, request: Request, account_id: str) -> Response:
+            limit = check_limit(query(request, "limit"), rules.accounts.track_contacts)
+            return await on_account_owner(
+                request,
+                account_id,
+                lambda record: account_contacts_body(record, rules, clock(), limit),
+            )
 
     @app.page("/healthz")
     async def healthz(web: View, request: Request) -> Response:
