@@ -24,11 +24,12 @@ from tests.integration.test_pipeline import ev, values
 from tests.support.deployments import Deployment
 from tests.support.http import Answer, free_port, get, wait_ready, wait_until
 from tests.support.processes import Process
-from tests.support.records import consume, produce
+from tests.support.records import consume, produce, read_all
 
 TOKEN = "test-token-1"
 partitioner = DefaultPartitioner()
 CONTACTS = [f"lead-{i}" for i in range(24)]
+BASE_ACCOUNT = "acct-base"  # the account of CONTACTS
 HOT = set(CONTACTS[:12])  # signup + demo request: 50 points, hot; the others 20, warm
 
 
@@ -50,7 +51,7 @@ def two_workers(
     produce(
         deployment.bootstrap,
         deployment.topic("events"),
-        [ev(f"{c}-1", c, "signup", at) for c in CONTACTS]
+        [ev(f"{c}-1", c, "signup", at, account_id=BASE_ACCOUNT) for c in CONTACTS]
         + [ev(f"{c}-2", c, "demo_request", at + 1) for c in sorted(HOT)],
     )
     consume(deployment.bootstrap, deployment.topic("lead-state"), 36)
@@ -141,7 +142,7 @@ def test_errors_auth_metrics_and_the_document(
 
         # Token: everything but healthz and readyz needs it.
         for path in documented_paths() - {"/healthz", "/readyz"}:
-            path = path.replace("{contact_id}", "lead-1")
+            path = path.replace("{contact_id}", "lead-1").replace("{account_id}", BASE_ACCOUNT)
             for token in (None, "wrong"):
                 answer = get(port, path, token)
                 assert (answer.status, answer.body["error"]["code"]) == (401, "unauthorized")
@@ -394,3 +395,101 @@ def test_ranked_lists_agree_across_workers_and_with_a_scan_of_every_lead(
     assert get(ports[0], "/leads?sort=name", TOKEN).status == 400
     assert get(ports[0], "/leads?stage=lukewarm", TOKEN).status == 400
     assert get(ports[0], "/leads/cooling?within=1y", TOKEN).status == 400
+
+
+def test_accounts_are_the_sum_of_their_contacts_and_answered_by_either_worker(
+    deployment: Deployment, start_worker, tmp_path
+) -> None:
+    """Each account's engagement, from either worker, is the sum of its contacts' scores
+    as their lead states say (decayed to the answer's time); a contact that moves takes
+    its score along; stage changes and threshold crossings go to the account-actions
+    topic once each, with the top contacts as reasons."""
+    ports, _, _ = two_workers(deployment, start_worker, tmp_path)
+    rules = load_rules()
+    now = int(time.time() * 1000)
+    rng = random.Random(7)
+    kinds = ["page_view", "email_open", "download", "signup", "demo_request"]
+    sent: Counter[str] = Counter()
+    events = []
+    for n in range(30):
+        contact, account = f"member-{n}", f"org-{n % 4}"
+        at = now - rng.randrange(3 * 86_400_000)
+        for k in range(rng.randint(1, 4)):
+            events.append(
+                ev(f"{contact}-{k}", contact, rng.choice(kinds), at + k, account_id=account)
+            )
+            sent[contact] += 1
+    # org-hot: six contacts with a demo request and a signup each (300 points): surging
+    for n in range(6):
+        contact = f"buyer-{n}"
+        for k, kind in enumerate(("signup", "demo_request")):
+            events.append(ev(f"{contact}-{k}", contact, kind, now + k, account_id="org-hot"))
+            sent[contact] += 1
+    # a contact that moves from org-0 to org-1 with its score
+    events.append(ev("mover-0", "mover", "demo_request", now - 1000, account_id="org-0"))
+    events.append(ev("mover-1", "mover", "page_view", now, account_id="org-1"))
+    sent["mover"] += 2
+    produce(deployment.bootstrap, deployment.topic("events"), events)
+
+    def lead(contact: str) -> dict | None:
+        answer = get(ports[0], f"/leads/{contact}", TOKEN)
+        return (
+            answer.body
+            if answer.status == 200 and answer.body["event_count"] == sent[contact]
+            else None
+        )
+
+    leads = {c: wait_until(lambda c=c: lead(c), f"{c} scored") for c in sent}
+    assert leads["mover"]["account_id"] == "org-1"
+
+    def reference(account: str, at: int) -> tuple[float, list[str]]:
+        members = [
+            (s["score"] * rules.decay_factor(at - s["last_event_at"]), c)
+            for c, s in leads.items()
+            if s["account_id"] == account
+        ]
+        return sum(x for x, _ in members), [c for _, c in sorted(members, reverse=True)]
+
+    def settled(port: int, account: str) -> dict | None:
+        answer = get(port, f"/accounts/{account}", TOKEN)
+        if answer.status != 200:
+            return None
+        members = sum(1 for s in leads.values() if s["account_id"] == account)
+        return answer.body if answer.body["contacts"] == members else None
+
+    for account in ["org-0", "org-1", "org-2", "org-3", "org-hot"]:
+        for port in ports:
+            body = wait_until(lambda p=port, a=account: settled(p, a), f"{account} rolled up")
+            check(body, "AccountState")
+            total, order = reference(account, body["updated_at"])
+            assert abs(body["current_score"] - total) < 1e-3 * max(1.0, total), (account, body)
+            assert [x["contact_id"] for x in body["top_contacts"]] == order[:10]
+            assert body["stage"] == rules.accounts.stage_for(body["current_score"])
+            listed = get(port, f"/accounts/{account}/contacts?limit=3", TOKEN)
+            assert listed.status == 200
+            check(listed.body, "AccountContacts")
+            assert [x["contact_id"] for x in listed.body["contacts"]] == order[:3]
+    assert "mover" in [
+        x["contact_id"] for x in get(ports[1], "/accounts/org-1/contacts", TOKEN).body["contacts"]
+    ]
+    assert "mover" not in [
+        x["contact_id"] for x in get(ports[1], "/accounts/org-0/contacts", TOKEN).body["contacts"]
+    ]
+    hot = get(ports[1], "/accounts/org-hot", TOKEN).body
+    assert hot["stage"] == "surging"
+    assert hot["engaged_contacts"] == 6
+
+    # the account settled: its actions were sent before its state was written
+    actions = values(read_all(deployment.bootstrap, deployment.topic("account-actions")))
+    assert len({a["action_id"] for a in actions}) == len(actions), "each action once"
+    surge = [a for a in actions if a["account_id"] == "org-hot"]
+    assert [(a["kind"], a["name"]) for a in surge][-1] == (
+        "account_threshold_crossed",
+        "account_surge",
+    )
+    assert {a["contact_id"] for a in surge[-1]["top_contacts"]} <= {f"buyer-{n}" for n in range(6)}
+
+    for port in ports:
+        assert get(port, "/accounts/no-such-org", TOKEN).status == 404
+        bad = get(port, "/accounts/%E2%80%AEx", TOKEN)
+        assert (bad.status, bad.body["error"]["code"]) == (400, "invalid_account_id")

@@ -34,6 +34,9 @@ TOPICS = (
     "privacy",
     "privacy-receipts",
     "sink-dlq",
+    "account-updates",
+    "account-state",
+    "account-actions",
 )
 
 

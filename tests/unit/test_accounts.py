@@ -4,6 +4,7 @@ obeys the lead step's law (any split into batches gives the same outputs and tab
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections import Counter
@@ -106,7 +107,7 @@ def run(records: list[Input], splits: list[int], now: int) -> tuple[list, dict]:
     timers = Timers(10_000)
     outputs = []
     cuts = sorted({0, len(records), *(c for c in splits if 0 < c < len(records))})
-    for lo, hi in zip(cuts, cuts[1:], strict=False):
+    for lo, hi in itertools.pairwise(cuts):
         effects = process_accounts(
             records[lo:hi], lambda _p, k: table.get(k), timers, RULES, now, STATE, ACTION
         )
@@ -157,8 +158,11 @@ def test_a_share_already_held_changes_nothing_and_sends_nothing() -> None:
     assert first.member is not None
     again = apply_share(first.record, first.member, share, RULES, T0)
     older = apply_share(first.record, first.member, Share("acme", "ada", 90.0, T0, 2), RULES, T0)
-    assert again.member is None and again.actions == () and again.record is first.record
-    assert older.member is None and older.record.score == 40.0
+    assert again.member is None
+    assert again.actions == ()
+    assert again.record is first.record
+    assert older.member is None
+    assert older.record.score == 40.0
 
 
 def test_a_contact_that_moves_takes_its_current_score_with_it() -> None:
@@ -201,12 +205,14 @@ def test_stages_thresholds_and_their_actions_follow_the_lead_semantics() -> None
     assert acts[-1]["top_contacts"][0]["contact_id"] == "c3"  # the newest, least decayed
     assert len({a["action_id"] for a in acts}) == 3
     states = [decode_output(v) for d, _, v in outputs if d == "account_state"]
-    assert states[-1]["contacts"] == 4 and states[-1]["engaged_contacts"] == 4
+    assert states[-1]["contacts"] == 4
+    assert states[-1]["engaged_contacts"] == 4
     assert states[-1]["coverage"] == ["manager", "vp"]
     record = decode_account(table[account_key("acme")])
     # decay alone takes it below 150 - 30 (re-arm) and then below 150 (stage): the earlier
     due = next_due(record, RULES)
-    assert due is not None and record.due_ms == due
+    assert due is not None
+    assert record.due_ms == due
     assert math.isclose(record.engagement.at(due, RULES), 150.0, abs_tol=1e-3)
     # a tick at that time: the stage drops, one action, and the account is re-scheduled
     tick = Input(TOPIC, 0, 99, b"tick", b"{}", headers=((TICK_HEADER, b"1"),))
@@ -222,7 +228,8 @@ def test_stages_thresholds_and_their_actions_follow_the_lead_semantics() -> None
     ]
     assert kinds == ["engaged"]
     ticked = effects.writes[account_key("acme")][1]
-    assert isinstance(ticked, AccountRecord) and ticked.stage == "engaged"
+    assert isinstance(ticked, AccountRecord)
+    assert ticked.stage == "engaged"
 
 
 def test_an_unreadable_update_is_dead_lettered_and_the_batch_goes_on() -> None:
