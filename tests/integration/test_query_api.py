@@ -448,7 +448,8 @@ def test_accounts_are_the_sum_of_their_contacts_and_answered_by_either_worker(
             for c, s in leads.items()
             if s["account_id"] == account
         ]
-        return sum(x for x, _ in members), [c for _, c in sorted(members, reverse=True)]
+        ranked = sorted(members, key=lambda m: (-round(m[0], 6), m[1]))  # ties: by id
+        return sum(x for x, _ in members), [c for _, c in ranked]
 
     def settled(port: int, account: str) -> dict | None:
         answer = get(port, f"/accounts/{account}", TOKEN)
@@ -464,11 +465,21 @@ def test_accounts_are_the_sum_of_their_contacts_and_answered_by_either_worker(
             total, order = reference(account, body["updated_at"])
             assert abs(body["current_score"] - total) < 1e-3 * max(1.0, total), (account, body)
             assert [x["contact_id"] for x in body["top_contacts"]] == order[:10]
-            assert body["stage"] == rules.accounts.stage_for(body["current_score"])
             listed = get(port, f"/accounts/{account}/contacts?limit=3", TOKEN)
             assert listed.status == 200
             check(listed.body, "AccountContacts")
             assert [x["contact_id"] for x in listed.body["contacts"]] == order[:3]
+    # The stage is assessed at the latest event; decay since then moves it at the next
+    # tick (the accounts' timer wheel), so it soon agrees with the current engagement.
+    for account in ["org-0", "org-1", "org-2", "org-3", "org-hot"]:
+
+        def agrees(account: str = account) -> dict | None:
+            body = get(ports[0], f"/accounts/{account}", TOKEN).body
+            return (
+                body if body["stage"] == rules.accounts.stage_for(body["current_score"]) else None
+            )
+
+        wait_until(agrees, f"{account}'s stage follows its decayed engagement")
     assert "mover" in [
         x["contact_id"] for x in get(ports[1], "/accounts/org-1/contacts", TOKEN).body["contacts"]
     ]
