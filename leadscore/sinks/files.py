@@ -30,6 +30,24 @@ def load_model(path: Path, model: type[M]) -> M:
         raise ConfigError(f"{path}: {problems}") from exc
 
 
+#: The kinds of account actions (leadscore.account-actions) start with this.
+ACCOUNT_KINDS = "account_"
+
+
 def wants_action(patterns: Iterable[str], kind: str, name: str) -> bool:
-    """Whether ``kind:name`` matches one of the shell-style patterns ("threshold_crossed:*")."""
-    return any(fnmatch.fnmatchcase(f"{kind}:{name}", p) for p in patterns)
+    """Whether ``kind:name`` matches one of the shell-style patterns ("threshold_crossed:*").
+
+    Account actions match only patterns that name them ("account_*", "account_threshold_
+    crossed:surge"): a sink set up for lead actions ("*") is not sent account actions.
+    """
+    account = kind.startswith(ACCOUNT_KINDS)
+    return any(
+        fnmatch.fnmatchcase(f"{kind}:{name}", p)
+        for p in patterns
+        if p.startswith(ACCOUNT_KINDS) == account
+    )
+
+
+def wants_accounts(patterns: Iterable[str]) -> bool:
+    """Whether any pattern names account actions (the sink then reads account-actions too)."""
+    return any(p.startswith(ACCOUNT_KINDS) for p in patterns)

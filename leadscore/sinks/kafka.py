@@ -75,12 +75,15 @@ def records(messages: Iterable[Message], sink: str) -> Iterator[tuple[Message, i
         yield (message, *position(message))
 
 
-FIELD = re.compile(r"LeadAction\.(\w+)")
+FIELD = re.compile(r"(?:LeadAction|AccountAction)\.(\w+)")
 
 
-def decode_action(value: bytes | None, required: Iterable[str] = ()) -> dict[str, Any]:
-    """A LeadAction from leadscore.actions (any output format), checked against
-    schemas/lead_action.avsc, or InvalidAction saying why not."""
+def decode_action(
+    value: bytes | None, required: Iterable[str] = (), record: str = "LeadAction"
+) -> dict[str, Any]:
+    """A LeadAction from leadscore.actions (``record`` AccountAction: from
+    leadscore.account-actions), in any output format, checked against its schema in
+    schemas/, or InvalidAction saying why not."""
     try:
         action = decode_output(value)
     except Exception as exc:  # orjson, fastavro: many error types on bad bytes
@@ -91,16 +94,17 @@ def decode_action(value: bytes | None, required: Iterable[str] = ()) -> dict[str
     if missing:
         raise InvalidAction("invalid_action", f"missing {', '.join(missing)}")
     try:
-        validate(action, schema("LeadAction").parsed, raise_errors=True)
+        validate(action, schema(record).parsed, raise_errors=True)
     except ValidationError as exc:
         # Field names only: fastavro's texts quote the offending values too.
         fields = sorted({m.group(1) for e in exc.errors if (m := FIELD.search(str(e)))})[:5]
         raise InvalidAction(
-            "invalid_action", f"does not match the LeadAction schema: {', '.join(fields)}"
+            "invalid_action", f"does not match the {record} schema: {', '.join(fields)}"
         ) from None
-    problem = id_problem(action["contact_id"])
+    field = "contact_id" if record == "LeadAction" else "account_id"
+    problem = id_problem(action[field])
     if problem:
-        raise InvalidAction("invalid_action", f"contact_id {problem}")
+        raise InvalidAction("invalid_action", f"{field} {problem}")
     return action
 
 

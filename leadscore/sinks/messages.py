@@ -21,8 +21,34 @@ def _why(action: dict[str, Any], top: int = 3) -> str:
     return ", ".join(f"{r['rule_id']} {r['points']:g}" for r in reasons) or "no scoring events"
 
 
+def _account_text(action: dict[str, Any]) -> str:
+    account = _escape(action["account_id"])
+    kind, name = action["kind"], action["name"]
+    headline = {
+        "account_threshold_crossed": f"crossed *{name}*",
+        "account_stage_changed": f"moved to *{name}*",
+    }.get(kind, f"{kind} {name}")
+    top = ", ".join(
+        f"{_escape(c['contact_id'])} {c['score']:g}" for c in action.get("top_contacts") or []
+    )
+    return (
+        f"Account *{account}* {headline}: engagement {action['score']:g} "
+        f"(was {action['previous_score']:g}), stage {action['previous_stage']} → "
+        f"{action['stage']}. Contacts to reach: {top or 'none'}."
+    )
+
+
 def slack_body(action: dict[str, Any], link_template: str | None) -> bytes:
-    """A Slack incoming-webhook message: who, score, why, and a link to the lead."""
+    """A Slack incoming-webhook message: who, score, why, and a link to the lead (an
+    account action: the account, its engagement and its top contacts)."""
+    if "account_id" in action and "contact_id" not in action:
+        text = _account_text(action)
+        return orjson.dumps(
+            {
+                "text": text,
+                "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+            }
+        )
     contact = _escape(action["contact_id"])
     kind, name = action["kind"], action["name"]
     headline = {
@@ -40,11 +66,13 @@ def slack_body(action: dict[str, Any], link_template: str | None) -> bytes:
     if link_template:
         url = link_template.format(contact_id=quote(action["contact_id"], safe=""))
         text += f" <{url}|Open the lead>"
-    message = {
-        "text": text,
-        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
-    }
-    return orjson.dumps(message)
+    return _message(text)
+
+
+def _message(text: str) -> bytes:
+    return orjson.dumps(
+        {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+    )
 
 
 def webhook_body(action: dict[str, Any]) -> bytes:

@@ -1,9 +1,11 @@
 """``leadscore sink notify``: deliver actions to Slack and signed JSON webhooks.
 
 The sink runner (runner.py) consumes leadscore.actions in the group
-``<app id>-notify``. Each action goes to every endpoint that wants its ``kind:name``,
-concurrently, each endpoint with its own rate limit, concurrency and circuit
-breaker, so a dead endpoint does not hold up the others.
+``<app id>-notify`` (and leadscore.account-actions when an endpoint names
+account actions: ``account_*`` patterns). Each action goes to every endpoint
+that wants its ``kind:name``, concurrently, each endpoint with its own rate
+limit, concurrency and circuit breaker, so a dead endpoint does not hold up the
+others.
 
 Nothing is lost: an action is done when each of its deliveries succeeded or was
 written to the sink dead-letter topic (acknowledged by the broker), and the
@@ -31,6 +33,7 @@ from leadscore.metrics import SINK_ATTEMPTS, SINK_CIRCUIT, SINK_DELIVERIES, SINK
 from leadscore.scoring.rules import MS_PER_DAY
 from leadscore.sinks.breaker import STATE_VALUES
 from leadscore.sinks.delivery import EndpointClient
+from leadscore.sinks.files import wants_accounts
 from leadscore.sinks.ledger import Ledger
 from leadscore.sinks.notify_config import NotifyConfig
 from leadscore.sinks.runner import SinkRunner, log
@@ -52,6 +55,7 @@ class NotifySink:
             max_entries=settings.sink_dedupe_max_entries,
         )
         self.clients: list[EndpointClient] = []
+        self.accounts = any(wants_accounts(e.spec.actions) for e in config.endpoints)
         self.session: aiohttp.ClientSession | None = None
 
     async def open(self, runner: SinkRunner) -> None:
@@ -87,7 +91,7 @@ class NotifySink:
             "notify: %s gave up on action %s for %s after %s attempt(s): %s",
             name,
             action["action_id"],
-            redact(action["contact_id"]),
+            redact(action.get("contact_id") or action["account_id"]),
             outcome.attempts,
             outcome.error,
         )

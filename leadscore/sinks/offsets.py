@@ -33,15 +33,15 @@ class PartitionProgress:
 
 
 class Progress:
-    """PartitionProgress per partition of the consumed topic."""
+    """PartitionProgress per (topic, partition) consumed."""
 
     def __init__(self) -> None:
-        self.partitions: dict[int, PartitionProgress] = {}
+        self.partitions: dict[tuple[str, int], PartitionProgress] = {}
 
-    def of(self, partition: int) -> PartitionProgress:
+    def of(self, partition: tuple[str, int]) -> PartitionProgress:
         return self.partitions.setdefault(partition, PartitionProgress())
 
-    def forget(self, partition: int) -> None:
+    def forget(self, partition: tuple[str, int]) -> None:
         self.partitions.pop(partition, None)
 
     @property

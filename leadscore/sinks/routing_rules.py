@@ -2,7 +2,9 @@
 
 Order of strategies for an action the routes want:
 
-1. account stickiness: a lead whose account already has an owner gets that owner;
+1. account stickiness: a lead whose account already has an owner gets that owner (an
+   account action, ``account_*`` patterns, assigns the account an owner the same way,
+   with its top contact as the contact to reach);
 2. rules on the lead's traits (territory, segment, size ...; first match wins) pick a team;
 3. round-robin over the team's members, skipping members at their capacity for the day
    (the UTC day of the action's ``emitted_at``);
@@ -177,6 +179,9 @@ def decide(action: dict[str, Any], config: RoutingConfig, state: State) -> Decis
         return Decision(orjson.loads(recorded), {}, replayed=True)
 
     day = day_of(int(action["emitted_at"]))
+    if "contact_id" not in action:  # an account action: the contact to reach is its top one
+        top = action.get("top_contacts") or []
+        action = {**action, "contact_id": top[0]["contact_id"] if top else ""}
     traits: dict[str, str] = dict(action.get("traits") or {})
     if action.get("account_id"):
         traits.setdefault("account_id", action["account_id"])

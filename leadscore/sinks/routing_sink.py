@@ -37,6 +37,7 @@ from leadscore.config import Settings
 from leadscore.logs import redact
 from leadscore.metrics import SINK_ASSIGNMENTS, SINK_LATENCY
 from leadscore.scoring.rules import MS_PER_DAY
+from leadscore.sinks.files import wants_accounts
 from leadscore.sinks.kafka import records, sink_consumer
 from leadscore.sinks.routing_rules import (
     RoutingConfig,
@@ -68,6 +69,7 @@ class RoutingSink:
         path.mkdir(parents=True, exist_ok=True)
         self.store = Rdict(str(path), options=Options(raw_mode=True))
         self.encode = encoder("Assignment", settings.output_format)
+        self.accounts = wants_accounts(config.actions)
         self.pruned_at = time.monotonic()
 
     # -- state ---------------------------------------------------------------------------------
@@ -179,7 +181,7 @@ class RoutingSink:
         log.debug("routing: %s -> team %s", redact(assignment["contact_id"]), assignment["team"])
         await runner.produce(
             self.settings.assignments_topic,
-            assignment["contact_id"].encode(),
+            (assignment["contact_id"] or assignment["account_id"] or "").encode() or None,
             self.encode(assignment),
         )
         strategy = "replayed" if decision.replayed else assignment["strategy"]

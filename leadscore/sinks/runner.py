@@ -4,13 +4,14 @@ A sink is a ``SinkHandler``: what it does with one valid action. The runner owns
 everything else, the same way for every sink:
 
 - **Consuming.** A confluent-kafka consumer in the sink's own group
-  (``<app id>-<sink>``, cooperative-sticky assignment) reads leadscore.actions.
+  (``<app id>-<sink>``, cooperative-sticky assignment) reads leadscore.actions
+  (and leadscore.account-actions when the sink's file names account actions).
   Each record becomes an asyncio task, started in offset order; at most
   ``LEADSCORE_SINK_MAX_IN_FLIGHT`` are in flight (over it, every assigned
   partition is paused). Whatever a handler does before its first ``await``
   runs in consumption order, which is what a sink with ordered state (routing)
   relies on.
-- **Dead letters.** A record that is not a valid LeadAction goes to the sink
+- **Dead letters.** A record that is not a valid LeadAction (AccountAction) goes to the sink
   dead-letter topic with its reason, and counts as done once the broker has it.
   Handlers dead-letter their own failures (an endpoint that gave up) the same way.
 - **Commits.** A partition's offset is committed only up to its first record
@@ -54,6 +55,12 @@ log = logging.getLogger("leadscore.sink")
 
 COMMIT_EVERY_S = 0.5
 BATCH = 200
+#: What every account action must carry (beyond the AccountAction schema).
+ACCOUNT_REQUIRED = ("action_id", "account_id", "kind", "name", "score", "emitted_at")
+
+
+def _named(partitions: list[TopicPartition]) -> list[str]:
+    return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)
 
 
 class SinkHandler(Protocol):
@@ -61,6 +68,8 @@ class SinkHandler(Protocol):
     name: str
     #: Fields an action must carry for this sink (beyond the LeadAction schema).
     required: tuple[str, ...]
+    #: Whether the sink acts on account actions too (it then reads leadscore.account-actions).
+    accounts: bool
 
     async def open(self, runner: SinkRunner) -> None:
         """Before consuming (rebuild state, open sessions)."""
@@ -82,6 +91,9 @@ class SinkRunner:
         self.handler = handler
         self.name = handler.name
         self.group = f"{settings.app_id}-{handler.name}"
+        self.topics = [settings.actions_topic]
+        if handler.accounts:
+            self.topics.append(settings.account_actions_topic)
         self.progress = Progress()
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = asyncio.Event()
@@ -133,26 +145,26 @@ class SinkRunner:
     # -- commits -------------------------------------------------------------------------------
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("%s: assigned partitions %s", self.name, sorted(tp.partition for tp in partitions))
+        log.info("%s: assigned partitions %s", self.name, _named(partitions))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Commit what is done; in-flight records of these partitions go to the next owner."""
-        self._commit(only={tp.partition for tp in partitions}, wait=True)
+        self._commit(only={(tp.topic, tp.partition) for tp in partitions}, wait=True)
         for tp in partitions:
-            self.progress.forget(tp.partition)
-        log.info("%s: revoked partitions %s", self.name, sorted(tp.partition for tp in partitions))
+            self.progress.forget((tp.topic, tp.partition))
+        log.info("%s: revoked partitions %s", self.name, _named(partitions))
 
-    def _commit(self, only: set[int] | None = None, wait: bool = False) -> None:
+    def _commit(self, only: set[tuple[str, int]] | None = None, wait: bool = False) -> None:
         """Commit what is done. In the loop the commit is asynchronous (the broker's
         answer comes to ``_committed`` through the next consume); on revoke and at the
         end it waits, as the partitions are about to go."""
         offsets = []
-        for partition, progress in self.progress.partitions.items():
-            if only is not None and partition not in only:
+        for (topic, partition), progress in self.progress.partitions.items():
+            if only is not None and (topic, partition) not in only:
                 continue
             offset = progress.to_commit()
             if offset is not None:
-                offsets.append(TopicPartition(self.settings.actions_topic, partition, offset))
+                offsets.append(TopicPartition(topic, partition, offset))
         if not offsets:
             return
         try:
@@ -164,7 +176,7 @@ class SinkRunner:
             log.warning("%s: commit failed: %s", self.name, exc)
             return
         for tp in offsets:
-            self.progress.of(tp.partition).committed = tp.offset
+            self.progress.of((tp.topic, tp.partition)).committed = tp.offset
 
     def _committed(self, error: KafkaError | None, offsets: list[TopicPartition]) -> None:
         """The broker's answer to an asynchronous commit: a failed one is sent again."""
@@ -172,7 +184,7 @@ class SinkRunner:
             return
         log.warning("%s: commit failed, retrying with the next one: %s", self.name, error)
         for tp in offsets:
-            progress = self.progress.partitions.get(tp.partition)
+            progress = self.progress.partitions.get((tp.topic, tp.partition))
             if progress is not None and progress.committed == tp.offset:
                 progress.committed = None
 
@@ -180,14 +192,18 @@ class SinkRunner:
 
     async def _handle(self, message: Message) -> None:
         """Act on one record; it is done only when this returns normally."""
+        account = message.topic() == self.settings.account_actions_topic
         try:
-            action = decode_action(message.value(), self.handler.required)
+            if account:
+                action = decode_action(message.value(), ACCOUNT_REQUIRED, "AccountAction")
+            else:
+                action = decode_action(message.value(), self.handler.required)
         except InvalidAction as error:
             await self.dead_letter(message, error.reason, **{"error.message": str(error)})
         else:
             await self.handler.handle(self, action, message)
         partition, offset = position(message)
-        self.progress.of(partition).finished(offset)
+        self.progress.of((str(message.topic()), partition)).finished(offset)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
@@ -215,7 +231,7 @@ class SinkRunner:
             messages = self.consumer.consume(num_messages=BATCH, timeout=0)
             self.producer.poll(0)  # serve delivery callbacks in this thread
             for message, partition, offset in records(messages, self.name):
-                self.progress.of(partition).started(offset)
+                self.progress.of((str(message.topic()), partition)).started(offset)
                 task = asyncio.create_task(self._handle(message))
                 self.tasks.add(task)
                 task.add_done_callback(self._task_done)
@@ -255,9 +271,7 @@ class SinkRunner:
         if self.settings.sink_metrics_port:
             start_http_server(self.settings.sink_metrics_port)
         await self.handler.open(self)
-        self.consumer.subscribe(
-            [self.settings.actions_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
-        )
+        self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         log.info("%s: group %s", self.name, self.group)
         consuming = asyncio.create_task(self._consume())
         stopped = asyncio.create_task(self.stopping.wait())

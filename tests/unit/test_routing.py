@@ -204,3 +204,34 @@ def test_an_erased_contact_s_assignments_are_purged_from_the_store(tmp_path: Pat
         assert not [k for k, _ in sink.store.items() if bytes(k).startswith((b"m:", b"c:", b"t:"))]
     finally:
         sink.store.close()
+
+
+def test_an_account_action_assigns_the_account_an_owner_its_leads_then_keep() -> None:
+    config = CONFIG.model_copy(update={"actions": [*CONFIG.actions, "account_threshold_crossed:*"]})
+    surge = {
+        "action_id": "acme:account_threshold_crossed:account_surge:0",
+        "account_id": "acme",
+        "kind": "account_threshold_crossed",
+        "name": "account_surge",
+        "score": 160.0,
+        "emitted_at": DAY,
+        "top_contacts": [{"contact_id": "cto", "score": 50.0}],
+    }
+    state: dict[bytes, bytes] = {}
+    decision = decide(surge, config, state)
+    assert decision is not None
+    state.update(decision.writes)
+    assigned = decision.assignment
+    assert (assigned["account_id"], assigned["contact_id"], assigned["owner"]) == (
+        "acme",
+        "cto",  # the contact to reach first
+        "sam",
+    )
+    later = decide(act(7, account="acme"), config, state)
+    assert later is not None
+    assert (later.assignment["owner"], later.assignment["strategy"]) == ("sam", "sticky_account")
+    # lead patterns ("*") never take account actions; only account_* patterns do
+    assert decide(surge, CONFIG, {}) is None
+    star = CONFIG.model_copy(update={"actions": ["*"]})
+    assert decide(surge, star, {}) is None
+    assert decide(act(8), star, {}) is not None

@@ -252,3 +252,22 @@ def test_the_example_endpoints_file_loads() -> None:
     config = load_notify_config(example, env)
     assert [e.name for e in config.endpoints] == ["sales-slack", "crm-webhook"]
     assert config.endpoints[0].spec.rate_per_second == 1
+
+
+def test_slack_message_for_an_account_names_it_and_its_contacts_to_reach() -> None:
+    action = {
+        "action_id": "acme:account_threshold_crossed:account_surge:0",
+        "account_id": "acme<!channel>",
+        "kind": "account_threshold_crossed",
+        "name": "account_surge",
+        "score": 160.0,
+        "previous_score": 140.0,
+        "stage": "surging",
+        "previous_stage": "engaged",
+        "top_contacts": [{"contact_id": "cto", "score": 50.0}, {"contact_id": "vp", "score": 40.0}],
+    }
+    text = json.loads(slack_body(action, None))["text"]
+    assert text == (
+        "Account *acme&lt;!channel&gt;* crossed *account_surge*: engagement 160 (was 140), "
+        "stage engaged → surging. Contacts to reach: cto 50, vp 40."
+    )
