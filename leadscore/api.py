@@ -58,8 +58,9 @@ def check_token(expected: str | None, authorization: str | None) -> None:
         raise ApiError(401, "unauthorized", "a valid bearer token is required")
 
 
-def check_at(raw: str | None, record: LeadRecord, now_ms: int) -> int:
-    """The time to decay a lead's score to: ``?at=`` (ISO-8601 with offset, or epoch ms) or now.
+def check_at(raw: str | None, record: LeadRecord | AccountRecord, now_ms: int) -> int:
+    """The time to decay a lead's (an account's) score to: ``?at=`` (ISO-8601 with offset,
+    or epoch ms) or now.
 
     Decay is a pure function of time, so a later time answers "where will this lead
     stand then, with no new events". A time before the lead's latest event cannot be
@@ -80,11 +81,12 @@ def check_at(raw: str | None, record: LeadRecord, now_ms: int) -> int:
         at = int(raw) if epoch else iso_to_ms(raw)
     except (ValueError, OverflowError, OSError):
         raise wrong from None
-    if at < record.ref_ms:  # a well-formed time the lead's state cannot answer for: 409
+    if at < record.ref_ms:  # a well-formed time the record cannot answer for: 409
+        what = "lead" if isinstance(record, LeadRecord) else "account"
         raise ApiError(
             409,
             "at_before_latest_event",
-            "at is before the lead's latest event; only later times are known",
+            f"at is before the {what}'s latest event; only later times are known",
         )
     return at
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info, disable_created_metrics
@@ -116,6 +116,10 @@ def set_build_info(rules_version: str) -> None:
     BUILD.info({"version": __version__, "rules_version": rules_version})
 
 
+#: How many accounts a worker reports by name (leadscore_top_account_engagement).
+TOP_ACCOUNTS = 10
+
+
 class WorkerCollector(Collector):
     """The worker's state read at scrape time: leads by stage, lag, recovery, readiness.
 
@@ -165,6 +169,24 @@ class WorkerCollector(Collector):
             "Consumer group rebalances this worker has taken part in",
             value=float(view.rebalances),
         )
+        accounts = GaugeMetricFamily(
+            "leadscore_accounts",
+            "Accounts by stage in the partitions this worker owns (sum over workers for the total)",
+            labels=["stage"],
+        )
+        for stage, count in view.account_stages.items():
+            accounts.add_metric([stage], float(count))
+        yield accounts
+        top = GaugeMetricFamily(
+            "leadscore_top_account_engagement",
+            f"Engagement decayed to now of the {TOP_ACCOUNTS} most engaged accounts in the "
+            "partitions this worker owns (account ids as labels: at most that many series "
+            "per worker)",
+            labels=["account"],
+        )
+        for account, engagement in view.top_accounts:
+            top.add_metric([account], engagement)
+        yield top
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -177,6 +199,8 @@ class WorkerView:
     lag: dict[tuple[str, int], int]  # (topic, partition) -> records
     recovery_remaining: int
     rebalances: int
+    account_stages: dict[str, int] = field(default_factory=dict)
+    top_accounts: list[tuple[str, float]] = field(default_factory=list)
 
 
 WORKER = WorkerCollector(lambda: None)  # reports nothing until a worker is built

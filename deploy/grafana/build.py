@@ -388,7 +388,57 @@ SINKS = dashboard(
     ],
 )
 
+ACCOUNTS = dashboard(
+    "leadscore-accounts",
+    "leadscore / accounts",
+    "Accounts: engagement rolled up from their contacts, stages and account actions.",
+    [
+        Panel(
+            "Accounts by stage",
+            [("sum by (stage) (leadscore_accounts)", "{{stage}}")],
+            kind="bargauge",
+            options={"orientation": "horizontal", "displayMode": "gradient"},
+            description="Every account in its stage (decay included), over all workers.",
+        ),
+        Panel(
+            "Accounts by stage over time",
+            [("sum by (stage) (leadscore_accounts)", "{{stage}}")],
+            stack=True,
+        ),
+        Panel(
+            "Top accounts' engagement",
+            [("topk(10, max by (account) (leadscore_top_account_engagement))", "{{account}}")],
+            description="The most engaged accounts: engagement (the sum of their contacts' "
+            "decayed scores) now. Each worker reports its 10 most engaged.",
+            width=24,
+        ),
+        Panel(
+            "Account actions per hour",
+            [
+                (
+                    f"sum by (kind, name) (rate(leadscore_account_actions_total[{RATE}])) * 3600",
+                    "{{kind}} {{name}}",
+                )
+            ],
+            description="Account stage changes and threshold crossings, as an hourly rate.",
+        ),
+        Panel(
+            "Contact updates read by the account agent",
+            [
+                (
+                    f"sum by (outcome) (rate(leadscore_account_updates_total[{RATE}]))",
+                    "{{outcome}}",
+                )
+            ],
+            unit="ops",
+            description="applied: a contact's new share of its account; duplicate: a share "
+            "the account already had (a replay), counted once.",
+        ),
+    ],
+)
+
 DASHBOARDS = {
+    "accounts.json": ACCOUNTS,
     "executive.json": EXECUTIVE,
     "oncall.json": ONCALL,
     "sinks.json": SINKS,

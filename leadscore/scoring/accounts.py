@@ -29,11 +29,14 @@ never count twice, and the engagement stays the sum of the members' shares.
 
 from __future__ import annotations
 
+import heapq
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from leadscore.scoring.engine import ROUNDING
+from leadscore.scoring.ranking import current_from_key, rank_key
 from leadscore.scoring.records import LeadRecord, out
 from leadscore.scoring.rules import Rules
 
@@ -406,3 +409,38 @@ def next_due(record: AccountRecord, rules: Rules) -> int | None:
         )
         due = at if due is None else min(due, at)
     return due
+
+
+class EngagementIndex:
+    """Each owned partition's accounts by a key that orders them as their current
+    engagement does at any time (``scoring.ranking.rank_key``): the most engaged accounts
+    without decaying every one. In memory; rebuilt from the account records."""
+
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+        self.keys: dict[int, dict[str, tuple[int, float]]] = {}
+
+    def put(self, partition: int, record: AccountRecord) -> None:
+        self.keys.setdefault(partition, {})[record.account_id] = rank_key(
+            record.score, record.ref_ms, self.rules.half_life_ms
+        )
+
+    def rebuild(self, partition: int, records: Iterable[AccountRecord]) -> None:
+        self.keys[partition] = {}
+        for record in records:
+            self.put(partition, record)
+
+    def keep_only(self, partitions: Iterable[int]) -> None:
+        keep = set(partitions)
+        for partition in [p for p in self.keys if p not in keep]:
+            del self.keys[partition]
+
+    def top(self, partitions: Iterable[int], n: int, now_ms: int) -> list[tuple[str, float]]:
+        """The ``n`` most engaged accounts of ``partitions``, engagement decayed to now."""
+        half_life = self.rules.half_life_ms
+        found = heapq.nlargest(
+            n,
+            (item for p in partitions for item in self.keys.get(p, {}).items()),
+            key=lambda item: (item[1], item[0]),
+        )
+        return [(account, out(current_from_key(key, now_ms, half_life))) for account, key in found]

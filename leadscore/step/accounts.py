@@ -79,7 +79,7 @@ def account_state(record: AccountRecord, rules: Rules, now_ms: int) -> dict[str,
             {"contact_id": c, "score": s} for c, s in top_contacts(record, rules, at, limit=10)
         ],
         "last_event_at": record.ref_ms,
-        "updated_at": now_ms,
+        "updated_at": at,
         "rules_version": record.rules_version,
     }
 

@@ -50,11 +50,13 @@ from leadscore.metrics import (
     PROCESSING,
     REWOUND,
     TIME_TO_THRESHOLD,
+    TOP_ACCOUNTS,
     WorkerView,
     set_build_info,
     watch_worker,
 )
 from leadscore.scoring import LeadRecord, Rules
+from leadscore.scoring.accounts import AccountRecord, EngagementIndex
 from leadscore.scoring.ranking import RankIndex
 from leadscore.step.accounts import AccountEffects, process_accounts
 from leadscore.step.batch import Effects, Encoders, Input, Limits, process
@@ -257,12 +259,11 @@ def lead_index(items: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[str, int 
         yield key.decode("utf-8"), due_ms, stage
 
 
-def account_index(items: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[str, int | None, str]]:
-    """(account id, due time, stage) of each stored account record (members left out)."""
+def stored_accounts(items: Iterable[tuple[bytes, bytes]]) -> Iterator[AccountRecord]:
+    """The account records of a store's items (members' shares left out)."""
     for key, raw in items:
         if is_account_key(key):
-            record = decode_account(raw)
-            yield record.account_id, record.due_ms, record.stage
+            yield decode_account(raw)
 
 
 def stored_leads(items: Iterable[tuple[bytes, bytes]]) -> Iterator[LeadRecord]:
@@ -369,6 +370,7 @@ def build_app(
     # Accounts (leadscore.step.accounts): their records and each member's last share.
     accounts = raw_table("accounts", "accounts, and each contact's last share of one")
     account_timers = Timers(slot_ms)
+    engagement = EngagementIndex(rules)  # the most engaged accounts, for the metrics
 
     @accounts.on_recover  # type: ignore[untyped-decorator]  # Faust's decorator is untyped
     async def index_accounts() -> None:
@@ -376,8 +378,13 @@ def build_app(
         owned = table_partitions(app, accounts)
         now = clock()
         for partition in owned:
-            account_timers.rebuild(partition, account_index(stored_items(accounts, partition)), now)
+            records = list(stored_accounts(stored_items(accounts, partition)))
+            account_timers.rebuild(
+                partition, ((r.account_id, r.due_ms, r.stage) for r in records), now
+            )
+            engagement.rebuild(partition, records)
         account_timers.keep_only(owned)
+        engagement.keep_only(owned)
 
     @leads.on_recover  # type: ignore[untyped-decorator]  # Faust's decorator is untyped
     async def index_leads() -> None:
@@ -402,6 +409,12 @@ def build_app(
     for threshold in rules.thresholds:  # series from the start, so dashboards show 0
         ACTIONS.labels("threshold_crossed", threshold.name)
         TIME_TO_THRESHOLD.labels(threshold.name)
+    for threshold in rules.accounts.thresholds:
+        ACCOUNT_ACTIONS.labels("account_threshold_crossed", threshold.name)
+    for account_stage in rules.accounts.stages:
+        ACCOUNT_ACTIONS.labels("account_stage_changed", account_stage.name)
+    for outcome in ("applied", "duplicate"):
+        ACCOUNT_UPDATES.labels(outcome)
 
     limits = Limits(
         max_event_bytes=settings.max_event_bytes,
@@ -580,7 +593,7 @@ def build_app(
         return effects
 
     def score_accounts(events: list[Any], read: Callable[[int, bytes], Any]) -> AccountEffects:
-        return process_accounts(
+        effects = process_accounts(
             account_inputs_of(events),
             read,
             account_timers,
@@ -589,6 +602,10 @@ def build_app(
             encode_account_state,
             encode_account_action,
         )
+        for partition, value in effects.writes.values():
+            if isinstance(value, AccountRecord):
+                engagement.put(partition, value)
+        return effects
 
     async def step(
         events: list[Any],
@@ -728,6 +745,7 @@ def build_app(
         )
 
     stage_names = [stage.name for stage in rules.stages]
+    account_stage_names = [stage.name for stage in rules.accounts.stages]
 
     def worker_view() -> WorkerView | None:
         """The worker's state for a scrape (see leadscore.metrics.WorkerCollector)."""
@@ -742,6 +760,8 @@ def build_app(
             lag=consumer_lag(app, settings.events_topic),
             recovery_remaining=recovery.active_remaining_total() if recovery.in_recovery else 0,
             rebalances=app.rebalancing_count,
+            account_stages=account_timers.census(owned, account_stage_names),
+            top_accounts=engagement.top(owned, TOP_ACCOUNTS, clock()),
         )
 
     watch_worker(worker_view)

@@ -421,19 +421,21 @@ def install_web(
     @app.page("/accounts/{account_id}")
     class AccountView(View):
         async def get(self, request: Request, account_id: str) -> Response:
-            return await on_account_owner(
-                request, account_id, lambda record: account_body(record, rules, clock())
-            )
+            def answer(record: AccountRecord) -> dict[str, Any]:
+                return account_body(record, rules, check_at(query(request, "at"), record, clock()))
+
+            return await on_account_owner(request, account_id, answer)
 
     @app.page("/accounts/{account_id}/contacts")
     class AccountContactsView(View):
         async def get(self, request: Request, account_id: str) -> Response:
             limit = check_limit(query(request, "limit"), rules.accounts.track_contacts)
-            return await on_account_owner(
-                request,
-                account_id,
-                lambda record: account_contacts_body(record, rules, clock(), limit),
-            )
+
+            def answer(record: AccountRecord) -> dict[str, Any]:
+                at = check_at(query(request, "at"), record, clock())
+                return account_contacts_body(record, rules, at, limit)
+
+            return await on_account_owner(request, account_id, answer)
 
     @app.page("/healthz")
     async def healthz(web: View, request: Request) -> Response:

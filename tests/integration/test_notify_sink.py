@@ -44,6 +44,23 @@ def action(i: int, kind: str = "threshold_crossed", name: str = "mql") -> dict[s
     }
 
 
+def account_action(i: int) -> dict[str, Any]:
+    return {
+        "action_id": f"org-{i}:account_threshold_crossed:account_surge:0",
+        "account_id": f"org-{i}",
+        "kind": "account_threshold_crossed",
+        "name": "account_surge",
+        "score": 160.0,
+        "previous_score": 140.0,
+        "stage": "surging",
+        "previous_stage": "engaged",
+        "occurred_at": int(time.time() * 1000),
+        "emitted_at": int(time.time() * 1000),
+        "top_contacts": [{"contact_id": f"cto-{i}", "score": 50.0}],
+        "rules_version": "default-1",
+    }
+
+
 def send_actions(deployment: Deployment, actions: list[dict[str, Any]]) -> None:
     produce(
         deployment.bootstrap,
@@ -89,6 +106,7 @@ def test_every_action_reaches_healthy_endpoints_once(deployment: Deployment, tmp
     server = WebhookServer(free_port()).start()
     server.behave("/slack", Behaviour())
     server.behave("/hook", Behaviour())
+    server.behave("/accounts", Behaviour())
     config = endpoints_file(
         tmp_path,
         server,
@@ -100,6 +118,7 @@ def test_every_action_reaches_healthy_endpoints_once(deployment: Deployment, tmp
                 "actions": ["threshold_crossed:*"],
             },
             {"name": "crm-hook", "path": "/hook", "actions": ["*"]},
+            {"name": "abm-hook", "path": "/accounts", "actions": ["account_*"]},
         ],
     )
     # A small in-flight limit: the sink pauses and resumes its partitions all along.
@@ -111,8 +130,15 @@ def test_every_action_reaches_healthy_endpoints_once(deployment: Deployment, tmp
             action(i, "stage_changed", "hot") for i in range(120, 180)
         ]
         send_actions(deployment, actions)
+        surges = [account_action(i) for i in range(5)]
+        produce(
+            deployment.bootstrap,
+            deployment.topic("account-actions"),
+            [(a["account_id"].encode(), orjson.dumps(a)) for a in surges],
+        )
         hook = server.wait_accepted("/hook", 180)
         slack = server.wait_accepted("/slack", 120)
+        server.wait_accepted("/accounts", 5)
         wait_committed(deployment, 180)
         time.sleep(1.0)  # anything sent twice would arrive by now
     finally:
@@ -126,6 +152,10 @@ def test_every_action_reaches_healthy_endpoints_once(deployment: Deployment, tmp
     assert max(arrivals) - min(arrivals) >= 4.5, "the Slack endpoint's rate limit held"
     assert sorted(r.key for r in hook) == sorted(a["action_id"] for a in actions)
     assert sorted(r.key for r in slack) == [f"act-{i:05d}" for i in range(120)]
+    # account actions only where account_* asked for them ("*" means lead actions)
+    assert sorted(r.key for r in server.accepted("/accounts")) == sorted(
+        a["action_id"] for a in surges
+    )
     for r in hook:
         sent = json.loads(r.body)
         assert sent["action_id"] == r.key

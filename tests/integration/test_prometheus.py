@@ -233,6 +233,7 @@ def stack(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
         # Wait for the slowest signals: a threshold crossed, routed, delivered and refused.
         for expr in [
             "increase(leadscore_time_to_threshold_seconds_count[5m]) > 0",
+            "increase(leadscore_account_actions_total[5m]) > 0",
             'increase(leadscore_sink_dead_letters_total{sink="notify"}[5m]) > 0',
             'increase(leadscore_sink_action_to_delivery_seconds_count{sink="routing"}[5m]) > 0',
             f'leadscore_dead_letters_total{{reason="bad_json"}} >= {BAD_RECORDS}',

@@ -104,7 +104,12 @@ def test_grafana_dashboards_use_the_provisioned_datasource_and_are_built() -> No
     )["datasources"]
     uids = {d["uid"] for d in datasources}
     boards = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
-    assert [b.name for b in boards] == ["executive.json", "oncall.json", "sinks.json"]
+    assert [b.name for b in boards] == [
+        "accounts.json",
+        "executive.json",
+        "oncall.json",
+        "sinks.json",
+    ]
     for path in boards:
         board = json.loads(path.read_text())
         for panel in board["panels"]:
