@@ -88,4 +88,5 @@ def test_the_curl_examples_of_the_api_docs_answer_what_they_show(
         assert without_volatile(answer) == without_volatile(shown), command
         if "error" not in answer:
             schema = "History" if "/history" in command else "LeadState"
+            schema = "AccountState" if "/accounts/" in command else schema
             check(answer, "Intelligence" if "/intelligence" in command else schema)

@@ -21,7 +21,7 @@ def test_changelogs_are_created_compacted_and_served(deployment: Deployment) -> 
     settings = deployment.settings()
     specs = changelog_specs(build_app(settings, load_rules(settings.rules_file), partitions=3))
     names = sorted(spec.name for spec in specs)
-    assert names == [f"{settings.app_id}-{table}-changelog" for table in ("leads",)]
+    assert names == [f"{settings.app_id}-{table}-changelog" for table in ("accounts", "leads")]
 
     outcome = ensure_changelogs(settings, specs, partitions=3)
     assert outcome == {name: "created" for name in names}
