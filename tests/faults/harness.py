@@ -305,7 +305,7 @@ def wait_committed(
     deployment: Deployment,
     workers: Sequence[Process],
     timeout: float = COMMIT_DEADLINE_S,
-    kinds: Sequence[str] = ("events",),
+    kinds: Sequence[str] = ("events", "account-updates"),
 ) -> None:
     """Until the group's committed offsets reach the end of the input topics of these
     kinds (all of them at once: hand-off records a step sends are inputs too).
@@ -388,12 +388,20 @@ class Outcome:
     dead_letters: int = 0
     timer_actions: int = 0
     timer_leads: int = 0
+    accounts_checked: int = 0
+    account_mismatches: int = 0
     verify: Report | None = None
     examples: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
         found = []
-        for name in ("mismatches", "actions_lost", "actions_unexpected", "changes_missing"):
+        for name in (
+            "mismatches",
+            "actions_lost",
+            "actions_unexpected",
+            "changes_missing",
+            "account_mismatches",
+        ):
             if getattr(self, name):
                 found.append(f"{name}={getattr(self, name)}")
         if self.dead_letters != self.unreadable_in:
@@ -468,7 +476,45 @@ def compare(deployment: Deployment, made: Workload, rules: Rules, outcome: Outco
     outcome.examples.extend(f"score change missing for event {e}" for e in sorted(missing)[:3])
     outcome.change_duplicates = sum(n - 1 for n in got_changes.values())
     outcome.dead_letters = dlq
+    outcome.accounts_checked, wrong = account_problems(deployment, list(made.leads.values()), rules)
+    outcome.account_mismatches = len(wrong)
+    outcome.examples.extend(wrong[:3])
     return outcome
+
+
+def account_problems(
+    deployment: Deployment, leads: list[LeadRecord], rules: Rules
+) -> tuple[int, list[str]]:
+    """Each account's last published state against the sum of its contacts' reference
+    scores (engagement at the state's latest event time) and their count: how many
+    accounts were checked, and what was wrong."""
+    settings = deployment.settings()
+    states = read_topic(settings, settings.account_state_topic)
+    members: dict[str, list[LeadRecord]] = {}
+    for record in leads:
+        if record.account_id is not None and record.event_count and record.alias_of is None:
+            members.setdefault(record.account_id, []).append(record)
+    problems = []
+    for account, records in sorted(members.items()):
+        published = states.by_key.get(account)
+        last = published[-1] if published else None
+        if last is None:
+            problems.append(f"account {account}: no state, want {len(records)} contacts")
+            continue
+        at = last["last_event_at"]
+        want = sum(r.score * rules.decay_factor(at - r.ref_ms) for r in records)
+        if last["contacts"] != len(records) or abs(last["score"] - want) > 1e-3 * max(
+            1.0, abs(want)
+        ):
+            problems.append(
+                f"account {account}: engagement {last['score']} of {last['contacts']} "
+                f"contacts, want {round(want, 4)} of {len(records)}"
+            )
+    for account in sorted(set(states.by_key) - set(members)):
+        last = states.by_key[account][-1]
+        if last["contacts"]:
+            problems.append(f"account {account}: {last['contacts']} contacts, want none")
+    return len(members), problems
 
 
 def trail_difference(contact: str, changes: Topic, made: Workload) -> str:
@@ -517,6 +563,7 @@ def describe(outcome: Outcome) -> list[str]:
         f"{outcome.events_in:,}",
         f"{outcome.leads_checked:,}",
         str(outcome.mismatches),
+        f"{outcome.accounts_checked:,} / {outcome.account_mismatches}",
         f"{outcome.actions_expected:,}",
         str(outcome.actions_lost),
         str(outcome.action_duplicates),
@@ -531,6 +578,7 @@ HEADERS = [
     "events in",
     "leads checked",
     "mismatches",
+    "accounts checked / wrong",
     "actions expected",
     "actions lost",
     "duplicate actions",

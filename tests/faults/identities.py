@@ -23,6 +23,7 @@ from leadscore.codecs.read_back import decode_output
 from leadscore.scoring import EngagementEvent, LeadRecord, Rules, apply_event
 from leadscore.step.privacy import EraseRequest
 from leadscore.verify import Report, check, read_topic
+from tests.faults.harness import account_problems
 from tests.support.deployments import Deployment
 from tests.support.records import read_all
 
@@ -34,6 +35,7 @@ class Person:
     known: str
     anonymous: list[str]
     duplicate: str | None
+    account: str  # every event of every id of the person carries it
     events: dict[str, EngagementEvent] = field(default_factory=dict)  # by event id
 
     @property
@@ -57,7 +59,8 @@ def identity_workload(seed: int, people: int, events: int) -> Identities:
     for i in range(people):
         anonymous = [f"v{seed}-{i}-{j}" for j in range(rng.randrange(4))]
         duplicate = f"d{seed}-{i}@example.com" if rng.random() < 0.15 else None
-        crowd.append(Person(f"k{seed}-{i}@example.com", anonymous, duplicate))
+        account = f"org{seed}-{i % 12}"
+        crowd.append(Person(f"k{seed}-{i}@example.com", anonymous, duplicate, account))
     start = int(time.time() * 1000) - events * 20
     bodies: list[dict[str, object]] = []
     for _ in range(events):
@@ -81,6 +84,7 @@ def identity_workload(seed: int, people: int, events: int) -> Identities:
         event: dict[str, object] = {
             "event_id": f"i{seed}-{n}",
             "occurred_at": start + n * 20,
+            "account_id": person.account,
             **{k: v for k, v in body.items() if k != "from"},
         }
         if "from" in body:
@@ -108,6 +112,7 @@ def later_events(made: Identities, seed: int, count: int) -> list[tuple[bytes, b
             "contact_id": contact,
             "type": rng.choice(KINDS),
             "occurred_at": now - 1_000 + n,
+            "account_id": person.account,
         }
         person.events[str(event["event_id"])] = EngagementEvent.model_validate(event)
         records.append((contact.encode(), orjson.dumps(event)))
@@ -141,6 +146,7 @@ class IdentityOutcome:
     people: int
     erased: int
     mismatches: list[str] = field(default_factory=list)
+    accounts: int = 0
     verify: Report | None = None
     timeline: list[str] = field(default_factory=list)  # of the first person found wrong
 
@@ -226,4 +232,9 @@ def compare_identities(
                 f"{person.known}: {state['event_count']} events, score {state['score']}; "
                 f"want {want.event_count}, {round(want.score, 4)}"
             )
+    # Accounts: the kept people's scores, summed; anonymous and merged ids and erased
+    # people bring nothing.
+    kept = [reference(p, rules) for p in made.people if p.known not in erased]
+    outcome.accounts, wrong = account_problems(deployment, kept, rules)
+    outcome.mismatches.extend(wrong)
     return outcome

@@ -394,7 +394,7 @@ def test_merges_and_erasures_through_sigkills_lose_double_and_resurrect_nothing(
     worker = kill_and_restart(d, worker, rng, times=3)
     kills = 3
     producer.finish()
-    inputs = ("events", "handoff", "privacy")
+    inputs = ("events", "handoff", "privacy", "account-updates")
     wait_committed(d, [worker], kinds=inputs)
 
     doomed = rng.sample(made.people, len(made.people) // 5)
@@ -425,6 +425,7 @@ def test_merges_and_erasures_through_sigkills_lose_double_and_resurrect_nothing(
         kills,
         leads_checked=found.people,
         mismatches=len(found.mismatches),
+        accounts_checked=found.accounts,
         verify=found.verify,
         examples=found.mismatches[:3] + found.timeline,
     )
