@@ -8,7 +8,7 @@ PEER_VENV := .venv-peer
 
 .DEFAULT_GOAL := help
 PHONY_BENCH := bench bench-smoke bench-large bench-profile peer-venv
-.PHONY: $(PHONY_BENCH) help install demo test test-unit test-integration test-faults lint format docs bench-timer bench-identity bench-wheel bench-api bench-lists bench-notify bench-metrics bench-guarantee bench-backpressure bench-input-checks bench-drain-ab ops-plot broker broker-stop broker-status clean
+.PHONY: $(PHONY_BENCH) help install demo test test-unit test-integration test-faults lint format docs bench-timer bench-identity bench-accounts bench-wheel bench-api bench-lists bench-notify bench-metrics bench-guarantee bench-backpressure bench-input-checks bench-drain-ab ops-plot broker broker-stop broker-status clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ bench-timer: $(INSTALLED) ## Timer tick cost: 100k leads, 1% due, against a full
 
 bench-identity: $(INSTALLED) ## The step's cost per event with identity and privacy, vs plain scoring (bench/results/)
 	$(BIN)/python bench/identity_cost.py --leads 20000 --repeat 5
+
+bench-accounts: $(INSTALLED) ## The cost of accounts per scored event: the lead step's share and the account agent's step (bench/results/)
+	$(BIN)/python bench/account_cost.py --leads 20000 --accounts 1000 --repeat 5
 
 bench-wheel: $(INSTALLED) ## Per-event cost of maintaining the timer wheel, with vs without (bench/results/)
 	$(BIN)/python bench/wheel_overhead.py --events 100000 --contacts 10000 --repeat 5
