@@ -94,7 +94,9 @@ def stores(leads: int, accounts: int) -> dict[bytes, bytes]:
     return stored
 
 
-def lead_step(records: list[Input], stored: dict[bytes, bytes], rules: Any) -> tuple[float, list]:
+def lead_step(
+    records: list[Input], stored: dict[bytes, bytes], rules: Any
+) -> tuple[float, list[Any]]:
     """Seconds to process ``records`` in batches (writes applied); the account updates."""
     timers = Timers(10_000)
     leads = dict(stored)

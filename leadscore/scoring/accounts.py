@@ -246,29 +246,42 @@ def _key(score: float, ref_ms: int, rules: Rules) -> float:
     return math.log2(score) + ref_ms / rules.half_life_ms
 
 
-def current(tracked: Tracked, rules: Rules, at_ms: int) -> float:
-    return tracked.score * rules.decay_factor(at_ms - tracked.ref_ms)
+def standing(record: AccountRecord, rules: Rules, at_ms: int) -> list[tuple[str, float, Tracked]]:
+    """The tracked contacts with their scores decayed to ``at_ms``, highest first (ties by
+    id): one decay per contact, for everything an answer or a state says about them."""
+    half_life = rules.half_life_ms
+    found = [
+        (
+            contact,
+            t.score * math.pow(2.0, (t.ref_ms - at_ms) / half_life)
+            if at_ms > t.ref_ms
+            else t.score,
+            t,
+        )
+        for contact, t in record.tracked.items()
+    ]
+    found.sort(key=lambda item: (-item[1], item[0]))
+    return found
 
 
 def top_contacts(
     record: AccountRecord, rules: Rules, at_ms: int, limit: int = 5
 ) -> tuple[tuple[str, float], ...]:
     """The contacts with the highest current scores, highest first (ties by id)."""
-    ranked = sorted(
-        record.tracked.items(), key=lambda kv: (-_key(kv[1].score, kv[1].ref_ms, rules), kv[0])
-    )
-    return tuple((c, out(current(t, rules, at_ms))) for c, t in ranked[:limit])
+    return tuple((c, out(score)) for c, score, _ in standing(record, rules, at_ms)[:limit])
 
 
-def engaged(record: AccountRecord, rules: Rules, at_ms: int) -> list[tuple[str, Tracked]]:
-    """The tracked contacts whose current score is at least the engaged floor."""
+def engaged(
+    ranked: list[tuple[str, float, Tracked]], rules: Rules
+) -> list[tuple[str, float, Tracked]]:
+    """Of ``standing``'s contacts, those at or above the engaged floor."""
     floor = rules.accounts.engaged_floor
-    return [(c, t) for c, t in record.tracked.items() if current(t, rules, at_ms) >= floor]
+    return [item for item in ranked if item[1] >= floor]
 
 
-def coverage(record: AccountRecord, rules: Rules, at_ms: int) -> list[str]:
-    """The distinct personas of the engaged contacts, sorted."""
-    return sorted({t.persona for _, t in engaged(record, rules, at_ms) if t.persona is not None})
+def coverage(engaged_contacts: list[tuple[str, float, Tracked]]) -> list[str]:
+    """The distinct personas of engaged contacts, sorted."""
+    return sorted({t.persona for _, _, t in engaged_contacts if t.persona is not None})
 
 
 def _track(record: AccountRecord, contact: str, share: Share, rules: Rules) -> None:

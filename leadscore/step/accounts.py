@@ -39,12 +39,15 @@ from leadscore.scoring.accounts import (
     coverage,
     engaged,
     next_due,
-    top_contacts,
+    standing,
 )
 from leadscore.scoring.records import out
 from leadscore.scoring.rules import Rules
 from leadscore.step.batch import Input, LogLine, Output
 from leadscore.step.wheel import Timers
+
+#: Top contacts in an account's state record.
+TOP = 10
 
 #: A stored entry by (partition, key): its bytes, or the entry itself when a batch in
 #: flight left it; None when there is none.
@@ -66,18 +69,18 @@ class AccountEffects:
 def account_state(record: AccountRecord, rules: Rules, now_ms: int) -> dict[str, Any]:
     """An account's snapshot (schemas/account_state.avsc) at processing time ``now_ms``."""
     at = max(now_ms, record.ref_ms)
+    ranked = standing(record, rules, at)
+    active = engaged(ranked, rules)
     return {
         "account_id": record.account_id,
         "score": out(record.score),
         "current_score": out(record.engagement.at(at, rules)),
         "stage": record.stage,
         "contacts": record.contacts,
-        "engaged_contacts": len(engaged(record, rules, at)),
+        "engaged_contacts": len(active),
         "engaged_capped": record.overflowed,
-        "coverage": coverage(record, rules, at),
-        "top_contacts": [
-            {"contact_id": c, "score": s} for c, s in top_contacts(record, rules, at, limit=10)
-        ],
+        "coverage": coverage(active),
+        "top_contacts": [{"contact_id": c, "score": out(s)} for c, s, _ in ranked[:TOP]],
         "last_event_at": record.ref_ms,
         "updated_at": at,
         "rules_version": record.rules_version,
