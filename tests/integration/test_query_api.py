@@ -15,10 +15,11 @@ from collections import Counter
 from importlib import resources
 from pathlib import Path
 
+import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
 from leadscore.api import served_document
-from leadscore.scoring import load_rules
+from leadscore.scoring import EngagementEvent, LeadRecord, apply_event, load_rules
 from tests.contract import check, documented_paths
 from tests.integration.test_pipeline import ev, values
 from tests.support.deployments import Deployment
@@ -251,11 +252,13 @@ def test_a_worker_that_would_serve_the_api_open_to_the_network_refuses_to_start(
 
 
 def poll(ports: list[int], stop: threading.Event, seen: list[tuple[str, Answer]]) -> None:
-    """GET every lead, and the ranked list of all of them, through both workers until
-    stopped, keeping every HTTP answer (the list's as contact "*")."""
+    """GET every lead, the ranked list of all of them and their account, through both
+    workers until stopped, keeping every HTTP answer (the list's as contact "*", the
+    account's as "@")."""
+    paths = {"*": f"/leads?limit={len(CONTACTS)}", "@": f"/accounts/{BASE_ACCOUNT}"}
     while not stop.is_set():
-        for contact in [*CONTACTS, "*"]:
-            path = f"/leads/{contact}" if contact != "*" else f"/leads?limit={len(CONTACTS)}"
+        for contact in [*CONTACTS, "*", "@"]:
+            path = paths.get(contact, f"/leads/{contact}")
             for port in ports:
                 # The restarted worker's port is closed while it is down.
                 with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
@@ -266,6 +269,13 @@ def test_a_query_during_a_restart_answers_503_then_the_right_state(
     deployment: Deployment, start_worker, tmp_path
 ) -> None:
     ports, workers, _ = two_workers(deployment, start_worker, tmp_path)
+    base = sum(expected(c)[0] for c in CONTACTS)  # the account of every lead: 840 points
+
+    def rolled_up() -> bool:
+        answer = get(ports[0], f"/accounts/{BASE_ACCOUNT}", TOKEN)
+        return answer.status == 200 and answer.body["contacts"] == len(CONTACTS)
+
+    wait_until(rolled_up, "the account rolled up")
     seen: list[tuple[str, Answer]] = []
     stop = threading.Event()
     poller = threading.Thread(target=poll, args=(ports, stop, seen), daemon=True)
@@ -298,6 +308,9 @@ def test_a_query_during_a_restart_answers_503_then_the_right_state(
             for c, x in listed.items():
                 assert abs(x["score"] - expected(c)[0]) < 0.01
                 assert x["stage"] == expected(c)[1]
+        elif answer.status == 200 and contact == "@":  # the account, whole
+            assert answer.body["contacts"] == len(CONTACTS)
+            assert abs(answer.body["score"] - base) < 0.01
         elif answer.status == 200:
             assert (answer.body["score"], answer.body["stage"]) == expected(contact)
         else:
@@ -442,11 +455,20 @@ def test_accounts_are_the_sum_of_their_contacts_and_answered_by_either_worker(
     leads = {c: wait_until(lambda c=c: lead(c), f"{c} scored") for c in sent}
     assert leads["mover"]["account_id"] == "org-1"
 
+    # The reference: the pure core over each contact's events, in event-time order.
+    core: dict[str, LeadRecord] = {}
+    for _, value in sorted(events, key=lambda kv: orjson.loads(kv[1])["occurred_at"]):
+        event = EngagementEvent.model_validate(orjson.loads(value))
+        previous = core.get(event.contact_id)
+        core[event.contact_id] = apply_event(previous, event, rules, event.occurred_at).record
+    for contact, record in core.items():
+        assert abs(leads[contact]["score"] - record.score) < 1e-3, contact
+
     def reference(account: str, at: int) -> tuple[float, list[str]]:
         members = [
-            (s["score"] * rules.decay_factor(at - s["last_event_at"]), c)
-            for c, s in leads.items()
-            if s["account_id"] == account
+            (r.score * rules.decay_factor(at - r.ref_ms), c)
+            for c, r in core.items()
+            if r.account_id == account
         ]
         ranked = sorted(members, key=lambda m: (-round(m[0], 6), m[1]))  # ties: by id
         return sum(x for x, _ in members), [c for _, c in ranked]
@@ -455,7 +477,7 @@ def test_accounts_are_the_sum_of_their_contacts_and_answered_by_either_worker(
         answer = get(port, f"/accounts/{account}", TOKEN)
         if answer.status != 200:
             return None
-        members = sum(1 for s in leads.values() if s["account_id"] == account)
+        members = sum(1 for r in core.values() if r.account_id == account)
         return answer.body if answer.body["contacts"] == members else None
 
     for account in ["org-0", "org-1", "org-2", "org-3", "org-hot"]:
