@@ -90,14 +90,12 @@ def decode_account(raw: bytes) -> AccountRecord:
 
 
 def encode_member(member: Member) -> bytes:
-    return _encode(
-        [VERSION, member.score, member.ref_ms, member.version, member.left, member.persona]
-    )
+    return _encode([VERSION, member.score, member.ref_ms, member.version, member.persona])
 
 
 def decode_member(raw: bytes) -> Member:
     v: list[Any] = _decode(raw)
-    return Member(v[1], v[2], v[3], v[4], v[5])
+    return Member(v[1], v[2], v[3], v[4])
 
 
 def encode_entry(value: AccountRecord | Member) -> bytes:

@@ -22,9 +22,21 @@ entries and leads without events count nothing.
 Between workers the lead's side sends each account not a delta but the
 contact's share as it now is (``Share``: score, reference time, the lead's
 event count as its version). The account's side keeps each member's last
-share and adds the difference: a share is applied once whatever arrives twice
-or late (an older or equal version changes nothing), so at_least_once replays
-never count twice, and the engagement stays the sum of the members' shares.
+share and adds the difference: a share of a version it has, or a leaving share
+for a contact it does not have, changes nothing, so at_least_once replays never
+count twice, and the engagement stays the sum of the members' shares.
+
+A contact that leaves has no record in the account any more (an erased
+contact's id is not kept). An id that stops holding a lead (merged into
+another, erased) leaves with the version ``GONE``, above any other; and an
+event that reaches such an id sends its account that leaving share again: under
+at_least_once, a run a crash lost may have sent a share for the id (outputs land
+before state) that the replay, finding the id a stub or erased, would never
+otherwise take back. A replay re-sends a contact's shares in their order
+(one key, one partition), so the last share an account gets for a contact is
+its latest even when an older copy arrives after a leaving one; and a contact
+erased and later back (consent granted again) starts at version 1 in an
+account that has forgotten it.
 """
 
 from __future__ import annotations
@@ -148,24 +160,35 @@ def shares(
             return [share]
         found.append(share)
     if old is not None:
-        version = new.event_count if new is not None else old.event_count
+        version = new.event_count if new is not None else GONE
         found.insert(0, Share(str(old.account_id), contact_id, 0.0, old.ref_ms, version, True))
     return found
 
 
+#: The version of a leaving share for an id that holds no lead any more (merged into
+#: another, or erased): it wins over any share sent for the id before, also one a run
+#: lost in a crash sent with a version the replay never reaches.
+GONE = 2**53
+
+
+def gone(account_id: str, contact_id: str, at_ms: int) -> Share:
+    """A leaving share for an id that cannot hold a lead (a stub, an erased contact)."""
+    return Share(account_id, contact_id, 0.0, at_ms, GONE, True)
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
-    """An account's record of one contact: its last share."""
+    """An account's record of one contact in it: its last share. A contact that leaves
+    has none (its record is deleted: an erased contact's id is not kept)."""
 
     score: float
     ref_ms: int
     version: int
-    left: bool
     persona: str | None = None
 
     @property
     def order(self) -> tuple[int, bool]:
-        return (self.version, self.left)
+        return (self.version, False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,8 +322,11 @@ def _track(record: AccountRecord, contact: str, share: Share, rules: Rules) -> N
 @dataclass(frozen=True, slots=True)
 class Applied:
     record: AccountRecord
-    member: Member | None  # None: the share was a duplicate or older (nothing changed)
+    member: Member | None  # the contact's record now (None: not in the account)
     actions: tuple[AccountAction, ...]
+    #: False: the share changed nothing (a version the account had, or a contact that
+    #: leaves an account it is not in: a replay, or a copy arriving late)
+    changed: bool = True
 
 
 def apply_share(
@@ -309,8 +335,8 @@ def apply_share(
     """An account after one contact's share (``member``: that contact's last share here)."""
     if record is None:
         record = new_account(share.account_id, rules)
-    if member is not None and share.order <= member.order:
-        return Applied(record, None, ())
+    if (member is not None and share.order <= member.order) or (member is None and share.left):
+        return Applied(record, member, (), changed=False)
     updated = replace(
         record,
         fired=list(record.fired),
@@ -320,7 +346,7 @@ def apply_share(
         rules_version=rules.version,
     )
     engagement = record.engagement
-    if member is not None and not member.left:
+    if member is not None:
         engagement = engagement.add(-member.score, member.ref_ms, rules)
         updated.contacts -= 1
     if not share.left:
@@ -332,7 +358,7 @@ def apply_share(
     _track(updated, share.contact_id, share, rules)
     at = max(updated.ref_ms, record.assessed_ms)
     actions = assess(record, updated, rules, at, now_ms)
-    stored = Member(share.score, share.ref_ms, share.version, share.left, share.persona)
+    stored = None if share.left else Member(share.score, share.ref_ms, share.version, share.persona)
     return Applied(updated, stored, tuple(actions))
 
 

@@ -116,7 +116,7 @@ class _Batch:
         self.entries[key] = stored
         return stored
 
-    def put(self, partition: int, key: bytes, value: AccountRecord | Member) -> None:
+    def put(self, partition: int, key: bytes, value: AccountRecord | Member | None) -> None:
         self.entries[key] = value
         self.touched[key] = partition
 
@@ -172,11 +172,11 @@ class _Batch:
         found = self.entry(partition, mkey)
         member = found if isinstance(found, Member) else None
         applied = apply_share(before, member, share, self.rules, self.now)
-        if applied.member is None:
+        if not applied.changed:
             self.effects.duplicates += 1
             return
         self.effects.applied += 1
-        self.put(partition, mkey, applied.member)
+        self.put(partition, mkey, applied.member)  # None: deleted (the contact left)
         self.keep(partition, before, applied)
 
     def tick(self, partition: int) -> None:

@@ -35,7 +35,7 @@ from leadscore.codecs.leads import decode_lead, encode_lead
 from leadscore.errors import InvalidEvent
 from leadscore.logs import redact
 from leadscore.scoring import LeadRecord, Rules, apply_event, apply_tick, new_lead, snapshot
-from leadscore.scoring.accounts import shares
+from leadscore.scoring.accounts import Share, gone, shares
 from leadscore.scoring.engine import CONSENT, Applied, erased_action
 from leadscore.scoring.engine import CONSENT_STATUSES as STATUSES
 from leadscore.scoring.events import EngagementEvent, id_problem
@@ -265,14 +265,7 @@ class _Batch:
         involved what the contact now brings them (``scoring.accounts.shares``)."""
         if self.rules.accounts.enabled and not key.startswith(SUPPRESSED_PREFIX):
             for share in shares(key.decode("utf-8"), before, after, self.rules):
-                self.effects.outputs.append(
-                    Output(
-                        "account_updates",
-                        share.account_id.encode("utf-8"),
-                        orjson.dumps(share.to_dict()),
-                        partition,
-                    )
-                )
+                self.tell_account(share, partition)
         self.records[key] = after
         self.touched[key] = partition
         if after is None:
@@ -282,6 +275,24 @@ class _Batch:
         self.timers.move(
             partition, before.stage if before else None, after.stage if after else None
         )
+
+    def tell_account(self, share: Share, partition: int) -> None:
+        self.effects.outputs.append(
+            Output(
+                "account_updates",
+                share.account_id.encode("utf-8"),
+                orjson.dumps(share.to_dict()),
+                partition,
+            )
+        )
+
+    def forget_in_account(self, engagement: EngagementEvent, key: bytes, partition: int) -> None:
+        """An event reached ``key``, which holds no lead (a stub, or erased): its account
+        forgets the id (``scoring.accounts.gone``), in case a run lost in a crash made it
+        a member."""
+        if self.rules.accounts.enabled and engagement.account_id:
+            share = gone(engagement.account_id, key.decode("utf-8"), engagement.occurred_at)
+            self.tell_account(share, partition)
 
     def keep(
         self, record: Input, key: bytes, before: LeadRecord | None, applied: Applied, what: str
@@ -612,6 +623,7 @@ class _Batch:
         if before is not None and before.alias_of is not None:
             origin = dict(record.headers).get(identity.FROM, key) if record.handoff else key
             target = before.alias_of.encode()
+            self.forget_in_account(engagement, key, record.partition)
             self.hand_on(record, "event", target, origin, record.value, hops + 1)
             return
         if before is None:
@@ -622,6 +634,7 @@ class _Batch:
                 )
                 if not granted:
                     self.effects.suppressed += 1  # erased: dropped, nothing of it kept
+                    self.forget_in_account(engagement, key, record.partition)
                     return
                 entry_key, entry = suppression
                 self.store(entry_key, record.partition, entry, None)  # lifted: a new lead

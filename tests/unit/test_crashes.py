@@ -15,7 +15,9 @@ merge events, events on their key's partition or another (a producer's random
 partitioner), and erasures: each kept person ends as one live lead on their known
 id with the pure core's event count and score over all their events; every other
 id holds no lead, and its last lead-state record is a tombstone (or it has none);
-an erased person holds no lead on any id.
+an erased person holds no lead on any id. Every person belongs to an account: the
+account agent over the account updates the worker sent (replays included) ends with
+each account the sum of its kept people's scores.
 """
 
 from __future__ import annotations
@@ -29,9 +31,12 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadscore.codecs.accounts import account_key, decode_account, encode_entry, member_key
 from leadscore.codecs.leads import decode_lead, encode_lead
+from leadscore.codecs.outputs import encoder
 from leadscore.scoring import EngagementEvent, LeadRecord, apply_event
 from leadscore.scoring.engine import score_at
+from leadscore.step.accounts import process_accounts
 from leadscore.step.batch import Effects, Input, process
 from leadscore.step.privacy import EraseRequest
 from leadscore.step.wheel import Timers
@@ -77,6 +82,9 @@ class Broker:
                 self.append("privacy", partition, Record(output.key or b"", output.value))
             elif output.destination == "lead_state":
                 self.lead_state[output.key or b""].append(output.value)
+            elif output.destination == "account_updates":
+                partition = key_partition(output.key or b"", PARTITIONS)
+                self.append("account-updates", partition, Record(output.key or b"", output.value))
 
 
 @dataclass
@@ -191,6 +199,7 @@ class Worker:
 class Person:
     known: str
     others: list[str]  # anonymous ids and a duplicate known id
+    account: str  # every event of every id of the person carries it
     events: dict[str, tuple[str, int]] = field(default_factory=dict)  # id -> (type, at)
 
     @property
@@ -206,6 +215,7 @@ def workload(rng: random.Random, people: int, events: int) -> tuple[list[Person]
             f"k{i}",
             [f"v{i}-{j}" for j in range(rng.randrange(3))]
             + ([f"d{i}"] if rng.random() < 0.3 else []),
+            f"org-{i % 2}",
         )
         for i in range(people)
     ]
@@ -225,6 +235,7 @@ def workload(rng: random.Random, people: int, events: int) -> tuple[list[Person]
             "contact_id": contact,
             "type": kind,
             "occurred_at": at,
+            "account_id": person.account,
         }
         if kind == "identify":
             body["anonymous_id"] = other
@@ -327,6 +338,41 @@ def check(worker: Worker, broker: Broker, crowd: list[Person], erased: set[str])
             score_at(lead, RULES, NOW), score_at(want, RULES, NOW), rel_tol=1e-9, abs_tol=1e-9
         ), f"{person.known}: score"
         assert last_state(person.known) is not None
+    check_accounts(broker, crowd, erased)
+
+
+def check_accounts(broker: Broker, crowd: list[Person], erased: set[str]) -> None:
+    """The account agent over the account updates as the crashing lead worker sent them
+    (replays included, each partition in log order): each account is the sum of its
+    kept people's scores, and holds a record of those people's known ids only."""
+    table: dict[bytes, bytes] = {}
+    timers = Timers(SLOT_MS)
+    state, action = encoder("AccountState", "json"), encoder("AccountAction", "json")
+    for (topic, partition), log in sorted(broker.logs.items()):
+        if topic != "account-updates":
+            continue
+        records = [Input(topic, partition, n, r.key, r.value, NOW) for n, r in enumerate(log)]
+        effects = process_accounts(
+            records, lambda _p, k: table.get(k), timers, RULES, NOW, state, action
+        )
+        assert not effects.dead_letters
+        for key, (_, value) in effects.writes.items():
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = encode_entry(value)
+    for account in sorted({p.account for p in crowd}):
+        kept = [
+            (p, want)
+            for p in crowd
+            if p.account == account and p.known not in erased and (want := reference(p))
+        ]
+        raw = table.get(account_key(account))
+        got = decode_account(raw).engagement.at(NOW, RULES) if raw else 0.0
+        total = sum(score_at(want, RULES, NOW) for _, want in kept)
+        assert math.isclose(got, total, rel_tol=1e-9, abs_tol=1e-6), f"{account}: {got} != {total}"
+        members = {k for k in table if k.startswith(member_key(account, ""))}
+        assert members == {member_key(account, p.known) for p, _ in kept}, account
 
 
 @settings(max_examples=300, deadline=None)
