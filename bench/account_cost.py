@@ -25,38 +25,21 @@ from typing import Any
 
 import orjson
 from common import progress, record_results, shown, spread
+from identity_cost import LIMITS, PARTITIONS, T0, timed
 
 from leadscore.codecs.accounts import encode_entry
 from leadscore.codecs.leads import encode_lead
 from leadscore.codecs.outputs import encoder
-from leadscore.config import Settings
-from leadscore.scoring import EngagementEvent, apply_event, load_rules
+from leadscore.scoring import EngagementEvent, Rules, apply_event, load_rules
 from leadscore.scoring.rules import Accounts
 from leadscore.step.accounts import process_accounts
-from leadscore.step.batch import Encoders, Input, Limits, process
+from leadscore.step.batch import Input
 from leadscore.step.wheel import Timers
 from leadscore.stream.partitioning import key_partition
 
-PARTITIONS = 6
 BATCH = 500
-T0 = int(time.time() * 1000) - 3_600_000
 RULES = load_rules()
 NO_ACCOUNTS = RULES.model_copy(update={"accounts": Accounts()})
-_settings = Settings.from_variables({})
-LIMITS = Limits(
-    max_event_bytes=_settings.max_event_bytes,
-    max_properties_bytes=_settings.max_properties_bytes,
-    max_output_bytes=_settings.max_output_bytes,
-    max_ahead_ms=300_000,
-    partitions=PARTITIONS,
-)
-NAMES = ("actions", "score_changes", "lead_state", "dlq", "handoff", "privacy", "receipts")
-ENCODERS = Encoders(
-    action=encoder("LeadAction", "json"),
-    change=encoder("ScoreChange", "json"),
-    state=encoder("LeadState", "json"),
-    topic_names={name: name for name in (*NAMES, "leads", "account_updates")},
-)
 STATE = encoder("AccountState", "json")
 ACTION = encoder("AccountAction", "json")
 
@@ -95,22 +78,11 @@ def stores(leads: int, accounts: int) -> dict[bytes, bytes]:
 
 
 def lead_step(
-    records: list[Input], stored: dict[bytes, bytes], rules: Any
+    records: list[Input], stored: dict[bytes, bytes], rules: Rules
 ) -> tuple[float, list[Any]]:
     """Seconds to process ``records`` in batches (writes applied); the account updates."""
-    timers = Timers(10_000)
-    leads = dict(stored)
-    updates = []
-    started = time.perf_counter()
-    for i in range(0, len(records), BATCH):
-        effects = process(
-            records[i : i + BATCH], lambda _p, k: leads.get(k), timers, rules, T0, LIMITS, ENCODERS
-        )
-        for key, (_partition, record) in effects.writes.items():
-            if record is not None:
-                leads[key] = encode_lead(record)
-        updates += [o for o in effects.outputs if o.destination == "account_updates"]
-    return time.perf_counter() - started, updates
+    seconds, outputs = timed(records, stored, LIMITS, rules)
+    return seconds, [o for o in outputs if o.destination == "account_updates"]
 
 
 def account_step(updates: list[Any], table: dict[bytes, bytes]) -> float:

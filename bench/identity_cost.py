@@ -31,7 +31,7 @@ from common import progress, record_results, shown, spread
 from leadscore.codecs.leads import encode_lead
 from leadscore.codecs.outputs import encoder
 from leadscore.config import Settings
-from leadscore.scoring import EngagementEvent, apply_event, load_rules
+from leadscore.scoring import EngagementEvent, Rules, apply_event, load_rules
 from leadscore.scoring.merge import stub
 from leadscore.step.batch import Encoders, Input, Limits, process
 from leadscore.step.wheel import Timers
@@ -90,7 +90,9 @@ def stores(leads: int) -> dict[bytes, bytes]:
     return stored
 
 
-def timed(records: list[Input], stored: dict[bytes, bytes], limits: Limits) -> tuple[float, Any]:
+def timed(
+    records: list[Input], stored: dict[bytes, bytes], limits: Limits, rules: Rules = RULES
+) -> tuple[float, Any]:
     """Seconds to process ``records`` in batches (writes applied), and the outputs."""
     timers = Timers(10_000)
     leads = dict(stored)
@@ -98,7 +100,7 @@ def timed(records: list[Input], stored: dict[bytes, bytes], limits: Limits) -> t
     started = time.perf_counter()
     for i in range(0, len(records), BATCH):
         effects = process(
-            records[i : i + BATCH], lambda _p, k: leads.get(k), timers, RULES, T0, limits, ENCODERS
+            records[i : i + BATCH], lambda _p, k: leads.get(k), timers, rules, T0, limits, ENCODERS
         )
         for key, (_partition, record) in effects.writes.items():
             if record is not None:

@@ -27,9 +27,7 @@ from leadscore.codecs.accounts import (
     decode_share,
     member_key,
 )
-from leadscore.codecs.dlq import dlq_headers
 from leadscore.errors import InvalidEvent
-from leadscore.logs import redact
 from leadscore.scoring.accounts import (
     AccountRecord,
     Applied,
@@ -43,8 +41,8 @@ from leadscore.scoring.accounts import (
 )
 from leadscore.scoring.records import out
 from leadscore.scoring.rules import Rules
-from leadscore.step.batch import Input, LogLine, Output
-from leadscore.step.wheel import Timers
+from leadscore.step.batch import Input, LogLine, Output, dead_lettered
+from leadscore.step.wheel import Timers, due_now
 
 #: Top contacts in an account's state record.
 TOP = 10
@@ -150,20 +148,10 @@ class _Batch:
         try:
             share = decode_share(record.key, record.value)
         except InvalidEvent as error:
-            headers = dlq_headers(
-                error, record.topic, record.partition, record.offset, record.timestamp_ms
-            )
-            self.effects.outputs.append(
-                Output("dlq", record.key, record.value, record.partition, tuple(headers))
-            )
+            output, line = dead_lettered(record, error, "account")
+            self.effects.outputs.append(output)
             self.effects.dead_letters[error.reason] += 1
-            self.effects.logs.append(
-                LogLine(
-                    "warning",
-                    "dead-lettered reason=%s partition=%s offset=%s account=%s",
-                    (error.reason, record.partition, record.offset, redact(record.key)),
-                )
-            )
+            self.effects.logs.append(line)
             return
         partition = record.partition
         key = account_key(share.account_id)
@@ -183,18 +171,13 @@ class _Batch:
         now = self.now
         wheel = self.timers.wheel(partition, now)
         visited = changed = 0
-        for due in wheel.take_due(now):
-            for account_id in due.contacts:
-                key = account_key(account_id)
-                before = self.account(partition, key)
-                if before is None or before.due_ms is None:
-                    continue
-                if before.due_ms // wheel.slot_ms != due.slot:
-                    continue  # rescheduled since
-                visited += 1
-                applied = apply_tick(before, self.rules, now)  # taken off its slot already
-                changed += bool(applied.actions)
-                self.keep(partition, before, applied)
+        for _, before in due_now(
+            wheel, now, lambda name: self.account(partition, account_key(name))
+        ):
+            visited += 1
+            applied = apply_tick(before, self.rules, now)  # taken off its slot already
+            changed += bool(applied.actions)
+            self.keep(partition, before, applied)
         if visited:
             self.effects.logs.append(
                 LogLine(

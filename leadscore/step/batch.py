@@ -52,7 +52,7 @@ from leadscore.step.privacy import (
     suppressed_key,
     suppression_entry,
 )
-from leadscore.step.wheel import Timers
+from leadscore.step.wheel import Timers, due_now
 from leadscore.stream.partitioning import key_partition
 
 TOO_LATE = "too_late"
@@ -159,6 +159,19 @@ class Limits:
     privacy_key: bytes | None = None  # of the keyed hash that names erased contacts
 
 
+def dead_lettered(record: Input, error: InvalidEvent, keyed_by: str) -> tuple[Output, LogLine]:
+    """The dead-letter record of an input record that cannot be processed (its key and
+    bytes as they came, headers saying why), and the log line (the key redacted)."""
+    headers = dlq_headers(error, record.topic, record.partition, record.offset, record.timestamp_ms)
+    output = Output("dlq", record.key, record.value, record.partition, tuple(headers))
+    line = LogLine(
+        "warning",
+        f"dead-lettered reason=%s partition=%s offset=%s {keyed_by}=%s",
+        (error.reason, record.partition, record.offset, redact(record.key)),
+    )
+    return output, line
+
+
 class Encoders:
     """The output encoders (Avro or JSON, as configured) and the topic names for size errors."""
 
@@ -207,20 +220,10 @@ class _Batch:
         return record
 
     def dead_letter(self, record: Input, error: InvalidEvent) -> None:
-        headers = dlq_headers(
-            error, record.topic, record.partition, record.offset, record.timestamp_ms
-        )
-        self.effects.outputs.append(
-            Output("dlq", record.key, record.value, record.partition, tuple(headers))
-        )
+        output, line = dead_lettered(record, error, "contact")
+        self.effects.outputs.append(output)
         self.effects.dead_letters[error.reason] += 1
-        self.effects.logs.append(
-            LogLine(
-                "warning",
-                "dead-lettered reason=%s partition=%s offset=%s contact=%s",
-                (error.reason, record.partition, record.offset, redact(record.key)),
-            )
-        )
+        self.effects.logs.append(line)
 
     def encode(self, applied: Applied, source: int) -> tuple[list[Output], bytes]:
         """An applied step's actions and audit record (in order), and its lead-state value."""
@@ -706,34 +709,30 @@ class _Batch:
         now = self.now
         wheel = self.timers.wheel(partition, now)
         visited = changed = 0
-        for due in wheel.take_due(now):
-            for contact in due.contacts:
-                key = contact.encode("utf-8")
-                before = self.lead(key, partition)
-                if before is None or before.due_ms is None:
-                    continue
-                if before.due_ms // wheel.slot_ms != due.slot:
-                    continue  # rescheduled since; its current slot holds it
-                visited += 1
-                applied = apply_tick(before, self.rules, now)
-                updated = applied.record
-                updated.due_ms = wheel.reschedule(contact, None, updated.due_ms)
-                if applied.actions:
-                    changed += 1
-                    outputs, state = self.encode(applied, partition)
-                    too_large = self.oversized(key, outputs, state, encode_lead(updated))
-                    if too_large is None:
-                        self.record_outputs(key, partition, applied, outputs, state)
-                    else:  # only if the limit was lowered since the lead's last event
-                        self.effects.logs.append(
-                            LogLine(
-                                "error",
-                                "timer: lead %s's stage change is not sent: it makes a %s, "
-                                "over LEADSCORE_MAX_OUTPUT_BYTES=%s",
-                                (redact(key), too_large, self.limits.max_output_bytes),
-                            )
+        for contact, before in due_now(
+            wheel, now, lambda name: self.lead(name.encode("utf-8"), partition)
+        ):
+            key = contact.encode("utf-8")
+            visited += 1
+            applied = apply_tick(before, self.rules, now)
+            updated = applied.record
+            updated.due_ms = wheel.reschedule(contact, None, updated.due_ms)
+            if applied.actions:
+                changed += 1
+                outputs, state = self.encode(applied, partition)
+                too_large = self.oversized(key, outputs, state, encode_lead(updated))
+                if too_large is None:
+                    self.record_outputs(key, partition, applied, outputs, state)
+                else:  # only if the limit was lowered since the lead's last event
+                    self.effects.logs.append(
+                        LogLine(
+                            "error",
+                            "timer: lead %s's stage change is not sent: it makes a %s, "
+                            "over LEADSCORE_MAX_OUTPUT_BYTES=%s",
+                            (redact(key), too_large, self.limits.max_output_bytes),
                         )
-                self.store(key, partition, before, updated)
+                    )
+            self.store(key, partition, before, updated)
         if visited:
             self.effects.logs.append(
                 LogLine(

@@ -20,8 +20,9 @@ a slot over 1 MB stopped the worker).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 # A worker that was down long could owe many slots; a tick walks at most this many
 # and the next tick goes on from there.
@@ -88,6 +89,29 @@ class TimerWheel:
             contacts.discard(contact)
             if not contacts:
                 del self.slots[slot]
+
+
+class Scheduled(Protocol):
+    due_ms: int | None
+
+
+S = TypeVar("S", bound=Scheduled)
+
+
+def due_now(
+    wheel: TimerWheel, now_ms: int, find: Callable[[str], S | None]
+) -> Iterator[tuple[str, S]]:
+    """The records whose time has come: each name the wheel hands out (taken off its
+    slot) with its record, unless the record is gone or was rescheduled since (its new
+    slot holds it)."""
+    for due in wheel.take_due(now_ms):
+        for name in due.contacts:
+            record = find(name)
+            if record is None or record.due_ms is None:
+                continue
+            if record.due_ms // wheel.slot_ms != due.slot:
+                continue  # rescheduled since; its current slot holds it
+            yield name, record
 
 
 class Timers:
