@@ -3,10 +3,14 @@
 ``process_accounts(batch, read, timers, rules, now, encoders)`` applies each
 contact's share (``leadscore.scoring.accounts.apply_share``) to its account,
 against the accounts as the batch has left them so far, and returns the
-outputs (account state, account actions, dead letters) in order and the table
-writes, one per touched key per batch: the same shape, and the same law, as
-the lead step (``leadscore.step.batch``): any split of the records into
-batches gives the same outputs and the same table.
+outputs (account actions and dead letters in order, then each touched
+account's state once) and the table writes, one per touched key per batch.
+
+Law (tests/unit/test_accounts.py): any split of the records into batches gives
+the same actions and dead letters, the same table, and the same last state of
+every account. An account's state is a snapshot on a compacted topic, so a
+batch sends only its last: one record per touched account per batch, not one
+per contact update.
 
 A share whose version the account already has (an at_least_once replay, a
 late duplicate) changes nothing and sends nothing.
@@ -103,6 +107,7 @@ class _Batch:
         self.encode_action = encode_action
         self.entries: dict[bytes, AccountRecord | Member | None] = {}
         self.touched: dict[bytes, int] = {}
+        self.changed: dict[bytes, int] = {}  # accounts whose state the batch sends
         self.effects = AccountEffects()
 
     def entry(self, partition: int, key: bytes) -> AccountRecord | Member | None:
@@ -140,9 +145,8 @@ class _Batch:
                 )
             )
             self.effects.actions[(action.kind, action.name)] += 1
-        state = self.encode_state(account_state(updated, self.rules, self.now))
-        self.effects.outputs.append(Output("account_state", key[2:], state, partition))
         self.put(partition, key, updated)
+        self.changed[key] = partition
 
     def update(self, record: Input) -> None:
         try:
@@ -188,6 +192,11 @@ class _Batch:
             )
 
     def finish(self) -> AccountEffects:
+        for key, partition in self.changed.items():  # each touched account's state, once
+            record = self.entries[key]
+            if isinstance(record, AccountRecord):
+                state = self.encode_state(account_state(record, self.rules, self.now))
+                self.effects.outputs.append(Output("account_state", key[2:], state, partition))
         for key, partition in self.touched.items():
             self.effects.writes[key] = (partition, self.entries[key])
         return self.effects
