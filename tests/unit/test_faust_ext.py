@@ -226,10 +226,17 @@ class PartitionLog:
     """Stands in for the Kafka client thread: one partition of 30 records and a
     fetch position, fetched five records at a time, as aiokafka would."""
 
-    def __init__(self, committed: int | None, position: int = 10, end: int = 30) -> None:
+    def __init__(
+        self,
+        committed: int | None,
+        position: int = 10,
+        end: int = 30,
+        markers: frozenset[int] = frozenset(),
+    ) -> None:
         self.committed = committed
         self.start = self.position = position  # the log starts where the consumer did
         self.end = end
+        self.markers = markers  # offsets read_committed does not deliver (transaction markers)
 
     async def getmany(
         self,
@@ -241,7 +248,7 @@ class PartitionLog:
             return {}
         batch = range(self.position, min(self.position + 5, self.end))
         self.position = batch[-1] + 1
-        return {EVENTS: [kafka_record(offset) for offset in batch]}
+        return {EVENTS: [kafka_record(offset) for offset in batch if offset not in self.markers]}
 
     async def seek_to_committed(self) -> dict[TP, int | None]:
         await asyncio.sleep(0.01)  # the client asks the broker
@@ -562,10 +569,49 @@ async def lose_the_first_delivered_record(app: faust.App) -> None:
     assert consumer._new_offset(EVENTS) == 3
 
 
-def test_a_jump_in_fetched_offsets_counts_nothing_as_processed(app: faust.App) -> None:
-    """consumer (2): Faust recorded offsets 5..9 as a gap, later counted as acked."""
-    asyncio.run(app.consumer._add_gap(EVENTS, 5, 10))
-    assert not app.consumer._gap.get(EVENTS)
+def test_transaction_markers_between_delivered_records_do_not_hold_the_commit(
+    app: faust.App,
+) -> None:
+    """consumer (2): an input written in transactions holds a marker after each
+    transaction (here at the committed offset 10 and at 13, 17, 18 and 25). Records
+    delivered around them were all processed; without recording the offsets the fetcher
+    passed as done, the commit stayed at 10 until a heal, for every marker in turn."""
+    asyncio.run(drain_past_markers(app))
+
+
+async def drain_past_markers(app: faust.App) -> None:
+    consumer = app.consumer
+    markers = frozenset({10, 13, 17, 18, 25})
+    consumer._thread = PartitionLog(committed=10, markers=markers)  # type: ignore[attr-defined]  # the client thread stand-in
+    consumer._set_active_tps({EVENTS})
+    await consumer.perform_seek()  # the assignment: seek to 10, "last read" 10
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+
+    async def deliver(message: Message) -> None:
+        consumer._unacked_messages.add(message)
+        consumer.ack(message)
+        if message.offset == 29:
+            fetcher._stopped.set()
+
+    consumer.callback = deliver
+    await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=30)  # type: ignore[arg-type]  # a fetcher stand-in
+    assert consumer.head_hole(EVENTS) is None  # 10: the first record came later (3)
+    assert consumer._new_offset(EVENTS) == 30
+
+
+def test_an_unprocessed_record_between_delivered_ones_still_holds_the_commit(
+    app: faust.App,
+) -> None:
+    """consumer (2, 3): only offsets the fetcher passed are gaps; a delivered record that
+    was not processed is none, and the commit stops before it."""
+    consumer = app.consumer
+    consumer._committed_offset[EVENTS] = 10
+    asyncio.run(consumer._add_gap(EVENTS, 12, 14))  # markers 12, 13 passed before 14
+    for offset in (10, 11, 14, 16):  # 15 delivered, lost before processing
+        consumer.ack(fetched(app, offset))
+    assert consumer.covered(EVENTS, 12, 14)
+    assert not consumer.covered(EVENTS, 12, 16)
+    assert consumer._new_offset(EVENTS) == 15
 
 
 def test_a_changelog_record_waits_for_the_outputs_sent_before_it() -> None:
