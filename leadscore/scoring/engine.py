@@ -33,7 +33,9 @@ from leadscore.scoring.rules import DISQUALIFIED, MS_PER_DAY, MS_PER_HOUR, Rules
 
 ACTION_NAMESPACE = uuid.UUID("6f1c7a52-3a8e-4c1e-9d0b-2f43a1c0b7e1")
 
-Status = Literal["scored", "duplicate", "too_late", "from_future", "ticked", "merged", "frozen"]
+Status = Literal[
+    "scored", "duplicate", "too_late", "from_future", "ticked", "merged", "frozen", "reweighed"
+]
 
 #: The event type that grants or withdraws consent (``properties.status``).
 CONSENT = "consent"
@@ -64,6 +66,8 @@ class Applied:
     ``merged``: another lead was absorbed into this one (``merge.merge_leads``).
     ``frozen``: the lead's consent is withdrawn; the event is not scored and nothing
     changes (a ``consent`` event is scored, and one that grants consent resumes it).
+    ``reweighed``: the lead under a new rules version that changed only points
+    (``reweight.reweigh``).
     """
 
     status: Status
