@@ -61,3 +61,21 @@ def test_rules_explain_json_lines_carry_the_records() -> None:
     assert statuses.count("duplicate") == 1
     clipped = [r for s in steps if s["change"] for r in s["change"]["reasons"] if r["clipped"]]
     assert len(clipped) == 2
+
+
+def test_rules_compare_says_points_only_or_forward_and_why(tmp_path) -> None:
+    text = Path(RULES).read_text()
+    points = tmp_path / "points.yaml"
+    points.write_text(
+        text.replace("event_type: demo_request, points: 30", "event_type: demo_request, points: 40")
+    )
+    decay = tmp_path / "decay.yaml"
+    decay.write_text(text.replace("half_life_days: 14 ", "half_life_days: 21 "))
+    runner = CliRunner()
+    said = runner.invoke(main, ["rules", "compare", RULES, str(points)])
+    assert said.exit_code == 0, said.output
+    assert "points_only" in said.stdout
+    assert "rule demo-request: 30 -> 40 points" in said.stdout
+    forward = runner.invoke(main, ["rules", "compare", RULES, str(decay)]).stdout
+    assert "forward" in forward
+    assert "half_life_days changed" in forward
