@@ -25,7 +25,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from leadscore.scoring import EngagementEvent, LeadRecord, Rules, apply_event, apply_tick
@@ -251,6 +251,31 @@ def render(
         lines += ["|---|---|"]
         lines += [f"| {days} days | {bound:g} points |" for days, bound in e.bounds]
     return "\n".join(lines) + "\n"
+
+
+def weekly_mean(evaluation: Evaluation, threshold: str | None, weeks: list[str]) -> float:
+    """Mean crossings of ``threshold`` per week over ``weeks``."""
+    counts = evaluation.per_week.get(threshold or "", {})
+    return sum(counts.get(w, 0) for w in weeks) / len(weeks) if weeks else 0.0
+
+
+def swing(
+    evaluations: list[tuple[str, Evaluation]], threshold: str | None
+) -> tuple[str | None, float, float, float]:
+    """(threshold, mean per week under the first file, under the last, relative change):
+    over the weeks either shows a crossing in."""
+    chosen = threshold or _first_threshold(evaluations)
+    first, last = evaluations[0][1], evaluations[-1][1]
+    weeks = sorted(
+        set(first.per_week.get(chosen or "", {})) | set(last.per_week.get(chosen or "", {}))
+    )
+    before, after = weekly_mean(first, chosen, weeks), weekly_mean(last, chosen, weeks)
+    change = (after - before) / before if before else (math.inf if after else 0.0)
+    return chosen, before, after, change
+
+
+def to_json(evaluations: list[tuple[str, Evaluation]]) -> dict[str, object]:
+    return {name: asdict(e) for name, e in evaluations}
 
 
 def _first_threshold(evaluations: list[tuple[str, Evaluation]]) -> str | None:

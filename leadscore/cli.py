@@ -565,6 +565,12 @@ def rules_compare(old: Path, new: Path) -> None:
     help="Where report.md and report.png go.",
 )
 @click.option("--workers", type=int, default=0, help="Processes (default: every core).")
+@click.option(
+    "--max-swing",
+    type=float,
+    help="Exit 2 when the last rules file's mean crossings per week differ from the "
+    "first's by more than this fraction (0.2: 20%); for CI jobs on rule changes.",
+)
 def backtest(
     rules_files: tuple[Path, ...],
     events_file: Any,
@@ -575,6 +581,7 @@ def backtest(
     until: str | None,
     out_dir: Path,
     workers: int,
+    max_swing: float | None,
 ) -> None:
     """Score an archive of events with one or more rules files, offline, on all cores.
 
@@ -585,7 +592,7 @@ def backtest(
     """
     import os
 
-    from leadscore.backtest import evaluate, plot, render, replay_all
+    from leadscore.backtest import evaluate, plot, render, replay_all, swing, to_json
     from leadscore.explain import BadLine, read_events
 
     loaded = [(path.name, _load_rules_or_exit(path)) for path in rules_files]
@@ -631,9 +638,17 @@ def backtest(
     out_dir.mkdir(parents=True, exist_ok=True)
     report = render(evaluations, threshold, capacity)
     (out_dir / "report.md").write_text(report, encoding="utf-8")
+    (out_dir / "report.json").write_bytes(orjson.dumps(to_json(evaluations)))
     plot(evaluations, threshold, capacity, str(out_dir / "report.png"))
     click.echo(report)
-    click.echo(f"written: {out_dir / 'report.md'}, {out_dir / 'report.png'}", err=True)
+    click.echo(f"written: {out_dir}/report.md, report.json, report.png", err=True)
+    if max_swing is not None and len(evaluations) > 1:
+        chosen, before, after, change = swing(evaluations, threshold)
+        verdict = f"{chosen} per week: {before:.1f} -> {after:.1f} ({change:+.1%})"
+        if abs(change) > max_swing:
+            click.echo(f"{verdict}: more than the allowed {max_swing:.0%}", err=True)
+            raise SystemExit(2)
+        click.echo(f"{verdict}: within {max_swing:.0%}", err=True)
 
 
 def _load_rules_or_exit(path: Path | None) -> Any:

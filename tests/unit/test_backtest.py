@@ -128,3 +128,44 @@ def test_on_outcomes_drawn_from_the_scores_the_top_decile_lifts_and_the_bottom_d
     assert top_lift > 2.0, report
     assert bottom_lift < 1.0, report
     assert "mql crossings per week" in report
+
+
+def test_the_ci_script_passes_a_small_change_and_fails_a_swing(tmp_path: Path) -> None:
+    """examples/ci/rules-change.sh: exit 0 when crossings per week stay within the swing,
+    2 when a rules change moves them more."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    events = archive(400, 6_000, seed=13)
+    path = tmp_path / "archive.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(e.model_dump(mode="json")) for e in events))
+    base = Path("leadscore/rules/default.yaml").resolve()
+    text = base.read_text()
+    same = tmp_path / "same.yaml"
+    same.write_text(text.replace('version: "default-1"', 'version: "default-2"'))
+    lower = tmp_path / "lower.yaml"  # mql at 40 instead of 60: many more crossings
+    lower.write_text(
+        text.replace(
+            "{name: mql, score: 60, hysteresis: 10}", "{name: mql, score: 40, hysteresis: 10}"
+        )
+    )
+    assert lower.read_text() != text
+    script = Path("examples/ci/rules-change.sh").resolve()
+    leadscore = shutil.which("leadscore", path=str(Path(sys.executable).parent))
+    env = {**os.environ, "LEADSCORE": str(leadscore)}
+
+    def run(new: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["sh", str(script), str(base), str(new), str(path), "0.1"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    ok = run(same)
+    assert ok.returncode == 0, ok.stderr
+    assert "none" in ok.stdout  # rules compare: only the version changed
+    assert (tmp_path / "backtest" / "report.json").exists()
+    swung = run(lower)
+    assert swung.returncode == 2, swung.stderr
+    assert "more than the allowed 10%" in swung.stderr
