@@ -56,6 +56,18 @@ def describe(kind: str, r: dict[str, Any]) -> str:
             f"{r['old_score']:6.1f} -> {r['new_score']:6.1f} "
             f"(+{r['delta']:g}, decay -{r['decay_applied']:g})"
         )
+    if kind == "account-state":
+        top = ", ".join(c["contact_id"] for c in r["top_contacts"][:3])
+        return (
+            f"{r['account_id']:<18} engagement {r['current_score']:7.1f} {r['stage']:<9} "
+            f"contacts {r['contacts']} engaged {r['engaged_contacts']} (top: {top})"
+        )
+    if kind == "account-actions":
+        top = ", ".join(f"{c['contact_id']} {c['score']:g}" for c in r["top_contacts"][:3])
+        return (
+            f"{_clock(r['emitted_at'])} {r['account_id']:<18} {r['kind']:<26} {r['name']:<14} "
+            f"engagement {r['score']:6.1f}  {r['previous_stage']} -> {r['stage']}  ({top})"
+        )
     if kind == "assignments":
         return (
             f"{_clock(r['assigned_at'])} {r['contact_id']:<18} -> {r['owner']:<16} "
