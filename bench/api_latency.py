@@ -11,7 +11,9 @@ over one keep-alive connection per worker, in shuffled order:
 - ``forwarded``: a lead the other worker owns (one extra HTTP hop);
 - ``top``: ``GET /leads?sort=score&limit=20``, the ranked list, which the receiving
   worker gathers from both (its own index and one request to the other);
-- ``cooling``: ``GET /leads/cooling?within=30d&limit=20``, gathered the same way.
+- ``cooling``: ``GET /leads/cooling?within=30d&limit=20``, gathered the same way;
+- ``account``: ``GET /accounts/{id}`` (ten contacts an account), asked of either
+  worker: answered by the account's owner, forwarded half the time.
 
 Each answer's ``X-Leadscore-Forwarded`` header confirms its class. Figures are
 median and p99 per round, then min / median / max over ``--rounds`` rounds,
@@ -46,7 +48,7 @@ from tests.support.deployments import Deployment, prefixed_name
 from tests.support.http import free_port, wait_until
 from tests.support.processes import Process
 
-KINDS = ("healthz", "local", "forwarded", "top", "cooling")
+KINDS = ("healthz", "local", "forwarded", "top", "cooling", "account")
 LISTS = {"top": "/leads?sort=score&limit=20", "cooling": "/leads/cooling?within=30d&limit=20"}
 SAMPLE = 2000  # leads whose owner is looked up for the local and forwarded kinds
 WORKERS: list[Process] = []  # their logs are shown when the bench gives up
@@ -94,6 +96,10 @@ def handled(client: Client) -> float:
     )
 
 
+def account_of(i: int) -> str:
+    return f"acct-{i // 10:06d}"  # ten contacts an account
+
+
 def load(bootstrap: str, topic: str, contacts: list[str]) -> int:
     producer = Producer(
         {
@@ -109,7 +115,12 @@ def load(bootstrap: str, topic: str, contacts: list[str]) -> int:
         # spread over the last 5 days, so decay orders the ranked lists
         at = now - 60_000 - (i * 7919 % 432_000) * 1000
         for j, kind in enumerate(("signup", "page_view", "demo_request")[: 1 + i % 3]):
-            event = {"event_id": f"{contact}-{j}", "contact_id": contact, "type": kind}
+            event = {
+                "event_id": f"{contact}-{j}",
+                "contact_id": contact,
+                "account_id": account_of(i),
+                "type": kind,
+            }
             value = orjson.dumps({**event, "occurred_at": at + j})
             while True:
                 try:
@@ -126,7 +137,11 @@ def load(bootstrap: str, topic: str, contacts: list[str]) -> int:
 
 
 def measure(
-    clients: list[Client], owner_of: dict[str, int], requests: int, rounds: int
+    clients: list[Client],
+    owner_of: dict[str, int],
+    accounts: list[str],
+    requests: int,
+    rounds: int,
 ) -> dict[str, dict[str, list[float]]]:
     """Per kind: the median and p99 (ms) of each round."""
     contacts = sorted(owner_of)
@@ -145,6 +160,7 @@ def measure(
             plan.append(("forwarded", owner ^ 1, f"/leads/{contact}"))
             for kind, path in LISTS.items():
                 plan.append((kind, n % 2, path))
+            plan.append(("account", n % 2, f"/accounts/{accounts[rng.randrange(len(accounts))]}"))
         rng.shuffle(plan)
         samples: dict[str, list[float]] = {k: [] for k in KINDS}
         for n, (kind, worker, path) in enumerate(plan, 1):
@@ -152,7 +168,7 @@ def measure(
             if status != 200:
                 raise SystemExit(f"{path} on worker {worker}: HTTP {status}")
             was_forwarded = headers.get("X-Leadscore-Forwarded") == "1"
-            if kind not in LISTS and was_forwarded != (kind == "forwarded"):
+            if kind in ("local", "forwarded") and was_forwarded != (kind == "forwarded"):
                 raise SystemExit(f"{path} on worker {worker}: expected {kind}")
             samples[kind].append(ms)
             progress(f"round {r + 1}/{rounds}", n, len(plan))
@@ -212,6 +228,13 @@ def main() -> None:
             print(f"bench: produced {sent} events for {len(contacts)} leads", file=sys.stderr)
             wait_for("every event handled", lambda: sum(handled(c) for c in clients) >= sent, 1800)
             owned = wait_for("a stable split", split)
+            accounts = sorted({account_of(i) for i in range(len(contacts))})
+            sampled = random.Random(6).sample(accounts, min(SAMPLE, len(accounts)))
+
+            def rolled_up() -> bool:  # the account agent lags the leads a little
+                return all(clients[0].get(f"/accounts/{a}")[0] == 200 for a in sampled[-50:])
+
+            wait_for("the accounts rolled up", rolled_up, 600)
             owner_of = {}
             for contact in random.Random(5).sample(contacts, min(SAMPLE, len(contacts))):
                 _, _, headers = clients[0].get(f"/leads/{contact}")
@@ -238,7 +261,7 @@ def main() -> None:
                     stderr=subprocess.DEVNULL,
                 )
                 time.sleep(3)
-            per_round = measure(clients, owner_of, args.requests, args.rounds)
+            per_round = measure(clients, owner_of, sampled, args.requests, args.rounds)
         finally:
             if load_process is not None:
                 load_process.terminate()
@@ -271,6 +294,7 @@ def main() -> None:
         "forwarded": "`/leads/{id}` forwarded",
         "top": "`/leads?sort=score&limit=20` (both workers)",
         "cooling": "`/leads/cooling?within=30d&limit=20` (both workers)",
+        "account": "`/accounts/{id}` (either worker: on the owner or forwarded)",
     }
     for kind in KINDS:
         ms = figures["ms"][kind]
