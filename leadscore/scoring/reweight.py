@@ -83,13 +83,13 @@ def classify(old: Rules, new: Rules) -> RulesChange:
 def reweigh(
     record: LeadRecord, change: RulesChange, new: Rules, now_ms: int, *, fire: bool = False
 ) -> Applied:
-    """``record`` under ``new`` (a ``points_only`` change from the rules it was scored
-    with), its stage and thresholds assessed at its last assessment time. With ``fire``
+    """``record`` under ``new`` (a ``points_only`` or ``none`` change from the rules it
+    was scored with), its stage and thresholds assessed at its last assessment time. With ``fire``
     the actions a crossing causes are returned (and counted in the lead's action
     sequence); otherwise the stage and thresholds move silently (the rules file's
     ``on_publish: silent``)."""
-    if change.kind != "points_only":
-        raise ValueError(f"a {change.kind} change cannot re-weight leads")
+    if change.kind == "forward":
+        raise ValueError("a forward change cannot re-weight leads")
     if not record.event_count or record.alias_of is not None:
         return Applied("reweighed", replace(record, rules_version=new.version))
     scale = {rule_id: now / was for rule_id, (was, now) in change.points.items()}
