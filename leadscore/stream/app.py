@@ -31,7 +31,7 @@ from typing import Any, NoReturn, cast
 import faust
 
 from leadscore.codecs.accounts import TICK_HEADER, decode_account, encode_entry, is_account_key
-from leadscore.codecs.leads import decode_lead, encode_lead, peek_lead
+from leadscore.codecs.leads import decode_lead, encode_lead
 from leadscore.codecs.outputs import encoder
 from leadscore.config import PRODUCER_MAX_REQUEST_BYTES, Settings
 from leadscore.kafka_admin import TopicSpec
@@ -252,11 +252,13 @@ def headers_of(headers: Any) -> tuple[tuple[str, bytes], ...]:
     return tuple((str(name), bytes(value or b"")) for name, value in pairs)
 
 
-def lead_index(items: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[str, int | None, str]]:
-    """(contact id, due time, stage) of each stored lead record."""
-    for key, raw in items:
-        due_ms, stage = peek_lead(raw)
-        yield key.decode("utf-8"), due_ms, stage
+def noted(
+    records: Iterable[LeadRecord], wheel: list[tuple[str, int | None, str]]
+) -> Iterator[LeadRecord]:
+    """``records``, each noted in ``wheel`` as (contact id, due time, stage) on its way."""
+    for record in records:
+        wheel.append((record.contact_id, record.due_ms, record.stage))
+        yield record
 
 
 def stored_accounts(items: Iterable[tuple[bytes, bytes]]) -> Iterator[AccountRecord]:
@@ -393,8 +395,10 @@ def build_app(
         now = clock()
         for partition in owned:
             started = time.perf_counter()
-            timers.rebuild(partition, lead_index(stored_items(leads, partition)), now)
-            ranks.rebuild(partition, stored_leads(stored_items(leads, partition)))
+            # One pass: each record decoded once, for the ranked lists and the wheel.
+            wheel: list[tuple[str, int | None, str]] = []
+            ranks.rebuild(partition, noted(stored_leads(stored_items(leads, partition)), wheel))
+            timers.rebuild(partition, wheel, now)
             log.info(
                 "partition %s: %s lead(s) indexed for decay timers and ranked lists in %.2f s",
                 partition,
