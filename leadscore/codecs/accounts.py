@@ -48,10 +48,31 @@ def is_account_key(key: bytes) -> bool:
     return key.startswith(b"a\x00")
 
 
+class _StoredAccount(msgspec.Struct, array_like=True):
+    """An account record's stored layout (decoded in one typed pass)."""
+
+    version: int
+    account_id: str
+    stage: str
+    rules_version: str
+    score: float
+    ref_ms: int
+    contacts: int
+    fired: list[str]
+    action_seq: dict[str, int]
+    tracked: dict[str, Tracked]
+    overflowed: bool
+    assessed_ms: int
+    updated_ms: int
+    due_ms: int  # -1: nothing scheduled
+
+
+_decode_account = msgspec.msgpack.Decoder(_StoredAccount).decode
+
+
 def encode_account(record: AccountRecord) -> bytes:
-    tracked = [[c, t.score, t.ref_ms, t.persona] for c, t in record.tracked.items()]
     return _encode(
-        [
+        _StoredAccount(
             VERSION,
             record.account_id,
             record.stage,
@@ -61,31 +82,31 @@ def encode_account(record: AccountRecord) -> bytes:
             record.contacts,
             record.fired,
             record.action_seq,
-            tracked,
+            record.tracked,
             record.overflowed,
             record.assessed_ms,
             record.updated_ms,
             -1 if record.due_ms is None else record.due_ms,
-        ]
+        )
     )
 
 
 def decode_account(raw: bytes) -> AccountRecord:
-    v: list[Any] = _decode(raw)
+    v = _decode_account(raw)
     return AccountRecord(
-        account_id=v[1],
-        stage=v[2],
-        rules_version=v[3],
-        score=v[4],
-        ref_ms=v[5],
-        contacts=v[6],
-        fired=list(v[7]),
-        action_seq=dict(v[8]),
-        tracked={c: Tracked(s, r, p) for c, s, r, p in v[9]},
-        overflowed=v[10],
-        assessed_ms=v[11],
-        updated_ms=v[12],
-        due_ms=None if v[13] < 0 else v[13],
+        account_id=v.account_id,
+        stage=v.stage,
+        rules_version=v.rules_version,
+        score=v.score,
+        ref_ms=v.ref_ms,
+        contacts=v.contacts,
+        fired=v.fired,
+        action_seq=v.action_seq,
+        tracked=v.tracked,
+        overflowed=v.overflowed,
+        assessed_ms=v.assessed_ms,
+        updated_ms=v.updated_ms,
+        due_ms=None if v.due_ms < 0 else v.due_ms,
     )
 
 

@@ -47,6 +47,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import msgspec
+
 from leadscore.scoring.engine import ROUNDING
 from leadscore.scoring.ranking import current_from_key, rank_key
 from leadscore.scoring.records import LeadRecord, out
@@ -191,9 +193,9 @@ class Member:
         return (self.version, False)
 
 
-@dataclass(frozen=True, slots=True)
-class Tracked:
-    """A contact an account keeps by name (one of its highest scores)."""
+class Tracked(msgspec.Struct, frozen=True, array_like=True):
+    """A contact an account keeps by name (one of its highest scores). A msgspec struct:
+    an account record holds up to ``track_contacts`` of them, decoded at every update."""
 
     score: float
     ref_ms: int
