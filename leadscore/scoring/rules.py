@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Self
 
@@ -549,21 +549,16 @@ def _cross_checks(rules: Rules) -> list[tuple[tuple[Any, ...], str]]:
                 capped[rule_id] = cap.id
     if not rules.stages:
         problems.append((("stages",), "at least one stage is needed"))
-    for i in range(1, len(rules.stages)):
-        low, high = rules.stages[i - 1], rules.stages[i]
-        if high.min_score <= low.min_score:
-            problems.append(
-                (
-                    ("stages", i, "min_score"),
-                    f"stage {high.name!r} starts at {high.min_score:g}, not above {low.name!r} "
-                    f"({low.min_score:g}): the bands overlap. List stages from the lowest "
-                    "min_score up, each higher than the one before",
-                )
-            )
-    names = [s.name for s in rules.stages]
+    problems += _ascending(
+        ("stages",),
+        rules.stages,
+        "min_score",
+        "stage",
+        "the bands overlap. List stages from the lowest min_score up, each higher than the "
+        "one before",
+    )
+    problems += _listed_once(("stages",), rules.stages, "stage")
     for i, stage in enumerate(rules.stages):
-        if names.index(stage.name) != i:
-            problems.append((("stages", i, "name"), f"stage {stage.name!r} is listed twice"))
         if stage.name == DISQUALIFIED:
             problems.append(
                 (
@@ -573,26 +568,17 @@ def _cross_checks(rules: Rules) -> list[tuple[tuple[Any, ...], str]]:
                 )
             )
     grades = rules.fit.grades
-    for i in range(1, len(grades)):
-        if grades[i].min_fit <= grades[i - 1].min_fit:
-            problems.append(
-                (
-                    ("fit", "grades", i, "min_fit"),
-                    f"grade {grades[i].name!r} starts at {grades[i].min_fit:g}, not above "
-                    f"{grades[i - 1].name!r} ({grades[i - 1].min_fit:g}): list grades from the "
-                    "worst (lowest min_fit) to the best",
-                )
-            )
+    problems += _ascending(
+        ("fit", "grades"),
+        grades,
+        "min_fit",
+        "grade",
+        "list grades from the worst (lowest min_fit) to the best",
+    )
+    problems += _listed_once(("fit", "grades"), grades, "grade")
     grade_names = [g.name for g in grades]
-    for i, grade in enumerate(grades):
-        if grade_names.index(grade.name) != i:
-            problems.append((("fit", "grades", i, "name"), f"grade {grade.name!r} is listed twice"))
-    tnames = [t.name for t in rules.thresholds]
+    problems += _listed_once(("thresholds",), rules.thresholds, "threshold")
     for i, threshold in enumerate(rules.thresholds):
-        if tnames.index(threshold.name) != i:
-            problems.append(
-                (("thresholds", i, "name"), f"threshold {threshold.name!r} is listed twice")
-            )
         if threshold.min_grade is not None and threshold.min_grade not in grade_names:
             known = ", ".join(grade_names) or "none are defined under fit.grades"
             problems.append(
@@ -613,41 +599,62 @@ def _cross_checks(rules: Rules) -> list[tuple[tuple[Any, ...], str]]:
                 f"it (kept: {kept})",
             )
         )
-    for unknown in sorted(set(rules.next_actions) - set(names) - {DISQUALIFIED}):
+    names = {stage.name for stage in rules.stages}
+    for unknown in sorted(set(rules.next_actions) - names - {DISQUALIFIED}):
         problems.append(
             (("next_actions", unknown), f"next_actions names an unknown stage {unknown!r}")
         )
     return problems
 
 
-def _account_checks(accounts: Accounts) -> list[tuple[tuple[Any, ...], str]]:
+Named = Stage | Grade | Threshold
+
+
+def _ascending(
+    where: tuple[str, ...],
+    items: Sequence[Stage] | Sequence[Grade],
+    field: str,
+    noun: str,
+    hint: str,
+) -> list[tuple[tuple[Any, ...], str]]:
+    """Bands listed from the lowest up, each above the one before."""
     problems: list[tuple[tuple[Any, ...], str]] = []
+    for i in range(1, len(items)):
+        low, high = items[i - 1], items[i]
+        if getattr(high, field) <= getattr(low, field):
+            problems.append(
+                (
+                    (*where, i, field),
+                    f"{noun} {high.name!r} starts at {getattr(high, field):g}, not above "
+                    f"{low.name!r} ({getattr(low, field):g}): {hint}",
+                )
+            )
+    return problems
+
+
+def _listed_once(
+    where: tuple[str, ...], items: Sequence[Named], noun: str
+) -> list[tuple[tuple[Any, ...], str]]:
+    names = [item.name for item in items]
+    return [
+        ((*where, i, "name"), f"{noun} {item.name!r} is listed twice")
+        for i, item in enumerate(items)
+        if names.index(item.name) != i
+    ]
+
+
+def _account_checks(accounts: Accounts) -> list[tuple[tuple[Any, ...], str]]:
     stages = accounts.stages
-    for i in range(1, len(stages)):
-        if stages[i].min_score <= stages[i - 1].min_score:
-            problems.append(
-                (
-                    ("accounts", "stages", i, "min_score"),
-                    f"account stage {stages[i].name!r} starts at {stages[i].min_score:g}, not "
-                    f"above {stages[i - 1].name!r} ({stages[i - 1].min_score:g}): list account "
-                    "stages from the lowest min_score up",
-                )
-            )
-    names = [s.name for s in stages]
-    for i, stage in enumerate(stages):
-        if names.index(stage.name) != i:
-            problems.append(
-                (("accounts", "stages", i, "name"), f"account stage {stage.name!r} is listed twice")
-            )
-    tnames = [t.name for t in accounts.thresholds]
+    problems = _ascending(
+        ("accounts", "stages"),
+        stages,
+        "min_score",
+        "account stage",
+        "list account stages from the lowest min_score up",
+    )
+    problems += _listed_once(("accounts", "stages"), stages, "account stage")
+    problems += _listed_once(("accounts", "thresholds"), accounts.thresholds, "account threshold")
     for i, threshold in enumerate(accounts.thresholds):
-        if tnames.index(threshold.name) != i:
-            problems.append(
-                (
-                    ("accounts", "thresholds", i, "name"),
-                    f"account threshold {threshold.name!r} is listed twice",
-                )
-            )
         if threshold.min_grade is not None:
             problems.append(
                 (

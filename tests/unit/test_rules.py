@@ -194,3 +194,36 @@ def test_a_copy_with_changes_rebuilds_what_is_derived_from_the_fields() -> None:
     assert [r.points for r in steeper.matching("page_view", {})] == [-7]
     with pytest.raises(ValueError, match="the bands overlap"):
         rules.model_copy(update={"stages": (rules.stages[1], rules.stages[0])})
+
+
+@pytest.mark.parametrize(
+    ("accounts", "fragment"),
+    [
+        (
+            "{stages: [{name: a, min_score: 0}, {name: b, min_score: 0}]}",
+            "account stage 'b' starts at 0, not above 'a'",
+        ),
+        (
+            "{stages: [{name: a, min_score: 0}, {name: a, min_score: 5}]}",
+            "account stage 'a' is listed twice",
+        ),
+        (
+            "{thresholds: [{name: surge, score: 10, hysteresis: 1}]}",
+            "account thresholds need account stages",
+        ),
+        (
+            "{stages: [{name: a, min_score: 0}], thresholds: "
+            "[{name: t, score: 10, hysteresis: 1, min_grade: A}]}",
+            "accounts have no fit grade",
+        ),
+        (
+            "{stages: [{name: a, min_score: 0}], persona_trait: department}",
+            "persona_trait 'department' is not a trait the fit rules read",
+        ),
+    ],
+)
+def test_account_rules_are_checked(accounts: str, fragment: str) -> None:
+    text = "version: v\nrules: []\nstages: [{name: cold, min_score: 0}]\naccounts: " + accounts
+    with pytest.raises(RulesError) as raised:
+        parse_rules(text)
+    assert fragment in str(raised.value)
