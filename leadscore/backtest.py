@@ -2,9 +2,10 @@
 
 Each contact's events go through the pure scoring core in archive order (the order a
 worker reads them), each processed at the time it occurred, with the decay-driven
-re-assessments a worker's timer makes in between (``explain``'s replay). Contacts are
-split across processes by a hash of their id; each process returns, per contact, its
-peak score, its last record and when it crossed each threshold.
+re-assessments a worker's timer makes in between (``explain``'s replay). The archive's
+raw lines are split by a hash of their contact id (parsed once for the id); each
+process validates and scores its shards and returns, per contact, its peak score and
+when it crossed each threshold.
 
 What the report says, per rules file:
 
@@ -27,6 +28,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+
+import orjson
+from pydantic import ValidationError
 
 from leadscore.scoring import EngagementEvent, LeadRecord, Rules, apply_event, apply_tick
 from leadscore.scoring.records import out
@@ -81,38 +85,70 @@ def shard_of(contact_id: str, shards: int) -> int:
     return int.from_bytes(digest, "big") % shards
 
 
-def _replay_shard(job: tuple[list[EngagementEvent], Rules, int | None]) -> list[Lead]:
-    events, rules, until_ms = job
-    return replay(events, rules, until_ms)
+def _replay_shard(job: tuple[list[bytes], Rules, int | None]) -> tuple[list[Lead], int]:
+    """A shard's contacts from its raw lines (validated here, in the worker process);
+    what goes back is what the report needs (no lead records), and the bad lines."""
+    lines, rules, until_ms = job
+    events = []
+    bad = 0
+    for line in lines:
+        try:
+            events.append(EngagementEvent.model_validate(orjson.loads(line)))
+        except (orjson.JSONDecodeError, ValidationError):
+            bad += 1
+    leads = replay(events, rules, until_ms)
+    for lead in leads:
+        lead.record = None
+    return leads, bad
+
+
+def shards_of(lines: Iterable[bytes], shards: int) -> tuple[list[list[bytes]], int]:
+    """Raw JSON lines split by a hash of their contact id (each contact's lines in order);
+    lines without a contact id are counted, not kept."""
+    split: list[list[bytes]] = [[] for _ in range(shards)]
+    bad = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            contact = orjson.loads(line).get("contact_id")
+        except (orjson.JSONDecodeError, AttributeError):
+            contact = None
+        if not isinstance(contact, str):
+            bad += 1
+            continue
+        split[shard_of(contact, shards)].append(line)
+    return split, bad
 
 
 def replay_all(
-    events: list[EngagementEvent],
+    shards: list[list[bytes]],
     rules: Rules,
     until_ms: int | None,
     workers: int,
     progress: Callable[[int, int], None] | None = None,
-) -> list[Lead]:
-    """``replay`` over ``workers`` processes, contacts split by a hash of their id (each
-    contact's events stay in archive order)."""
-    if until_ms is None and events:
-        until_ms = max(e.occurred_at for e in events)
-    if workers <= 1:
-        found = replay(events, rules, until_ms)
-        if progress is not None:
-            progress(1, 1)
-        return found
-    shards: list[list[EngagementEvent]] = [[] for _ in range(workers * 4)]
-    for event in events:
-        shards[shard_of(event.contact_id, len(shards))].append(event)
+) -> tuple[list[Lead], int]:
+    """``replay`` over ``workers`` processes, one shard of raw lines at a time (parsed and
+    scored in the worker: events are not pickled across); the leads without their
+    records, and the lines that were not events."""
+    jobs = [(shard, rules, until_ms) for shard in shards if shard]
     leads: list[Lead] = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        jobs = [(shard, rules, until_ms) for shard in shards if shard]
-        for done, part in enumerate(pool.map(_replay_shard, jobs), start=1):
+    bad = 0
+    if workers <= 1:
+        parts = map(_replay_shard, jobs)
+        for done, (part, skipped) in enumerate(parts, start=1):
             leads.extend(part)
+            bad += skipped
             if progress is not None:
                 progress(done, len(jobs))
-    return leads
+        return leads, bad
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for done, (part, skipped) in enumerate(pool.map(_replay_shard, jobs), start=1):
+            leads.extend(part)
+            bad += skipped
+            if progress is not None:
+                progress(done, len(jobs))
+    return leads, bad
 
 
 def week_of(ms: int) -> str:

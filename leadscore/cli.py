@@ -592,46 +592,48 @@ def backtest(
     """
     import os
 
-    from leadscore.backtest import evaluate, plot, render, replay_all, swing, to_json
+    from leadscore.backtest import evaluate, plot, render, replay_all, shards_of, swing, to_json
     from leadscore.explain import BadLine, read_events
 
-    loaded = [(path.name, _load_rules_or_exit(path)) for path in rules_files]
-    events, bad = [], 0
-    for item in read_events(events_file):
-        if isinstance(item, BadLine):
-            bad += 1
-        else:
-            events.append(item)
-    source = read_events(outcomes_file) if outcomes_file is not None else iter(events)
+    loaded = [(str(path), _load_rules_or_exit(path)) for path in rules_files]
+    cores = workers or os.cpu_count() or 1
+    lines = events_file.read().splitlines()
+    # Outcomes: validated here (few); the events are parsed and scored in the workers.
+    marker = outcome_type.encode()
+    source = (
+        read_events(outcomes_file)
+        if outcomes_file is not None
+        else read_events(line for line in lines if marker in line)
+    )
     outcomes: dict[str, int] = {}
     for item in source:
         if not isinstance(item, BadLine) and item.type == outcome_type:
-            seen = outcomes.get(item.contact_id)
-            outcomes[item.contact_id] = (
-                item.occurred_at if seen is None else min(seen, item.occurred_at)
-            )
-    scored = [e for e in events if e.type != outcome_type]
-    cores = workers or os.cpu_count() or 1
+            first = min(outcomes.get(item.contact_id, item.occurred_at), item.occurred_at)
+            outcomes[item.contact_id] = first
+    if outcomes_file is None:  # outcome events in the archive are not scored
+        lines = [line for line in lines if marker not in line or not _of_type(line, outcome_type)]
+    shards, unkeyed = shards_of(lines, cores * 4)
     until_ms = _parse_time(until) if until else None
     click.echo(
-        f"{len(scored):,} events, {len(outcomes):,} contacts with an outcome, "
-        f"{cores} process(es){f'; {bad} line(s) skipped as invalid' if bad else ''}",
+        f"{len(lines):,} lines, {len(outcomes):,} contacts with an outcome, {cores} process(es)",
         err=True,
     )
     evaluations = []
     for name, rules_set in loaded:
-        with click.progressbar(length=1, label=f"{name:<20}", file=sys.stderr) as bar:
+        with click.progressbar(length=1, label=f"{Path(name).name:<20}", file=sys.stderr) as bar:
 
             def advance(done: int, total: int, bar: Any = bar) -> None:
                 bar.length = total
                 bar.update(done - bar.pos)
 
             started = time.perf_counter()
-            leads = replay_all(scored, rules_set, until_ms, cores, advance)
+            leads, bad = replay_all(shards, rules_set, until_ms, cores, advance)
             seconds = time.perf_counter() - started
+        scored = len(lines) - unkeyed - bad
         click.echo(
-            f"{name}: {len(leads):,} contacts in {seconds:.1f} s "
-            f"({len(scored) / max(seconds, 1e-9):,.0f} events/s)",
+            f"{name}: {len(leads):,} contacts, {scored:,} events in {seconds:.1f} s "
+            f"({scored / max(seconds, 1e-9):,.0f} events/s)"
+            + (f"; {unkeyed + bad} line(s) skipped as invalid" if unkeyed + bad else ""),
             err=True,
         )
         evaluations.append((name, evaluate(leads, outcomes, rules_set)))
@@ -649,6 +651,13 @@ def backtest(
             click.echo(f"{verdict}: more than the allowed {max_swing:.0%}", err=True)
             raise SystemExit(2)
         click.echo(f"{verdict}: within {max_swing:.0%}", err=True)
+
+
+def _of_type(line: bytes, kind: str) -> bool:
+    try:
+        return bool(orjson.loads(line).get("type") == kind)
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
 
 
 def _load_rules_or_exit(path: Path | None) -> Any:

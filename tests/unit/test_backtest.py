@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 from click.testing import CliRunner
 
-from leadscore.backtest import Lead, evaluate, replay, replay_all
+from leadscore.backtest import Lead, evaluate, replay, replay_all, shards_of
 from leadscore.cli import main
 from leadscore.scoring import EngagementEvent, load_rules
 from leadscore.simulate import TrafficModel
@@ -58,15 +58,17 @@ def test_a_backtest_of_the_live_rules_reproduces_the_workers_scores() -> None:
         assert math.isclose(record.score, live.score, rel_tol=1e-12, abs_tol=1e-12)  # type: ignore[attr-defined]
 
 
-def test_more_processes_give_the_same_leads() -> None:
+def test_more_processes_and_shards_give_the_same_leads() -> None:
     events = archive(150, 1_500, seed=5)
-    one = {
-        lead.contact_id: (lead.peak, lead.crossings) for lead in replay_all(events, RULES, None, 1)
-    }
-    two = {
-        lead.contact_id: (lead.peak, lead.crossings) for lead in replay_all(events, RULES, None, 2)
-    }
-    assert one == two
+    lines = [orjson.dumps(e.model_dump(mode="json")) for e in events] + [b"{broken", b"{}"]
+    shards, unkeyed = shards_of(lines, 3)
+    assert unkeyed == 2
+    one, bad = replay_all(shards, RULES, None, 1)
+    two, _ = replay_all(shards_of(lines, 8)[0], RULES, None, 2)
+    assert bad == 0
+    alone = {lead.contact_id: (lead.peak, lead.crossings) for lead in replay(events, RULES, None)}
+    assert {lead.contact_id: (lead.peak, lead.crossings) for lead in one} == alone
+    assert {lead.contact_id: (lead.peak, lead.crossings) for lead in two} == alone
 
 
 def test_lift_precision_and_recall_are_counted_as_said() -> None:
