@@ -901,3 +901,34 @@ async def deliver_after_an_assignment(app: faust.App) -> list[tuple[str, int]]:
     consumer.callback = deliver
     await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=30)  # type: ignore[arg-type]  # a fetcher stand-in
     return delivered
+
+
+def test_a_commit_after_the_transactions_ended_opens_one_for_its_offsets() -> None:
+    """producer.TransactionManager.reopen_ended: stopping, Faust ends the transactions
+    with a commit twice; offsets acknowledged between the two met a producer in no
+    transaction (IllegalOperation) and the worker's stop hung until its timeout."""
+    app = App("faust-ext-eos-reopen", broker=NOWHERE, processing_guarantee="exactly_once")
+    app.assignor.group_for_topic = lambda topic: 0  # what an assignment sets up
+    begun: list[str] = []
+
+    class Manager:
+        def __init__(self, active: bool) -> None:
+            self.active = active
+
+        def is_in_transaction(self) -> bool:
+            return self.active
+
+    ended = SimpleNamespace(_txn_manager=Manager(False))
+    open_one = SimpleNamespace(_txn_manager=Manager(True))
+    app.producer._transaction_producers = {  # type: ignore[attr-defined]  # the driver's producers
+        "faust-ext-eos-reopen-0-0": ended,
+        "faust-ext-eos-reopen-0-1": open_one,
+    }
+
+    async def begin(transactional_id: str) -> None:
+        begun.append(transactional_id)
+
+    app.producer.maybe_begin_transaction = begin  # type: ignore[method-assign]  # this app's producer only
+    other = TP(EVENTS.topic, 1)
+    asyncio.run(app.consumer.transactions.reopen_ended({EVENTS: 5, other: 7}))  # type: ignore[attr-defined]  # leadscore's TransactionManager
+    assert begun == ["faust-ext-eos-reopen-0-0"]

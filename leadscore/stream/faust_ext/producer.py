@@ -115,7 +115,31 @@ class TransactionManager(FaustTransactionManager):
 
     async def commit(self, offsets: Any, start_new_transaction: bool = True) -> bool:
         await self.app.producer.buffer.flush()
+        await self.reopen_ended(offsets)
         return bool(await super().commit(offsets, start_new_transaction=start_new_transaction))
+
+    async def reopen_ended(self, offsets: Any) -> None:
+        """Begin a transaction again where a commit that ended the transactions came first.
+
+        Stopping, Faust commits and ends the transactions twice: the app's stop waits
+        for the streams (``wait_empty``, ending with a commit that begins no new
+        transaction), then the consumer's own stop does the same. Records acknowledged
+        between the two (a duplicate share or event: processed, nothing sent) left
+        offsets for the second commit, whose producer was in no transaction:
+        ``IllegalOperation: Not in the middle of a transaction``, the consumer's stop
+        failed and the worker ignored SIGTERM until its stop timeout (fault tier, two
+        workers under exactly_once, 1 run in 2). Their offsets now go in a transaction of
+        their own.
+        """
+        producers = getattr(self.producer, "_transaction_producers", {})
+        group_id = self.app.conf.id
+        for tp in offsets:
+            group = self.app.assignor.group_for_topic(tp.topic)
+            transactional_id = f"{group_id}-{group}-{tp.partition}"
+            client = producers.get(transactional_id)
+            manager = getattr(client, "_txn_manager", None)
+            if manager is not None and not manager.is_in_transaction():
+                await self.producer.maybe_begin_transaction(transactional_id)
 
     async def send(
         self,
