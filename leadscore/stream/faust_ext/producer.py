@@ -41,6 +41,7 @@ partition (table writes) keep Faust's choice, which is the same transaction.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Awaitable
 from contextlib import suppress
@@ -53,6 +54,8 @@ from faust.transport.producer import ProducerBuffer
 
 from leadscore.errors import ChangelogUnsent
 from leadscore.stream.faust_ext.ordering import outputs_of
+
+log = logging.getLogger("leadscore.stream.faust_ext.producer")
 
 
 class OrderedProducerBuffer(ProducerBuffer):
@@ -139,6 +142,13 @@ class TransactionManager(FaustTransactionManager):
             client = producers.get(transactional_id)
             manager = getattr(client, "_txn_manager", None)
             if manager is not None and not manager.is_in_transaction():
+                log.warning(
+                    "offsets to commit after the transactions ended (%s[%d] to %d): "
+                    "committed in a transaction of their own",
+                    tp.topic,
+                    tp.partition,
+                    offsets[tp],
+                )
                 await self.producer.maybe_begin_transaction(transactional_id)
 
     async def send(
