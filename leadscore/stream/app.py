@@ -26,7 +26,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import faust
 
@@ -252,12 +252,16 @@ def headers_of(headers: Any) -> tuple[tuple[str, bytes], ...]:
     return tuple((str(name), bytes(value or b"")) for name, value in pairs)
 
 
+R = TypeVar("R", LeadRecord, AccountRecord)
+
+
 def noted(
-    records: Iterable[LeadRecord], wheel: list[tuple[str, int | None, str]]
-) -> Iterator[LeadRecord]:
-    """``records``, each noted in ``wheel`` as (contact id, due time, stage) on its way."""
+    records: Iterable[R], wheel: list[tuple[str, int | None, str]], name: Callable[[R], str]
+) -> Iterator[R]:
+    """``records``, each noted in ``wheel`` as (its name, due time, stage) on its way: one
+    decode per stored record for an index and the timer wheel (nothing kept besides)."""
     for record in records:
-        wheel.append((record.contact_id, record.due_ms, record.stage))
+        wheel.append((name(record), record.due_ms, record.stage))
         yield record
 
 
@@ -380,11 +384,10 @@ def build_app(
         owned = table_partitions(app, accounts)
         now = clock()
         for partition in owned:
-            records = list(stored_accounts(stored_items(accounts, partition)))
-            account_timers.rebuild(
-                partition, ((r.account_id, r.due_ms, r.stage) for r in records), now
-            )
-            engagement.rebuild(partition, records)
+            wheel: list[tuple[str, int | None, str]] = []
+            records = stored_accounts(stored_items(accounts, partition))
+            engagement.rebuild(partition, noted(records, wheel, lambda r: r.account_id))
+            account_timers.rebuild(partition, wheel, now)
         account_timers.keep_only(owned)
         engagement.keep_only(owned)
 
@@ -397,7 +400,8 @@ def build_app(
             started = time.perf_counter()
             # One pass: each record decoded once, for the ranked lists and the wheel.
             wheel: list[tuple[str, int | None, str]] = []
-            ranks.rebuild(partition, noted(stored_leads(stored_items(leads, partition)), wheel))
+            records = stored_leads(stored_items(leads, partition))
+            ranks.rebuild(partition, noted(records, wheel, lambda r: r.contact_id))
             timers.rebuild(partition, wheel, now)
             log.info(
                 "partition %s: %s lead(s) indexed for decay timers and ranked lists in %.2f s",
@@ -502,24 +506,14 @@ def build_app(
         for _ in effects.scored:
             PROCESSING.observe(each)
 
-    def account_inputs_of(events: list[Any]) -> Iterator[Input]:
-        for event in events:
-            message = event.message
-            yield Input(
-                message.topic,
-                message.partition,
-                message.offset,
-                message.key,
-                message.value,
-                int(message.timestamp * 1000) if message.timestamp else None,
-                headers=headers_of(message.headers),
-            )
-
     def inputs_of(events: list[Any]) -> Iterator[Input]:
-        ticks, handoffs, requests = (
+        """Either agent's records as the steps take them (headers only where a step reads
+        them: hand-offs, and account updates with their tick header)."""
+        ticks, handoffs, requests, updates = (
             settings.ticks_topic,
             settings.handoff_topic,
             settings.privacy_topic,
+            settings.account_updates_topic,
         )
         for event in events:
             message = event.message
@@ -534,7 +528,7 @@ def build_app(
                 tick=message.topic == ticks,
                 handoff=handed,
                 privacy=message.topic == requests,
-                headers=headers_of(message.headers) if handed else (),
+                headers=headers_of(message.headers) if handed or message.topic == updates else (),
             )
 
     # at_least_once: outputs through librdkafka, a delivery fence per batch (stream.sender);
@@ -572,14 +566,16 @@ def build_app(
             if not key.startswith(SUPPRESSED_PREFIX):
                 ranks.put(partition, key.decode("utf-8"), record)
 
-    def finish(effects: Effects, started: float) -> None:
-        for line in effects.logs:
+    def write_logs(lines: Iterable[Any]) -> None:
+        for line in lines:
             log.log(log_levels[line.level], line.message, *line.args)
+
+    def finish(effects: Effects, started: float) -> None:
+        write_logs(effects.logs)
         observe(effects, started)
 
     def finish_accounts(effects: AccountEffects, started: float) -> None:
-        for line in effects.logs:
-            log.log(log_levels[line.level], line.message, *line.args)
+        write_logs(effects.logs)
         for reason, count in effects.dead_letters.items():
             DEAD_LETTERS.labels(reason).inc(count)
         if metrics_on:
@@ -598,7 +594,7 @@ def build_app(
 
     def score_accounts(events: list[Any], read: Callable[[int, bytes], Any]) -> AccountEffects:
         effects = process_accounts(
-            account_inputs_of(events),
+            inputs_of(events),
             read,
             account_timers,
             rules,
