@@ -40,10 +40,6 @@ def member_key(account_id: str, contact_id: str) -> bytes:
     return b"m\x00" + account_id.encode("utf-8") + b"\x00" + contact_id.encode("utf-8")
 
 
-def member_prefix(account_id: str) -> bytes:
-    return b"m\x00" + account_id.encode("utf-8") + b"\x00"
-
-
 def is_account_key(key: bytes) -> bool:
     return key.startswith(b"a\x00")
 
