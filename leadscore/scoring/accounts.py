@@ -49,7 +49,7 @@ from typing import Any
 
 import msgspec
 
-from leadscore.scoring.engine import ROUNDING
+from leadscore.scoring.engine import ROUNDING, next_seq
 from leadscore.scoring.ranking import current_from_key, rank_key
 from leadscore.scoring.records import LeadRecord, out
 from leadscore.scoring.rules import Rules
@@ -393,9 +393,7 @@ def assess(
     actions = []
 
     def add(kind: str, name: str) -> None:
-        seq_key = f"{kind}:{name}"
-        seq = updated.action_seq.get(seq_key, 0)
-        updated.action_seq[seq_key] = seq + 1
+        seq = next_seq(updated.action_seq, kind, name)
         actions.append(
             AccountAction(
                 action_id=f"{updated.account_id}:{kind}:{name}:{seq}",

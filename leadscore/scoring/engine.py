@@ -494,6 +494,15 @@ def _assess(
     return actions
 
 
+def next_seq(action_seq: dict[str, int], kind: str, name: str) -> int:
+    """The sequence number of the next action of (kind, name), counted in ``action_seq``
+    (an action id names it, so a replay gives the same id)."""
+    seq_key = f"{kind}:{name}"
+    seq = action_seq.get(seq_key, 0)
+    action_seq[seq_key] = seq + 1
+    return seq
+
+
 def _action(
     before: LeadRecord,
     updated: LeadRecord,
@@ -507,9 +516,7 @@ def _action(
     now_ms: int,
 ) -> LeadAction:
     """The next action of (kind, name) for ``updated``, counted in its action sequence."""
-    seq_key = f"{kind}:{name}"
-    seq = updated.action_seq.get(seq_key, 0)
-    updated.action_seq[seq_key] = seq + 1
+    seq = next_seq(updated.action_seq, kind, name)
     return LeadAction(
         action_id=action_id(updated.contact_id, kind, name, seq),
         contact_id=updated.contact_id,
