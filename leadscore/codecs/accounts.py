@@ -16,6 +16,7 @@ accounts carries the ``leadscore.tick`` header instead.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -23,6 +24,8 @@ import orjson
 
 from leadscore.errors import InvalidEvent
 from leadscore.scoring.accounts import AccountRecord, Member, Share, Tracked
+from leadscore.scoring.engine import MAX_TRAIT_CHARS
+from leadscore.scoring.events import id_problem
 
 VERSION = 1
 TICK_HEADER = "leadscore.tick"
@@ -127,4 +130,14 @@ def decode_share(key: bytes | None, value: bytes | None) -> Share:
         raise InvalidEvent(UNREADABLE_SHARE, f"not an account update: {error}") from None
     if key is None or key != share.account_id.encode("utf-8"):
         raise InvalidEvent(UNREADABLE_SHARE, "the record's key is not its account id")
+    # The ids end up in account records and states: the rule events are checked with, so
+    # no record written to this topic can make an output too large to send.
+    for field, text in (("account_id", share.account_id), ("contact_id", share.contact_id)):
+        problem = id_problem(text)
+        if problem:
+            raise InvalidEvent(UNREADABLE_SHARE, f"{field} {problem}")
+    if share.persona is not None and len(share.persona) > MAX_TRAIT_CHARS:
+        raise InvalidEvent(UNREADABLE_SHARE, f"persona is longer than {MAX_TRAIT_CHARS} characters")
+    if not math.isfinite(share.score):
+        raise InvalidEvent(UNREADABLE_SHARE, "score is not a finite number")
     return share

@@ -286,10 +286,12 @@ def test_an_unreadable_update_is_dead_lettered_and_the_batch_goes_on() -> None:
     records = [
         Input(TOPIC, 0, 0, b"acme", b"not json"),
         Input(TOPIC, 0, 1, b"other", orjson.dumps(good.to_dict())),  # key is not its account
+        *inputs([Share("acme", "x" * 300, 1.0, T0, 1)]),  # an id events could not have
+        *inputs([Share("acme", "eve", math.inf, T0, 1)]),
         *inputs([good]),
     ]
     outputs, table = run(records, [], T0)
-    assert [d for d, _, _ in outputs[:2]] == ["dlq", "dlq"]
+    assert [d for d, _, _ in outputs[:4]] == ["dlq", "dlq", "dlq", "dlq"]
     assert decode_account(table[account_key("acme")]).contacts == 1
     assert member_key("acme", "ada") in table
 
